@@ -1,0 +1,206 @@
+#!/usr/bin/env python3
+"""Baseline benchmark of Python ProxyStore 1.1.0 (``pip install proxystore==1.1.0``).
+
+Measures ``Store.put`` / ``Store.get`` / put+get round trips of ``bytes``
+payloads so the numbers can be compared with the Rust ``proxystore bench``.
+
+Notes on the ProxyStore 1.1.0 API (checked against the installed source):
+
+* ``Store(name, connector, *, serializer=None, deserializer=None,
+  cache_size=16, metrics=False, populate_target=True, register=False)``.
+  ``register`` already defaults to False and ``metrics`` to False (no metric
+  bookkeeping); we pass ``cache_size=0`` so every ``get`` hits the connector
+  (``LRUCache.set`` is a no-op when ``maxsize == 0``).
+* ``Store.put(obj)`` runs ``proxystore.serialize.serialize``: for ``bytes``
+  (exactly ``bytes``; a ``bytearray``/``memoryview`` would be *pickled*) it
+  writes the 3-byte header ``b'BS\\n'`` followed by the payload into an
+  ``io.BytesIO`` and returns ``getvalue()`` (so at least one full copy), then
+  calls ``connector.put(serialized)`` under the store's RLock.
+* ``Store.get(key)`` calls ``connector.get(key)`` (``LocalConnector``: dict
+  lookup, no copy; ``FileConnector``: ``open(path, 'rb').read()`` after
+  checking a ``<key>.ready`` marker file) and then ``deserialize``, which
+  ``readline()``s the header and ``read()``s the rest (another full copy).
+* ``Store.evict(key)`` removes the object (``FileConnector``: data file and
+  marker). ``Store.close()`` closes the connector; ``FileConnector`` (default
+  ``clear=True``) then deletes its ``store_dir``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+
+from proxystore.connectors.file import FileConnector
+from proxystore.connectors.local import LocalConnector
+from proxystore.store import Store
+
+DEFAULT_SIZES = '1KiB,64KiB,1MiB,16MiB,64MiB'
+DEFAULT_CONNECTORS = 'local,file,shm'
+OPS = ('put', 'get', 'roundtrip')
+WARMUP = 2
+ADAPTIVE_BYTES = 256 * 2**20
+PAGE = 4096
+_UNITS = {'': 1, 'b': 1, 'kib': 2**10, 'mib': 2**20, 'gib': 2**30}
+
+
+def parse_size(text: str) -> int:
+    """Parse ``'64KiB'``, ``'1MiB'``, ``'2GiB'`` or a plain byte count."""
+    m = re.fullmatch(r'\s*(\d+)\s*([A-Za-z]*)\s*', text)
+    if m is None or m.group(2).lower() not in _UNITS:
+        raise argparse.ArgumentTypeError(f'invalid size: {text!r}')
+    return int(m.group(1)) * _UNITS[m.group(2).lower()]
+
+
+def fmt_size(n: int) -> str:
+    for unit, mult in (('GiB', 2**30), ('MiB', 2**20), ('KiB', 2**10)):
+        if n >= mult and n % mult == 0:
+            return f'{n // mult}{unit}'
+    return f'{n}B'
+
+
+def fmt_ns(ns: float) -> str:
+    for unit, div in (('s', 1e9), ('ms', 1e6), ('us', 1e3)):
+        if ns >= div:
+            return f'{ns / div:.2f} {unit}'
+    return f'{ns:.0f} ns'
+
+
+def touch(buf: bytes) -> int:
+    """Read one byte every 4096 bytes so lazily mapped data is paged in."""
+    return len(buf[::PAGE])
+
+
+def make_store(kind: str) -> tuple[Store, str | None]:
+    """Create a cache-less Store for ``kind``; returns (store, temp dir)."""
+    if kind == 'local':
+        return Store('bench-local', LocalConnector(), cache_size=0), None
+    base = None if kind == 'file' else '/dev/shm'
+    tmp = tempfile.mkdtemp(prefix='proxystore-py-bench-', dir=base)
+    return Store(f'bench-{kind}', FileConnector(tmp), cache_size=0), tmp
+
+
+def run_op(store: Store, op: str, data: bytes, iters: int) -> list[int]:
+    """Return ``iters`` timed samples (ns) after ``WARMUP`` untimed ones."""
+    clock = time.perf_counter_ns
+    samples: list[int] = []
+    if op == 'get':
+        key = store.put(data)  # untimed
+        for i in range(WARMUP + iters):
+            t0 = clock()
+            out = store.get(key)
+            touch(out)
+            t1 = clock()
+            if i == 0 and out != data:
+                raise RuntimeError('get returned wrong data')
+            del out
+            if i >= WARMUP:
+                samples.append(t1 - t0)
+        store.evict(key)
+        return samples
+    for i in range(WARMUP + iters):
+        t0 = clock()
+        key = store.put(data)
+        if op == 'roundtrip':
+            out = store.get(key)
+            touch(out)
+        t1 = clock()
+        if op == 'roundtrip':
+            if i == 0 and out != data:
+                raise RuntimeError('roundtrip returned wrong data')
+            del out
+        store.evict(key)  # untimed
+        if i >= WARMUP:
+            samples.append(t1 - t0)
+    return samples
+
+
+def summarize(kind: str, op: str, size: int, samples: list[int]) -> dict:
+    ordered = sorted(samples)
+    median = int(round(statistics.median(ordered)))
+    p99 = ordered[max(1, math.ceil(0.99 * len(ordered))) - 1]  # nearest rank
+    return {
+        'connector': f'py-{kind}',
+        'op': op,
+        'size_bytes': size,
+        'iterations': len(samples),
+        'median_ns': median,
+        'p99_ns': p99,
+        'gib_per_s': size / (median / 1e9) / 2**30 if median else 0.0,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument(
+        '--sizes', default=DEFAULT_SIZES,
+        help=f'comma-separated payload sizes (default: {DEFAULT_SIZES})',
+    )
+    parser.add_argument(
+        '--connector', default=DEFAULT_CONNECTORS,
+        help='comma-separated connectors: local, file, shm '
+        f'(default: {DEFAULT_CONNECTORS})',
+    )
+    parser.add_argument(
+        '--iterations', type=int, default=None,
+        help='timed iterations per case (default: clamp(256MiB/size, 5, 1000))',
+    )
+    parser.add_argument('--json', metavar='FILE', help='write results as JSON')
+    args = parser.parse_args()
+
+    try:
+        sizes = [parse_size(s) for s in args.sizes.split(',') if s.strip()]
+    except argparse.ArgumentTypeError as e:
+        parser.error(str(e))
+    kinds = [c.strip() for c in args.connector.split(',') if c.strip()]
+    for kind in kinds:
+        if kind not in ('local', 'file', 'shm'):
+            parser.error(f'unknown connector: {kind!r}')
+    if 'shm' in kinds and not os.path.isdir('/dev/shm'):
+        print('warning: /dev/shm not available, skipping shm', file=sys.stderr)
+        kinds.remove('shm')
+
+    payloads = {size: os.urandom(size) for size in sizes}
+    results: list[dict] = []
+    header = f'{"connector":<10} {"op":<10} {"size":>7} {"median":>11} ' \
+        f'{"p99":>11} {"GiB/s":>8}'
+    print(header)
+    print('-' * len(header))
+    for kind in kinds:
+        store, tmp = make_store(kind)
+        try:
+            for op in OPS:
+                for size in sizes:
+                    iters = args.iterations or min(
+                        max(ADAPTIVE_BYTES // size, 5), 1000,
+                    )
+                    samples = run_op(store, op, payloads[size], iters)
+                    r = summarize(kind, op, size, samples)
+                    results.append(r)
+                    print(
+                        f'{r["connector"]:<10} {op:<10} {fmt_size(size):>7} '
+                        f'{fmt_ns(r["median_ns"]):>11} '
+                        f'{fmt_ns(r["p99_ns"]):>11} {r["gib_per_s"]:>8.3f}',
+                        flush=True,
+                    )
+        finally:
+            store.close()
+            if tmp is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
+
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump(results, f, indent=2)
+            f.write('\n')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

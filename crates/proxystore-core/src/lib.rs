@@ -1,0 +1,41 @@
+//! Core of proxystore-rs.
+//!
+//! A producer puts an object into a [`Store`] and hands a small [`Proxy`]
+//! (store config + key) to a consumer; the consumer's first use of the proxy
+//! fetches the bytes through the store's [`Connector`] and decodes them, in
+//! whatever process it runs. Connectors (file, Redis, ZeroMQ, UCX, ...) live
+//! in their own crates; [`LocalConnector`] is built in.
+
+mod blocking;
+pub mod codec;
+pub mod connector;
+pub mod error;
+pub mod future;
+pub mod key;
+pub mod lifetime;
+pub mod local;
+pub mod metrics;
+pub mod ownership;
+pub mod proxy;
+pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use bytes::Bytes;
+pub use codec::Codec;
+pub use connector::{
+    connector_from_config, register_connector, registered_connectors, Capabilities, Connector,
+    ConnectorConfig, ConnectorFactory, DeferrableConnector,
+};
+pub use error::{Error, Result};
+pub use future::StoreFuture;
+pub use key::{Key, ObjectId};
+pub use lifetime::{LeaseLifetime, Lifetime, ScopeLifetime, StaticLifetime};
+pub use local::LocalConnector;
+pub use metrics::{MetricsSnapshot, Op, OpStats};
+pub use ownership::{OwnedProxy, RefProxy};
+pub use proxy::{Proxy, ProxyFactory};
+pub use store::{
+    get_or_create_store, get_store, register_store, unregister_store, Store, StoreBuilder,
+    StoreConfig,
+};

@@ -1,0 +1,208 @@
+//! `Proxy<T>`: a small, serializable reference to an object in a store that
+//! fetches and decodes the object on first use.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::Deref;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use once_cell::sync::OnceCell;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::error::{Error, Result};
+use crate::key::Key;
+use crate::store::{get_or_create_store, Store, StoreConfig, MAX_POLL_INTERVAL};
+
+/// Everything needed to resolve a proxy in any process: the store's config,
+/// the key, and how to resolve.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ProxyFactory {
+    /// Store the object is in (name, connector config, codec).
+    pub store: StoreConfig,
+    /// The object's key.
+    pub key: Key,
+    /// Evict the object after the first resolution.
+    #[serde(default)]
+    pub evict: bool,
+    /// Wait up to this many milliseconds for the object to appear (futures).
+    #[serde(default)]
+    pub wait_ms: Option<u64>,
+}
+
+impl ProxyFactory {
+    /// A factory for `key` in the store described by `store`.
+    pub fn new(store: StoreConfig, key: Key) -> Self {
+        ProxyFactory { store, key, evict: false, wait_ms: None }
+    }
+
+    /// Sets whether resolution evicts the object.
+    pub fn evict_on_resolve(mut self, evict: bool) -> Self {
+        self.evict = evict;
+        self
+    }
+
+    /// Makes resolution wait up to `timeout` for the object to be set.
+    pub fn wait_for(mut self, timeout: Duration) -> Self {
+        self.wait_ms = Some(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX));
+        self
+    }
+
+    /// The store to resolve through: the registered store of that name, or
+    /// one built from the config (and registered for the next proxies).
+    pub fn store(&self) -> Result<Store> {
+        get_or_create_store(&self.store)
+    }
+
+    /// Fetches and decodes the object.
+    pub fn resolve<T: DeserializeOwned + 'static>(&self) -> Result<T> {
+        let store = self.store()?;
+        let data = match self.wait_ms {
+            None => store.get_bytes(&self.key)?,
+            Some(ms) => Some(poll_until_set(&store, &self.key, Duration::from_millis(ms))?),
+        };
+        let data = data.ok_or_else(|| Error::NotFound {
+            store: self.store.name.clone(),
+            key: self.key.to_string(),
+        })?;
+        let value = store.codec().decode(data)?;
+        if self.evict {
+            store.evict(&self.key)?;
+        }
+        Ok(value)
+    }
+}
+
+/// Polls `key` with exponential backoff until it has data or `timeout` passes.
+pub(crate) fn poll_until_set(store: &Store, key: &Key, timeout: Duration) -> Result<Bytes> {
+    let deadline = Instant::now() + timeout;
+    let mut pause = Duration::from_micros(50);
+    loop {
+        if let Some(data) = store.get_bytes(key)? {
+            return Ok(data);
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(Error::Timeout {
+                connector: store.connector().kind().to_owned(),
+                op: "wait for future result",
+                after: timeout,
+            });
+        }
+        std::thread::sleep(pause.min(deadline - now));
+        pause = (pause * 2).min(MAX_POLL_INTERVAL);
+    }
+}
+
+/// A lazily resolved reference to a `T` in a store.
+///
+/// A proxy is tiny (store config + key) and serializes as its factory, so it
+/// can be sent to another process and resolved there. The first use
+/// ([`Deref`], [`resolve`](Self::resolve), [`resolve_async`](Self::resolve_async))
+/// fetches and decodes the object once; later uses are free.
+///
+/// `Deref` panics if the object cannot be fetched (the message names store
+/// and key); use [`resolve`](Self::resolve) to get the error instead.
+pub struct Proxy<T> {
+    factory: ProxyFactory,
+    target: OnceCell<T>,
+    _marker: PhantomData<fn() -> T>,
+}
+
+impl<T> Proxy<T> {
+    /// An unresolved proxy built from a factory.
+    pub fn from_factory(factory: ProxyFactory) -> Self {
+        Proxy { factory, target: OnceCell::new(), _marker: PhantomData }
+    }
+
+    /// The proxy's factory.
+    pub fn factory(&self) -> &ProxyFactory {
+        &self.factory
+    }
+
+    /// The object's key.
+    pub fn key(&self) -> &Key {
+        &self.factory.key
+    }
+
+    /// Whether the object has been fetched into this proxy.
+    pub fn is_resolved(&self) -> bool {
+        self.target.get().is_some()
+    }
+}
+
+impl<T: DeserializeOwned + 'static> Proxy<T> {
+    /// Fetches the object if that has not happened yet and returns it.
+    pub fn resolve(&self) -> Result<&T> {
+        self.target.get_or_try_init(|| self.factory.resolve())
+    }
+
+    /// The object, fetched if needed, moved out of the proxy.
+    pub fn into_inner(self) -> Result<T> {
+        match self.target.into_inner() {
+            Some(value) => Ok(value),
+            None => self.factory.resolve(),
+        }
+    }
+
+    /// Resolves from async code without blocking the runtime: the fetch runs
+    /// on its own thread and this future waits for it.
+    pub async fn resolve_async(&self) -> Result<&T>
+    where
+        T: Send,
+    {
+        if let Some(value) = self.target.get() {
+            return Ok(value);
+        }
+        let factory = self.factory.clone();
+        let task = crate::blocking::spawn_blocking(move || factory.resolve::<T>())
+            .map_err(|e| Error::io("spawning a proxy resolution thread", e))?;
+        let value = task.await?;
+        // If another resolution won the race, keep its value.
+        let _ = self.target.set(value);
+        Ok(self.target.get().expect("target was just set"))
+    }
+}
+
+impl<T: DeserializeOwned + 'static> Deref for Proxy<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        match self.resolve() {
+            Ok(value) => value,
+            Err(e) => panic!(
+                "failed to resolve proxy of key {} in store '{}': {e}",
+                self.factory.key, self.factory.store.name
+            ),
+        }
+    }
+}
+
+impl<T: Clone> Clone for Proxy<T> {
+    fn clone(&self) -> Self {
+        Proxy { factory: self.factory.clone(), target: self.target.clone(), _marker: PhantomData }
+    }
+}
+
+impl<T> fmt::Debug for Proxy<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Proxy")
+            .field("store", &self.factory.store.name)
+            .field("key", &self.factory.key)
+            .field("resolved", &self.is_resolved())
+            .finish()
+    }
+}
+
+impl<T> Serialize for Proxy<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.factory.serialize(s)
+    }
+}
+
+impl<'de, T> Deserialize<'de> for Proxy<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        ProxyFactory::deserialize(d).map(Proxy::from_factory)
+    }
+}

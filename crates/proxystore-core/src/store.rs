@@ -1,0 +1,385 @@
+//! `Store`: a named connector plus codec, cache, metrics and tracing, and the
+//! process-wide store registry.
+
+use std::collections::HashMap;
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use lru::LruCache;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tracing::field::Empty;
+
+use crate::codec::Codec;
+use crate::connector::{connector_from_config, Connector, ConnectorConfig};
+use crate::error::{Error, Result};
+use crate::future::StoreFuture;
+use crate::key::Key;
+use crate::lifetime::Lifetime;
+use crate::metrics::{Metrics, MetricsSnapshot, Op};
+use crate::ownership::OwnedProxy;
+use crate::proxy::{Proxy, ProxyFactory};
+
+/// Everything another process needs to rebuild an equivalent store.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct StoreConfig {
+    /// Store name (the registry key).
+    pub name: String,
+    /// The connector's configuration.
+    pub connector: ConnectorConfig,
+    /// Codec for typed values.
+    pub codec: Codec,
+    /// LRU cache size in objects (0 = off).
+    pub cache_size: usize,
+}
+
+#[derive(Debug)]
+struct Inner {
+    name: String,
+    connector: Arc<dyn Connector>,
+    codec: Codec,
+    cache_size: usize,
+    cache: Option<Mutex<LruCache<Key, Bytes>>>,
+    metrics: Metrics,
+}
+
+/// A named store: puts values through a connector and hands out proxies.
+///
+/// Cloning is cheap (a reference count); clones share connector, cache and
+/// metrics.
+#[derive(Clone, Debug)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+/// Builds a [`Store`] with non-default settings.
+#[derive(Debug)]
+pub struct StoreBuilder {
+    name: String,
+    connector: Arc<dyn Connector>,
+    codec: Codec,
+    cache_size: usize,
+}
+
+impl StoreBuilder {
+    /// Sets the codec (default [`Codec::Bincode`]).
+    pub fn codec(mut self, codec: Codec) -> Self {
+        self.codec = codec;
+        self
+    }
+
+    /// Sets the LRU cache size in objects; 0 turns the cache off (default 16).
+    pub fn cache_size(mut self, entries: usize) -> Self {
+        self.cache_size = entries;
+        self
+    }
+
+    /// Builds the store (not registered; see [`register_store`]).
+    pub fn build(self) -> Store {
+        let cache = NonZeroUsize::new(self.cache_size).map(|n| Mutex::new(LruCache::new(n)));
+        Store {
+            inner: Arc::new(Inner {
+                name: self.name,
+                connector: self.connector,
+                codec: self.codec,
+                cache_size: self.cache_size,
+                cache,
+                metrics: Metrics::default(),
+            }),
+        }
+    }
+}
+
+impl Store {
+    /// A store with default settings over `connector`.
+    pub fn new(name: impl Into<String>, connector: impl Connector + 'static) -> Store {
+        Store::builder(name, Arc::new(connector)).build()
+    }
+
+    /// A builder for a store over `connector`.
+    pub fn builder(name: impl Into<String>, connector: Arc<dyn Connector>) -> StoreBuilder {
+        StoreBuilder { name: name.into(), connector, codec: Codec::default(), cache_size: 16 }
+    }
+
+    /// Builds a store from a config, rebuilding its connector.
+    pub fn from_config(config: &StoreConfig) -> Result<Store> {
+        let connector: Arc<dyn Connector> = Arc::from(connector_from_config(&config.connector)?);
+        Ok(Store::builder(config.name.clone(), connector)
+            .codec(config.codec)
+            .cache_size(config.cache_size)
+            .build())
+    }
+
+    /// The store's config.
+    pub fn config(&self) -> StoreConfig {
+        StoreConfig {
+            name: self.inner.name.clone(),
+            connector: self.inner.connector.config(),
+            codec: self.inner.codec,
+            cache_size: self.inner.cache_size,
+        }
+    }
+
+    /// The store's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The store's connector.
+    pub fn connector(&self) -> &Arc<dyn Connector> {
+        &self.inner.connector
+    }
+
+    /// The store's codec.
+    pub fn codec(&self) -> Codec {
+        self.inner.codec
+    }
+
+    /// A copy of the store's metrics.
+    pub fn metrics(&self) -> MetricsSnapshot {
+        self.inner.metrics.snapshot()
+    }
+
+    /// Runs one instrumented operation: a tracing span (store, connector, op,
+    /// key, bytes) and a metrics record. `f` returns its result and the
+    /// number of bytes it moved.
+    fn instrumented<R>(
+        &self,
+        op: Op,
+        key: Option<&Key>,
+        f: impl FnOnce(&tracing::Span) -> Result<(R, u64)>,
+    ) -> Result<R> {
+        let span = tracing::debug_span!(
+            "store",
+            store = %self.inner.name,
+            connector = self.inner.connector.kind(),
+            op = op.name(),
+            key = Empty,
+            bytes = Empty,
+        );
+        if let Some(k) = key {
+            span.record("key", tracing::field::display(k));
+        }
+        let _guard = span.enter();
+        let start = Instant::now();
+        let (value, bytes) = f(&span)?;
+        self.inner.metrics.record(op, start.elapsed(), bytes);
+        span.record("bytes", bytes);
+        Ok(value)
+    }
+
+    /// Encodes `value` with the store's codec and puts it.
+    pub fn put<T: Serialize + 'static>(&self, value: &T) -> Result<Key> {
+        let data = self.inner.codec.encode(value)?;
+        self.put_bytes(data)
+    }
+
+    /// Puts raw bytes (no encoding, no copy for `Bytes` or `Vec<u8>`).
+    pub fn put_bytes(&self, data: impl Into<Bytes>) -> Result<Key> {
+        let data = data.into();
+        self.instrumented(Op::Put, None, |span| {
+            let len = data.len() as u64;
+            let key = self.inner.connector.put(data)?;
+            span.record("key", tracing::field::display(&key));
+            Ok((key, len))
+        })
+    }
+
+    /// Gets and decodes the value under `key`; `Ok(None)` if there is none.
+    pub fn get<T: DeserializeOwned + 'static>(&self, key: &Key) -> Result<Option<T>> {
+        self.get_bytes(key)?.map(|b| self.inner.codec.decode(b)).transpose()
+    }
+
+    /// Gets the raw bytes under `key`, through the cache.
+    pub fn get_bytes(&self, key: &Key) -> Result<Option<Bytes>> {
+        self.instrumented(Op::Get, Some(key), |_| {
+            if let Some(cache) = &self.inner.cache {
+                let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(hit) = cache.get(key) {
+                    return Ok((Some(hit.clone()), hit.len() as u64));
+                }
+            }
+            let data = self.inner.connector.get(key)?;
+            if let (Some(cache), Some(d)) = (&self.inner.cache, &data) {
+                let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
+                cache.put(key.clone(), d.clone());
+            }
+            let len = data.as_ref().map_or(0, |d| d.len() as u64);
+            Ok((data, len))
+        })
+    }
+
+    /// Whether an object exists under `key`.
+    pub fn exists(&self, key: &Key) -> Result<bool> {
+        self.instrumented(Op::Exists, Some(key), |_| {
+            if let Some(cache) = &self.inner.cache {
+                let cache = cache.lock().unwrap_or_else(|e| e.into_inner());
+                if cache.contains(key) {
+                    return Ok((true, 0));
+                }
+            }
+            Ok((self.inner.connector.exists(key)?, 0))
+        })
+    }
+
+    /// Evicts the object under `key` from the cache and the connector.
+    pub fn evict(&self, key: &Key) -> Result<()> {
+        self.instrumented(Op::Evict, Some(key), |_| {
+            if let Some(cache) = &self.inner.cache {
+                cache.lock().unwrap_or_else(|e| e.into_inner()).pop(key);
+            }
+            self.inner.connector.evict(key)?;
+            Ok(((), 0))
+        })
+    }
+
+    /// Encodes and puts several values in one connector batch.
+    pub fn put_batch<T: Serialize + 'static>(&self, values: &[T]) -> Result<Vec<Key>> {
+        let data =
+            values.iter().map(|v| self.inner.codec.encode(v)).collect::<Result<Vec<Bytes>>>()?;
+        self.instrumented(Op::PutBatch, None, |_| {
+            let len = data.iter().map(|d| d.len() as u64).sum();
+            Ok((self.inner.connector.put_batch(data)?, len))
+        })
+    }
+
+    /// Gets and decodes several values in one connector batch.
+    pub fn get_batch<T: DeserializeOwned + 'static>(&self, keys: &[Key]) -> Result<Vec<Option<T>>> {
+        let data = self.instrumented(Op::GetBatch, None, |_| {
+            let data = self.inner.connector.get_batch(keys)?;
+            let len = data.iter().flatten().map(|d| d.len() as u64).sum();
+            Ok((data, len))
+        })?;
+        data.into_iter().map(|d| d.map(|b| self.inner.codec.decode(b)).transpose()).collect()
+    }
+
+    /// The factory a proxy of `key` in this store carries.
+    pub(crate) fn factory(&self, key: Key) -> ProxyFactory {
+        ProxyFactory::new(self.config(), key)
+    }
+
+    /// Puts `value` and returns a proxy of it.
+    pub fn proxy<T: Serialize + 'static>(&self, value: &T) -> Result<Proxy<T>> {
+        let key = self.put(value)?;
+        Ok(Proxy::from_factory(self.factory(key)))
+    }
+
+    /// Puts `value` and returns a proxy that evicts the object after its
+    /// first resolution (for objects read exactly once).
+    pub fn proxy_evict_on_resolve<T: Serialize + 'static>(&self, value: &T) -> Result<Proxy<T>> {
+        let key = self.put(value)?;
+        Ok(Proxy::from_factory(self.factory(key).evict_on_resolve(true)))
+    }
+
+    /// Puts several values in one batch and returns their proxies.
+    pub fn proxy_batch<T: Serialize + 'static>(&self, values: &[T]) -> Result<Vec<Proxy<T>>> {
+        let keys = self.put_batch(values)?;
+        Ok(keys.into_iter().map(|k| Proxy::from_factory(self.factory(k))).collect())
+    }
+
+    /// A proxy of an object already in the store.
+    pub fn proxy_from_key<T>(&self, key: Key) -> Proxy<T> {
+        Proxy::from_factory(self.factory(key))
+    }
+
+    /// Puts `value` and returns a proxy that owns it: the object is evicted
+    /// when the proxy is dropped.
+    pub fn owned_proxy<T: Serialize + 'static>(&self, value: &T) -> Result<OwnedProxy<T>> {
+        let key = self.put(value)?;
+        Ok(OwnedProxy::new(self.clone(), self.factory(key)))
+    }
+
+    /// Puts `value`, binds its key to `lifetime` (which evicts it when the
+    /// lifetime ends) and returns a proxy of it.
+    pub fn proxy_with_lifetime<T: Serialize + 'static>(
+        &self,
+        value: &T,
+        lifetime: &dyn Lifetime,
+    ) -> Result<Proxy<T>> {
+        if lifetime.done() {
+            return Err(Error::LifetimeEnded);
+        }
+        let key = self.put(value)?;
+        if let Err(e) = lifetime.add_key(self, key.clone()) {
+            let _ = self.evict(&key);
+            return Err(e);
+        }
+        Ok(Proxy::from_factory(self.factory(key)))
+    }
+
+    /// A future: a key whose value a producer sets later (with
+    /// [`StoreFuture::set`]) and consumers wait on. Needs a connector that
+    /// can name keys before their data exists.
+    pub fn future<T>(&self) -> Result<StoreFuture<T>> {
+        let connector = self.inner.connector.as_deferrable().ok_or_else(|| Error::Unsupported {
+            connector: self.inner.connector.kind().to_owned(),
+            op: "future (needs a deferrable connector)",
+        })?;
+        let key = connector.new_key()?;
+        Ok(StoreFuture::new(self.factory(key)))
+    }
+
+    /// Stores `data` under a key from the connector's `new_key`.
+    pub(crate) fn set_bytes(&self, key: &Key, data: Bytes) -> Result<()> {
+        let connector = self.inner.connector.as_deferrable().ok_or_else(|| Error::Unsupported {
+            connector: self.inner.connector.kind().to_owned(),
+            op: "set",
+        })?;
+        self.instrumented(Op::Put, Some(key), |_| {
+            let len = data.len() as u64;
+            connector.set(key, data)?;
+            Ok(((), len))
+        })
+    }
+
+    /// Closes the connector. Later operations fail with [`Error::Closed`].
+    pub fn close(&self) -> Result<()> {
+        if let Some(cache) = &self.inner.cache {
+            cache.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        }
+        self.inner.connector.close()
+    }
+}
+
+fn registry() -> &'static RwLock<HashMap<String, Store>> {
+    static REGISTRY: OnceLock<RwLock<HashMap<String, Store>>> = OnceLock::new();
+    REGISTRY.get_or_init(Default::default)
+}
+
+/// Registers `store` under its name so proxies resolved in this process use
+/// it (and its connections and cache) instead of building a new one.
+pub fn register_store(store: &Store) -> Result<()> {
+    let mut map = registry().write().unwrap_or_else(|e| e.into_inner());
+    if map.contains_key(store.name()) {
+        return Err(Error::StoreExists(store.name().to_owned()));
+    }
+    map.insert(store.name().to_owned(), store.clone());
+    Ok(())
+}
+
+/// The registered store named `name`.
+pub fn get_store(name: &str) -> Option<Store> {
+    registry().read().unwrap_or_else(|e| e.into_inner()).get(name).cloned()
+}
+
+/// Removes the store named `name` from the registry and returns it.
+pub fn unregister_store(name: &str) -> Option<Store> {
+    registry().write().unwrap_or_else(|e| e.into_inner()).remove(name)
+}
+
+/// The registered store of `config.name`, or a new one built from `config`
+/// and registered.
+pub fn get_or_create_store(config: &StoreConfig) -> Result<Store> {
+    if let Some(store) = get_store(&config.name) {
+        return Ok(store);
+    }
+    let store = Store::from_config(config)?;
+    let mut map = registry().write().unwrap_or_else(|e| e.into_inner());
+    // Another thread may have registered it while we built ours.
+    Ok(map.entry(config.name.clone()).or_insert(store).clone())
+}
+
+/// How long `Store` waits between polls of a future's key, at most.
+pub(crate) const MAX_POLL_INTERVAL: Duration = Duration::from_millis(50);

@@ -1,0 +1,228 @@
+//! The connector conformance suite (feature `testing`).
+//!
+//! Every connector crate runs it from its tests with
+//! [`conformance_tests!`](crate::conformance_tests), which expands to one
+//! `#[test]` per case so a failure names the case and the connector. Each
+//! case is also a plain function taking the connector under test.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::connector::{connector_from_config, Connector};
+use crate::error::Error;
+use crate::key::Key;
+use crate::store::{unregister_store, Store};
+use crate::Proxy;
+
+/// Expands to one `#[test]` per conformance case, each on a fresh connector
+/// made by evaluating `$make` (an expression of a type implementing
+/// `Connector`).
+#[macro_export]
+macro_rules! conformance_tests {
+    ($make:expr) => {
+        $crate::conformance_tests!(@cases $make;
+            put_get_round_trip,
+            get_missing_is_none,
+            exists_follows_put_and_evict,
+            evict_is_idempotent,
+            batch_round_trip,
+            empty_value,
+            large_value,
+            concurrent_threads,
+            key_text_round_trip,
+            config_rebuilds_connector,
+            use_after_close_fails,
+            deferrable_keys,
+            proxy_resolves_from_config,
+        );
+    };
+    (@cases $make:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $case() {
+                let connector: ::std::sync::Arc<dyn $crate::Connector> =
+                    ::std::sync::Arc::new($make);
+                $crate::testing::$case(connector);
+            }
+        )*
+    };
+}
+
+/// Deterministic test data of `len` bytes, different for each `seed`.
+pub fn pattern(len: usize, seed: u64) -> Bytes {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len);
+    while out.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let take = (len - out.len()).min(8);
+        out.extend_from_slice(&state.to_le_bytes()[..take]);
+    }
+    Bytes::from(out)
+}
+
+/// What is put can be got back, byte for byte.
+pub fn put_get_round_trip(c: Arc<dyn Connector>) {
+    for (i, len) in [1usize, 100, 4096, 100_000].into_iter().enumerate() {
+        let data = pattern(len, i as u64);
+        let key = c.put(data.clone()).expect("put");
+        assert_eq!(c.get(&key).expect("get").as_ref(), Some(&data), "{len} bytes");
+    }
+}
+
+/// A key that was never put reads as `None`, not an error.
+pub fn get_missing_is_none(c: Arc<dyn Connector>) {
+    let key = c.put(pattern(10, 1)).expect("put");
+    c.evict(&key).expect("evict");
+    assert_eq!(c.get(&key).expect("get evicted"), None);
+    assert!(!c.exists(&key).expect("exists evicted"));
+}
+
+/// `exists` is true after put and false after evict.
+pub fn exists_follows_put_and_evict(c: Arc<dyn Connector>) {
+    let key = c.put(pattern(64, 2)).expect("put");
+    assert!(c.exists(&key).expect("exists"));
+    c.evict(&key).expect("evict");
+    assert!(!c.exists(&key).expect("exists after evict"));
+}
+
+/// Evicting twice is fine.
+pub fn evict_is_idempotent(c: Arc<dyn Connector>) {
+    let key = c.put(pattern(64, 3)).expect("put");
+    c.evict(&key).expect("first evict");
+    c.evict(&key).expect("second evict");
+}
+
+/// Batch put and get keep order, and a missing key in a batch is `None`.
+pub fn batch_round_trip(c: Arc<dyn Connector>) {
+    let data: Vec<Bytes> = (0..20).map(|i| pattern(10 + i * 37, i as u64)).collect();
+    let keys = c.put_batch(data.clone()).expect("put_batch");
+    assert_eq!(keys.len(), data.len());
+    c.evict(&keys[5]).expect("evict");
+    let got = c.get_batch(&keys).expect("get_batch");
+    for (i, (g, d)) in got.iter().zip(&data).enumerate() {
+        if i == 5 {
+            assert_eq!(g, &None);
+        } else {
+            assert_eq!(g.as_ref(), Some(d), "batch item {i}");
+        }
+    }
+    assert!(c.get_batch(&[]).expect("empty get_batch").is_empty());
+    assert!(c.put_batch(Vec::new()).expect("empty put_batch").is_empty());
+}
+
+/// A zero-length object is stored and is distinct from a missing one.
+pub fn empty_value(c: Arc<dyn Connector>) {
+    let key = c.put(Bytes::new()).expect("put empty");
+    assert!(c.exists(&key).expect("exists"));
+    assert_eq!(c.get(&key).expect("get").map(|b| b.len()), Some(0));
+}
+
+/// A 64 MiB object round-trips.
+pub fn large_value(c: Arc<dyn Connector>) {
+    let data = pattern(64 << 20, 7);
+    let key = c.put(data.clone()).expect("put 64 MiB");
+    let back = c.get(&key).expect("get 64 MiB").expect("present");
+    assert_eq!(back.len(), data.len());
+    assert!(back == data, "64 MiB object differs");
+    c.evict(&key).expect("evict");
+}
+
+/// Many threads putting, getting and evicting at once see their own data.
+pub fn concurrent_threads(c: Arc<dyn Connector>) {
+    let threads: Vec<_> = (0..8u64)
+        .map(|t| {
+            let c = Arc::clone(&c);
+            std::thread::spawn(move || {
+                for i in 0..32u64 {
+                    let data = pattern(100 + (i as usize) * 13, t * 1000 + i);
+                    let key = c.put(data.clone()).expect("put");
+                    assert_eq!(c.get(&key).expect("get"), Some(data));
+                    if i % 2 == 0 {
+                        c.evict(&key).expect("evict");
+                        assert!(!c.exists(&key).expect("exists"));
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("worker thread panicked");
+    }
+}
+
+/// A key survives its text form: printed, parsed back, it still reads.
+pub fn key_text_round_trip(c: Arc<dyn Connector>) {
+    let data = pattern(333, 9);
+    let key = c.put(data.clone()).expect("put");
+    let parsed: Key = key.to_string().parse().expect("parse key text");
+    assert_eq!(parsed, key);
+    assert_eq!(c.get(&parsed).expect("get by parsed key"), Some(data));
+}
+
+/// The config survives serde, and a connector rebuilt from it reads the
+/// first one's data (and the other way round).
+pub fn config_rebuilds_connector(c: Arc<dyn Connector>) {
+    let config = c.config();
+    assert_eq!(config.kind, c.kind());
+    let json = serde_json_like(&config);
+    assert_eq!(json, config, "config changed through serde");
+    let data = pattern(1000, 11);
+    let key = c.put(data.clone()).expect("put");
+    let other = connector_from_config(&config).expect("rebuild from config");
+    assert_eq!(other.get(&key).expect("get through rebuilt"), Some(data));
+    let back = other.put(pattern(10, 12)).expect("put through rebuilt");
+    assert!(c.exists(&back).expect("original sees rebuilt's put"));
+}
+
+fn serde_json_like(config: &crate::ConnectorConfig) -> crate::ConnectorConfig {
+    // bincode is what proxies travel in between processes; round-trip
+    // through it (non-self-describing, the stricter case).
+    let bytes = bincode::serialize(config).expect("encode config");
+    bincode::deserialize(&bytes).expect("decode config")
+}
+
+/// After `close`, operations fail with `Error::Closed`; closing twice is fine.
+pub fn use_after_close_fails(c: Arc<dyn Connector>) {
+    let key = c.put(pattern(10, 13)).expect("put");
+    c.close().expect("close");
+    c.close().expect("second close");
+    assert!(matches!(c.put(pattern(10, 14)), Err(Error::Closed { .. })), "put after close");
+    assert!(matches!(c.get(&key), Err(Error::Closed { .. })), "get after close");
+    assert!(matches!(c.exists(&key), Err(Error::Closed { .. })), "exists after close");
+    assert!(matches!(c.evict(&key), Err(Error::Closed { .. })), "evict after close");
+}
+
+/// Deferrable connectors hand out keys before data; the capability flag
+/// and `as_deferrable` agree.
+pub fn deferrable_keys(c: Arc<dyn Connector>) {
+    let caps = c.capabilities();
+    let Some(d) = c.as_deferrable() else {
+        assert!(!caps.deferrable, "capabilities say deferrable but as_deferrable is None");
+        return;
+    };
+    assert!(caps.deferrable, "as_deferrable is Some but capabilities say not deferrable");
+    let key = d.new_key().expect("new_key");
+    assert!(!c.exists(&key).expect("exists before set"));
+    assert_eq!(c.get(&key).expect("get before set"), None);
+    let data = pattern(500, 15);
+    d.set(&key, data.clone()).expect("set");
+    assert_eq!(c.get(&key).expect("get after set"), Some(data));
+}
+
+/// A proxy serialized, then resolved with no registered store, rebuilds the
+/// connector from its config and reads the object.
+pub fn proxy_resolves_from_config(c: Arc<dyn Connector>) {
+    let name = format!("conformance-{}", crate::ObjectId::random());
+    let store = Store::builder(name.clone(), c).cache_size(0).build();
+    let value: Vec<f64> = (0..1000).map(f64::from).collect();
+    let proxy = store.proxy(&value).expect("proxy");
+    let wire = bincode::serialize(&proxy).expect("serialize proxy");
+    assert!(unregister_store(&name).is_none(), "store was not registered");
+    let received: Proxy<Vec<f64>> = bincode::deserialize(&wire).expect("deserialize proxy");
+    assert!(!received.is_resolved());
+    assert_eq!(received.resolve().expect("resolve"), &value);
+    unregister_store(&name);
+}
