@@ -24,19 +24,24 @@ where
     R: Send + 'static,
     F: FnOnce() -> R + Send + 'static,
 {
-    let slot = Arc::new(Mutex::new(Slot { result: None, waker: None }));
+    let slot = Arc::new(Mutex::new(Slot {
+        result: None,
+        waker: None,
+    }));
     let theirs = Arc::clone(&slot);
-    std::thread::Builder::new().name("proxystore-resolve".into()).spawn(move || {
-        let result = f();
-        let waker = {
-            let mut s = theirs.lock().unwrap_or_else(|e| e.into_inner());
-            s.result = Some(result);
-            s.waker.take()
-        };
-        if let Some(w) = waker {
-            w.wake();
-        }
-    })?;
+    std::thread::Builder::new()
+        .name("proxystore-resolve".into())
+        .spawn(move || {
+            let result = f();
+            let waker = {
+                let mut s = theirs.lock().unwrap_or_else(|e| e.into_inner());
+                s.result = Some(result);
+                s.waker.take()
+            };
+            if let Some(w) = waker {
+                w.wake();
+            }
+        })?;
     Ok(BlockingTask { slot })
 }
 

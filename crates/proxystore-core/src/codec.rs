@@ -36,7 +36,9 @@ pub enum Codec {
 /// Moves `value` into a `B` if `A` and `B` are the same type.
 fn cast<A: 'static, B: 'static>(value: A) -> Option<B> {
     let mut slot = Some(value);
-    (&mut slot as &mut dyn Any).downcast_mut::<Option<B>>().and_then(Option::take)
+    (&mut slot as &mut dyn Any)
+        .downcast_mut::<Option<B>>()
+        .and_then(Option::take)
 }
 
 /// Length prefix + elements: the bincode layout of a `Vec<P>`.
@@ -58,9 +60,12 @@ fn decode_pod_vec<P: bytemuck::Pod>(data: &[u8]) -> Result<Vec<P>> {
         type_name: std::any::type_name::<Vec<P>>(),
         reason,
     };
-    let (len, payload) = data
-        .split_first_chunk::<8>()
-        .ok_or_else(|| bad(format!("{} bytes is too short for a length prefix", data.len())))?;
+    let (len, payload) = data.split_first_chunk::<8>().ok_or_else(|| {
+        bad(format!(
+            "{} bytes is too short for a length prefix",
+            data.len()
+        ))
+    })?;
     let len = u64::from_le_bytes(*len);
     let expected = len.checked_mul(elem as u64);
     if expected != Some(payload.len() as u64) {
@@ -130,12 +135,14 @@ impl Codec {
         if let Some(b) = encode_fast(value) {
             return Ok(b);
         }
-        bincode::serialize(value).map(Bytes::from).map_err(|e| Error::Codec {
-            codec: self.name(),
-            op: "encode",
-            type_name: std::any::type_name::<T>(),
-            reason: e.to_string(),
-        })
+        bincode::serialize(value)
+            .map(Bytes::from)
+            .map_err(|e| Error::Codec {
+                codec: self.name(),
+                op: "encode",
+                type_name: std::any::type_name::<T>(),
+                reason: e.to_string(),
+            })
     }
 
     /// Encodes a value it may consume: a `Vec<u8>` becomes `Bytes` without a
@@ -211,12 +218,25 @@ mod tests {
     fn truncated_input_is_a_codec_error() {
         let enc = Codec::Bincode.encode(&vec![1.5f64; 10]).unwrap();
         let cut = enc.slice(..enc.len() - 3);
-        assert!(matches!(Codec::Bincode.decode::<Vec<f64>>(cut), Err(Error::Codec { .. })));
-        let rec = Record { name: "x".into(), values: vec![1.0], tags: BTreeMap::new(), nested: None };
+        assert!(matches!(
+            Codec::Bincode.decode::<Vec<f64>>(cut),
+            Err(Error::Codec { .. })
+        ));
+        let rec = Record {
+            name: "x".into(),
+            values: vec![1.0],
+            tags: BTreeMap::new(),
+            nested: None,
+        };
         let enc = Codec::Bincode.encode(&rec).unwrap();
         let cut = enc.slice(..enc.len() / 2);
-        assert!(matches!(Codec::Bincode.decode::<Record>(cut), Err(Error::Codec { .. })));
-        assert!(Codec::Bincode.decode::<Vec<i32>>(Bytes::from_static(b"abc")).is_err());
+        assert!(matches!(
+            Codec::Bincode.decode::<Record>(cut),
+            Err(Error::Codec { .. })
+        ));
+        assert!(Codec::Bincode
+            .decode::<Vec<i32>>(Bytes::from_static(b"abc"))
+            .is_err());
         // A length prefix claiming more than there is must not allocate it.
         let huge = Bytes::from((u64::MAX / 2).to_le_bytes().to_vec());
         assert!(Codec::Bincode.decode::<Vec<f64>>(huge).is_err());

@@ -143,7 +143,10 @@ pub struct ConnectorConfig {
 impl ConnectorConfig {
     /// A config of `kind` with no options.
     pub fn new(kind: impl Into<String>) -> Self {
-        ConnectorConfig { kind: kind.into(), options: BTreeMap::new() }
+        ConnectorConfig {
+            kind: kind.into(),
+            options: BTreeMap::new(),
+        }
     }
 
     /// Adds an option.
@@ -159,8 +162,12 @@ impl ConnectorConfig {
 
     /// A required option's text.
     pub fn require(&self, name: &str) -> Result<&str> {
-        self.get(name)
-            .ok_or_else(|| Error::Config(format!("{} connector config lacks option '{name}'", self.kind)))
+        self.get(name).ok_or_else(|| {
+            Error::Config(format!(
+                "{} connector config lacks option '{name}'",
+                self.kind
+            ))
+        })
     }
 
     /// An option parsed as `T`, if set.
@@ -185,7 +192,10 @@ fn factories() -> &'static RwLock<HashMap<String, ConnectorFactory>> {
     static FACTORIES: OnceLock<RwLock<HashMap<String, ConnectorFactory>>> = OnceLock::new();
     FACTORIES.get_or_init(|| {
         let mut m: HashMap<String, ConnectorFactory> = HashMap::new();
-        m.insert("local".into(), crate::local::LocalConnector::from_config_boxed);
+        m.insert(
+            "local".into(),
+            crate::local::LocalConnector::from_config_boxed,
+        );
         RwLock::new(m)
     })
 }

@@ -123,7 +123,10 @@ pub enum Error {
 impl Error {
     /// Builds an [`Error::Io`] naming what was being done.
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        Error::Io { context: context.into(), source }
+        Error::Io {
+            context: context.into(),
+            source,
+        }
     }
 
     /// Whether trying the same operation again may succeed (timeouts,

@@ -19,7 +19,10 @@ pub struct StoreFuture<T> {
 
 impl<T> StoreFuture<T> {
     pub(crate) fn new(factory: ProxyFactory) -> Self {
-        StoreFuture { factory, _marker: PhantomData }
+        StoreFuture {
+            factory,
+            _marker: PhantomData,
+        }
     }
 
     /// The key the value will be set under.

@@ -65,7 +65,11 @@ pub struct Key {
 impl Key {
     /// A key with only an id.
     pub fn new(id: ObjectId) -> Self {
-        Key { id, size: None, location: None }
+        Key {
+            id,
+            size: None,
+            location: None,
+        }
     }
 
     /// A key with a new random id.
@@ -103,7 +107,10 @@ impl Key {
 }
 
 fn invalid(text: &str, reason: &'static str) -> Error {
-    Error::InvalidKey { text: text.chars().take(200).collect(), reason }
+    Error::InvalidKey {
+        text: text.chars().take(200).collect(),
+        reason,
+    }
 }
 
 fn check_location(location: &str, text: &str) -> Result<()> {
@@ -113,8 +120,14 @@ fn check_location(location: &str, text: &str) -> Result<()> {
     if location.len() > MAX_LOCATION_LEN {
         return Err(invalid(text, "location longer than 4096 bytes"));
     }
-    if location.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(invalid(text, "location contains whitespace or control characters"));
+    if location
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(invalid(
+            text,
+            "location contains whitespace or control characters",
+        ));
     }
     Ok(())
 }
@@ -154,7 +167,9 @@ impl FromStr for Key {
                 if size.is_empty() || !size.bytes().all(|b| b.is_ascii_digit()) {
                     return Err(invalid(text, "size after '.' is not a decimal number"));
                 }
-                let size = size.parse::<u64>().map_err(|_| invalid(text, "size does not fit in 64 bits"))?;
+                let size = size
+                    .parse::<u64>()
+                    .map_err(|_| invalid(text, "size does not fit in 64 bits"))?;
                 (hex, Some(size))
             }
             None => (head, None),
@@ -165,8 +180,13 @@ impl FromStr for Key {
         if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(invalid(text, "object id contains a non-hex character"));
         }
-        let id = u128::from_str_radix(hex, 16).map_err(|_| invalid(text, "object id is not hex"))?;
-        Ok(Key { id: ObjectId(id), size, location })
+        let id =
+            u128::from_str_radix(hex, 16).map_err(|_| invalid(text, "object id is not hex"))?;
+        Ok(Key {
+            id: ObjectId(id),
+            size,
+            location,
+        })
     }
 }
 
@@ -193,7 +213,10 @@ mod tests {
         let k = Key::new(ObjectId::from_u128(0xabc)).with_size(42);
         assert_eq!(k.to_string(), "00000000000000000000000000000abc.42");
         let k = k.with_location("tcp://127.0.0.1:5555").unwrap();
-        assert_eq!(k.to_string(), "00000000000000000000000000000abc.42@tcp://127.0.0.1:5555");
+        assert_eq!(
+            k.to_string(),
+            "00000000000000000000000000000abc.42@tcp://127.0.0.1:5555"
+        );
         assert_eq!(k.to_string().parse::<Key>().unwrap(), k);
     }
 

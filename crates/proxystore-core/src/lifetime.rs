@@ -119,7 +119,11 @@ impl LeaseLifetime {
 
     /// Moves the deadline `by` later. Fails if the lease already ended.
     pub fn extend(&self, by: Duration) -> Result<()> {
-        let mut deadline = self.state.deadline.lock().unwrap_or_else(|e| e.into_inner());
+        let mut deadline = self
+            .state
+            .deadline
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         if self.done() {
             return Err(Error::LifetimeEnded);
         }
@@ -130,7 +134,11 @@ impl LeaseLifetime {
 
     /// Time left before the lease ends (zero once ended).
     pub fn remaining(&self) -> Duration {
-        let deadline = *self.state.deadline.lock().unwrap_or_else(|e| e.into_inner());
+        let deadline = *self
+            .state
+            .deadline
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         if self.done() {
             return Duration::ZERO;
         }
@@ -153,7 +161,11 @@ fn watch_lease(state: &LeaseState) {
             return;
         }
         let wait = *deadline - now;
-        deadline = state.changed.wait_timeout(deadline, wait).unwrap_or_else(|e| e.into_inner()).0;
+        deadline = state
+            .changed
+            .wait_timeout(deadline, wait)
+            .unwrap_or_else(|e| e.into_inner())
+            .0;
     }
 }
 
@@ -166,7 +178,11 @@ impl Lifetime for LeaseLifetime {
     }
     fn close(&self) -> Result<()> {
         let result = self.state.bound.evict_all();
-        let _guard = self.state.deadline.lock().unwrap_or_else(|e| e.into_inner());
+        let _guard = self
+            .state
+            .deadline
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         self.state.changed.notify_all();
         result
     }
@@ -183,7 +199,9 @@ impl StaticLifetime {
     /// The one static lifetime of this process.
     pub fn global() -> &'static StaticLifetime {
         static GLOBAL: OnceLock<StaticLifetime> = OnceLock::new();
-        GLOBAL.get_or_init(|| StaticLifetime { bound: Bound::default() })
+        GLOBAL.get_or_init(|| StaticLifetime {
+            bound: Bound::default(),
+        })
     }
 }
 

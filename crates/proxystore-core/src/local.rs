@@ -57,17 +57,25 @@ impl LocalConnector {
     pub fn new() -> Self {
         static NEXT: AtomicU64 = AtomicU64::new(1);
         let instance = NEXT.fetch_add(1, Ordering::Relaxed);
-        let table = Arc::new(Table { shards: std::array::from_fn(|_| RwLock::default()) });
+        let table = Arc::new(Table {
+            shards: std::array::from_fn(|_| RwLock::default()),
+        });
         let mut map = instances().lock().unwrap_or_else(|e| e.into_inner());
         map.retain(|_, t| t.strong_count() > 0);
         map.insert(instance, Arc::downgrade(&table));
-        LocalConnector { table, instance, closed: AtomicBool::new(false) }
+        LocalConnector {
+            table,
+            instance,
+            closed: AtomicBool::new(false),
+        }
     }
 
     /// Rebuilds a connector from its config (same process only).
     pub fn from_config(config: &ConnectorConfig) -> Result<Self> {
         let pid: u32 = config.parse("pid")?.ok_or_else(|| missing("pid"))?;
-        let instance: u64 = config.parse("instance")?.ok_or_else(|| missing("instance"))?;
+        let instance: u64 = config
+            .parse("instance")?
+            .ok_or_else(|| missing("instance"))?;
         if pid != std::process::id() {
             return Err(Error::Config(format!(
                 "local connector data lives in process {pid}; it cannot be reached from process {}",
@@ -76,9 +84,15 @@ impl LocalConnector {
         }
         let map = instances().lock().unwrap_or_else(|e| e.into_inner());
         let table = map.get(&instance).and_then(Weak::upgrade).ok_or_else(|| {
-            Error::Config(format!("local connector instance {instance} no longer exists"))
+            Error::Config(format!(
+                "local connector instance {instance} no longer exists"
+            ))
         })?;
-        Ok(LocalConnector { table, instance, closed: AtomicBool::new(false) })
+        Ok(LocalConnector {
+            table,
+            instance,
+            closed: AtomicBool::new(false),
+        })
     }
 
     pub(crate) fn from_config_boxed(config: &ConnectorConfig) -> Result<Box<dyn Connector>> {
@@ -87,13 +101,19 @@ impl LocalConnector {
 
     fn check_open(&self) -> Result<()> {
         if self.closed.load(Ordering::Acquire) {
-            return Err(Error::Closed { connector: "local".into() });
+            return Err(Error::Closed {
+                connector: "local".into(),
+            });
         }
         Ok(())
     }
 
     fn insert(&self, id: ObjectId, data: Bytes) {
-        let mut shard = self.table.shard(id).write().unwrap_or_else(|e| e.into_inner());
+        let mut shard = self
+            .table
+            .shard(id)
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
         shard.insert(id, data);
     }
 }
@@ -120,19 +140,31 @@ impl Connector for LocalConnector {
 
     fn get(&self, key: &Key) -> Result<Option<Bytes>> {
         self.check_open()?;
-        let shard = self.table.shard(key.id()).read().unwrap_or_else(|e| e.into_inner());
+        let shard = self
+            .table
+            .shard(key.id())
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
         Ok(shard.get(&key.id()).cloned())
     }
 
     fn exists(&self, key: &Key) -> Result<bool> {
         self.check_open()?;
-        let shard = self.table.shard(key.id()).read().unwrap_or_else(|e| e.into_inner());
+        let shard = self
+            .table
+            .shard(key.id())
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
         Ok(shard.contains_key(&key.id()))
     }
 
     fn evict(&self, key: &Key) -> Result<()> {
         self.check_open()?;
-        let mut shard = self.table.shard(key.id()).write().unwrap_or_else(|e| e.into_inner());
+        let mut shard = self
+            .table
+            .shard(key.id())
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
         shard.remove(&key.id());
         Ok(())
     }
@@ -176,8 +208,12 @@ mod tests {
     fn config_from_another_process_is_refused() {
         let c = LocalConnector::new();
         let mut cfg = c.config();
-        cfg.options.insert("pid".into(), (std::process::id() + 1).to_string());
-        assert!(matches!(LocalConnector::from_config(&cfg), Err(Error::Config(_))));
+        cfg.options
+            .insert("pid".into(), (std::process::id() + 1).to_string());
+        assert!(matches!(
+            LocalConnector::from_config(&cfg),
+            Err(Error::Config(_))
+        ));
     }
 
     #[test]

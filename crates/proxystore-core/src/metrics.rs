@@ -26,7 +26,14 @@ pub enum Op {
 
 impl Op {
     /// Every operation, in a fixed order.
-    pub const ALL: [Op; 6] = [Op::Put, Op::Get, Op::Exists, Op::Evict, Op::PutBatch, Op::GetBatch];
+    pub const ALL: [Op; 6] = [
+        Op::Put,
+        Op::Get,
+        Op::Exists,
+        Op::Evict,
+        Op::PutBatch,
+        Op::GetBatch,
+    ];
 
     /// The operation's name.
     pub fn name(self) -> &'static str {

@@ -30,7 +30,10 @@ pub struct OwnedProxy<T> {
 
 impl<T> OwnedProxy<T> {
     pub(crate) fn new(store: Store, factory: ProxyFactory) -> Self {
-        OwnedProxy { store, proxy: Some(Proxy::from_factory(factory)) }
+        OwnedProxy {
+            store,
+            proxy: Some(Proxy::from_factory(factory)),
+        }
     }
 
     fn proxy(&self) -> &Proxy<T> {
@@ -69,10 +72,13 @@ impl<T: DeserializeOwned + 'static> OwnedProxy<T> {
     /// The bytes are copied as stored, without decoding.
     pub fn try_clone(&self) -> Result<Self> {
         let key = self.key();
-        let data = self.store.get_bytes(key)?.ok_or_else(|| crate::Error::NotFound {
-            store: self.store.name().to_owned(),
-            key: key.to_string(),
-        })?;
+        let data = self
+            .store
+            .get_bytes(key)?
+            .ok_or_else(|| crate::Error::NotFound {
+                store: self.store.name().to_owned(),
+                key: key.to_string(),
+            })?;
         let new_key = self.store.put_bytes(data)?;
         let mut factory = self.proxy().factory().clone();
         factory.key = new_key;
@@ -101,7 +107,9 @@ impl<T: DeserializeOwned + 'static> Deref for OwnedProxy<T> {
 
 impl<T> fmt::Debug for OwnedProxy<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("OwnedProxy").field("proxy", &self.proxy).finish()
+        f.debug_struct("OwnedProxy")
+            .field("proxy", &self.proxy)
+            .finish()
     }
 }
 

@@ -34,7 +34,12 @@ pub struct ProxyFactory {
 impl ProxyFactory {
     /// A factory for `key` in the store described by `store`.
     pub fn new(store: StoreConfig, key: Key) -> Self {
-        ProxyFactory { store, key, evict: false, wait_ms: None }
+        ProxyFactory {
+            store,
+            key,
+            evict: false,
+            wait_ms: None,
+        }
     }
 
     /// Sets whether resolution evicts the object.
@@ -60,7 +65,11 @@ impl ProxyFactory {
         let store = self.store()?;
         let data = match self.wait_ms {
             None => store.get_bytes(&self.key)?,
-            Some(ms) => Some(poll_until_set(&store, &self.key, Duration::from_millis(ms))?),
+            Some(ms) => Some(poll_until_set(
+                &store,
+                &self.key,
+                Duration::from_millis(ms),
+            )?),
         };
         let data = data.ok_or_else(|| Error::NotFound {
             store: self.store.name.clone(),
@@ -113,7 +122,11 @@ pub struct Proxy<T> {
 impl<T> Proxy<T> {
     /// An unresolved proxy built from a factory.
     pub fn from_factory(factory: ProxyFactory) -> Self {
-        Proxy { factory, target: OnceCell::new(), _marker: PhantomData }
+        Proxy {
+            factory,
+            target: OnceCell::new(),
+            _marker: PhantomData,
+        }
     }
 
     /// The proxy's factory.
@@ -181,7 +194,11 @@ impl<T: DeserializeOwned + 'static> Deref for Proxy<T> {
 
 impl<T: Clone> Clone for Proxy<T> {
     fn clone(&self) -> Self {
-        Proxy { factory: self.factory.clone(), target: self.target.clone(), _marker: PhantomData }
+        Proxy {
+            factory: self.factory.clone(),
+            target: self.target.clone(),
+            _marker: PhantomData,
+        }
     }
 }
 

@@ -100,7 +100,12 @@ impl Store {
 
     /// A builder for a store over `connector`.
     pub fn builder(name: impl Into<String>, connector: Arc<dyn Connector>) -> StoreBuilder {
-        StoreBuilder { name: name.into(), connector, codec: Codec::default(), cache_size: 16 }
+        StoreBuilder {
+            name: name.into(),
+            connector,
+            codec: Codec::default(),
+            cache_size: 16,
+        }
     }
 
     /// Builds a store from a config, rebuilding its connector.
@@ -189,7 +194,9 @@ impl Store {
 
     /// Gets and decodes the value under `key`; `Ok(None)` if there is none.
     pub fn get<T: DeserializeOwned + 'static>(&self, key: &Key) -> Result<Option<T>> {
-        self.get_bytes(key)?.map(|b| self.inner.codec.decode(b)).transpose()
+        self.get_bytes(key)?
+            .map(|b| self.inner.codec.decode(b))
+            .transpose()
     }
 
     /// Gets the raw bytes under `key`, through the cache.
@@ -237,8 +244,10 @@ impl Store {
 
     /// Encodes and puts several values in one connector batch.
     pub fn put_batch<T: Serialize + 'static>(&self, values: &[T]) -> Result<Vec<Key>> {
-        let data =
-            values.iter().map(|v| self.inner.codec.encode(v)).collect::<Result<Vec<Bytes>>>()?;
+        let data = values
+            .iter()
+            .map(|v| self.inner.codec.encode(v))
+            .collect::<Result<Vec<Bytes>>>()?;
         self.instrumented(Op::PutBatch, None, |_| {
             let len = data.iter().map(|d| d.len() as u64).sum();
             Ok((self.inner.connector.put_batch(data)?, len))
@@ -252,7 +261,9 @@ impl Store {
             let len = data.iter().flatten().map(|d| d.len() as u64).sum();
             Ok((data, len))
         })?;
-        data.into_iter().map(|d| d.map(|b| self.inner.codec.decode(b)).transpose()).collect()
+        data.into_iter()
+            .map(|d| d.map(|b| self.inner.codec.decode(b)).transpose())
+            .collect()
     }
 
     /// The factory a proxy of `key` in this store carries.
@@ -270,13 +281,18 @@ impl Store {
     /// first resolution (for objects read exactly once).
     pub fn proxy_evict_on_resolve<T: Serialize + 'static>(&self, value: &T) -> Result<Proxy<T>> {
         let key = self.put(value)?;
-        Ok(Proxy::from_factory(self.factory(key).evict_on_resolve(true)))
+        Ok(Proxy::from_factory(
+            self.factory(key).evict_on_resolve(true),
+        ))
     }
 
     /// Puts several values in one batch and returns their proxies.
     pub fn proxy_batch<T: Serialize + 'static>(&self, values: &[T]) -> Result<Vec<Proxy<T>>> {
         let keys = self.put_batch(values)?;
-        Ok(keys.into_iter().map(|k| Proxy::from_factory(self.factory(k))).collect())
+        Ok(keys
+            .into_iter()
+            .map(|k| Proxy::from_factory(self.factory(k)))
+            .collect())
     }
 
     /// A proxy of an object already in the store.
@@ -313,20 +329,28 @@ impl Store {
     /// [`StoreFuture::set`]) and consumers wait on. Needs a connector that
     /// can name keys before their data exists.
     pub fn future<T>(&self) -> Result<StoreFuture<T>> {
-        let connector = self.inner.connector.as_deferrable().ok_or_else(|| Error::Unsupported {
-            connector: self.inner.connector.kind().to_owned(),
-            op: "future (needs a deferrable connector)",
-        })?;
+        let connector = self
+            .inner
+            .connector
+            .as_deferrable()
+            .ok_or_else(|| Error::Unsupported {
+                connector: self.inner.connector.kind().to_owned(),
+                op: "future (needs a deferrable connector)",
+            })?;
         let key = connector.new_key()?;
         Ok(StoreFuture::new(self.factory(key)))
     }
 
     /// Stores `data` under a key from the connector's `new_key`.
     pub(crate) fn set_bytes(&self, key: &Key, data: Bytes) -> Result<()> {
-        let connector = self.inner.connector.as_deferrable().ok_or_else(|| Error::Unsupported {
-            connector: self.inner.connector.kind().to_owned(),
-            op: "set",
-        })?;
+        let connector = self
+            .inner
+            .connector
+            .as_deferrable()
+            .ok_or_else(|| Error::Unsupported {
+                connector: self.inner.connector.kind().to_owned(),
+                op: "set",
+            })?;
         self.instrumented(Op::Put, Some(key), |_| {
             let len = data.len() as u64;
             connector.set(key, data)?;
@@ -361,12 +385,19 @@ pub fn register_store(store: &Store) -> Result<()> {
 
 /// The registered store named `name`.
 pub fn get_store(name: &str) -> Option<Store> {
-    registry().read().unwrap_or_else(|e| e.into_inner()).get(name).cloned()
+    registry()
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(name)
+        .cloned()
 }
 
 /// Removes the store named `name` from the registry and returns it.
 pub fn unregister_store(name: &str) -> Option<Store> {
-    registry().write().unwrap_or_else(|e| e.into_inner()).remove(name)
+    registry()
+        .write()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(name)
 }
 
 /// The registered store of `config.name`, or a new one built from `config`

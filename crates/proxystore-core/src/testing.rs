@@ -49,6 +49,60 @@ macro_rules! conformance_tests {
     };
 }
 
+/// A connector that keeps a guard (say a temporary directory) alive as
+/// long as it lives, so conformance cases clean up after themselves.
+#[derive(Debug)]
+pub struct WithGuard<C, G> {
+    connector: C,
+    _guard: G,
+}
+
+impl<C, G> WithGuard<C, G> {
+    /// Wraps `connector`, dropping `guard` after it.
+    pub fn new(connector: C, guard: G) -> Self {
+        WithGuard {
+            connector,
+            _guard: guard,
+        }
+    }
+}
+
+impl<C: Connector, G: Send + Sync + std::fmt::Debug> Connector for WithGuard<C, G> {
+    fn kind(&self) -> &str {
+        self.connector.kind()
+    }
+    fn capabilities(&self) -> crate::Capabilities {
+        self.connector.capabilities()
+    }
+    fn put(&self, data: Bytes) -> crate::Result<Key> {
+        self.connector.put(data)
+    }
+    fn get(&self, key: &Key) -> crate::Result<Option<Bytes>> {
+        self.connector.get(key)
+    }
+    fn exists(&self, key: &Key) -> crate::Result<bool> {
+        self.connector.exists(key)
+    }
+    fn evict(&self, key: &Key) -> crate::Result<()> {
+        self.connector.evict(key)
+    }
+    fn put_batch(&self, data: Vec<Bytes>) -> crate::Result<Vec<Key>> {
+        self.connector.put_batch(data)
+    }
+    fn get_batch(&self, keys: &[Key]) -> crate::Result<Vec<Option<Bytes>>> {
+        self.connector.get_batch(keys)
+    }
+    fn config(&self) -> crate::ConnectorConfig {
+        self.connector.config()
+    }
+    fn close(&self) -> crate::Result<()> {
+        self.connector.close()
+    }
+    fn as_deferrable(&self) -> Option<&dyn crate::DeferrableConnector> {
+        self.connector.as_deferrable()
+    }
+}
+
 /// Deterministic test data of `len` bytes, different for each `seed`.
 pub fn pattern(len: usize, seed: u64) -> Bytes {
     let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
@@ -68,7 +122,11 @@ pub fn put_get_round_trip(c: Arc<dyn Connector>) {
     for (i, len) in [1usize, 100, 4096, 100_000].into_iter().enumerate() {
         let data = pattern(len, i as u64);
         let key = c.put(data.clone()).expect("put");
-        assert_eq!(c.get(&key).expect("get").as_ref(), Some(&data), "{len} bytes");
+        assert_eq!(
+            c.get(&key).expect("get").as_ref(),
+            Some(&data),
+            "{len} bytes"
+        );
     }
 }
 
@@ -189,10 +247,22 @@ pub fn use_after_close_fails(c: Arc<dyn Connector>) {
     let key = c.put(pattern(10, 13)).expect("put");
     c.close().expect("close");
     c.close().expect("second close");
-    assert!(matches!(c.put(pattern(10, 14)), Err(Error::Closed { .. })), "put after close");
-    assert!(matches!(c.get(&key), Err(Error::Closed { .. })), "get after close");
-    assert!(matches!(c.exists(&key), Err(Error::Closed { .. })), "exists after close");
-    assert!(matches!(c.evict(&key), Err(Error::Closed { .. })), "evict after close");
+    assert!(
+        matches!(c.put(pattern(10, 14)), Err(Error::Closed { .. })),
+        "put after close"
+    );
+    assert!(
+        matches!(c.get(&key), Err(Error::Closed { .. })),
+        "get after close"
+    );
+    assert!(
+        matches!(c.exists(&key), Err(Error::Closed { .. })),
+        "exists after close"
+    );
+    assert!(
+        matches!(c.evict(&key), Err(Error::Closed { .. })),
+        "evict after close"
+    );
 }
 
 /// Deferrable connectors hand out keys before data; the capability flag
@@ -200,10 +270,16 @@ pub fn use_after_close_fails(c: Arc<dyn Connector>) {
 pub fn deferrable_keys(c: Arc<dyn Connector>) {
     let caps = c.capabilities();
     let Some(d) = c.as_deferrable() else {
-        assert!(!caps.deferrable, "capabilities say deferrable but as_deferrable is None");
+        assert!(
+            !caps.deferrable,
+            "capabilities say deferrable but as_deferrable is None"
+        );
         return;
     };
-    assert!(caps.deferrable, "as_deferrable is Some but capabilities say not deferrable");
+    assert!(
+        caps.deferrable,
+        "as_deferrable is Some but capabilities say not deferrable"
+    );
     let key = d.new_key().expect("new_key");
     assert!(!c.exists(&key).expect("exists before set"));
     assert_eq!(c.get(&key).expect("get before set"), None);
@@ -220,7 +296,10 @@ pub fn proxy_resolves_from_config(c: Arc<dyn Connector>) {
     let value: Vec<f64> = (0..1000).map(f64::from).collect();
     let proxy = store.proxy(&value).expect("proxy");
     let wire = bincode::serialize(&proxy).expect("serialize proxy");
-    assert!(unregister_store(&name).is_none(), "store was not registered");
+    assert!(
+        unregister_store(&name).is_none(),
+        "store was not registered"
+    );
     let received: Proxy<Vec<f64>> = bincode::deserialize(&wire).expect("deserialize proxy");
     assert!(!received.is_resolved());
     assert_eq!(received.resolve().expect("resolve"), &value);

@@ -1,0 +1,351 @@
+//! File connector: objects are files in a directory.
+//!
+//! One connector serves a node-local disk, NFS, Lustre and `/dev/shm` (the
+//! one-node shared-memory path, connector kind `shm`). Any process that can
+//! see the directory can read the objects, so they outlive the producer.
+//!
+//! - Writes are atomic: data goes to a temporary file in the target
+//!   directory, then `rename(2)` publishes it, so a reader sees a whole
+//!   object or none. Files are never modified after publication.
+//! - Keys fan out over 256 subdirectories (first two hex digits of the id)
+//!   so no directory grows huge on parallel file systems.
+//! - Objects of at least `mmap_threshold` bytes are memory-mapped into
+//!   [`Bytes`] (no copy; on `/dev/shm` the mapping is the page cache itself).
+//! - On Lustre, an optional stripe layout is set on the directory once, and
+//!   new objects inherit it.
+
+mod lustre;
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::Bytes;
+use proxystore_core::{
+    register_connector, Capabilities, Connector, ConnectorConfig, DeferrableConnector, Error, Key,
+    ObjectId, Result,
+};
+
+pub use lustre::{is_lustre, LustreStripe};
+
+/// Objects this size or larger are memory-mapped on `get` by default.
+pub const DEFAULT_MMAP_THRESHOLD: usize = 1 << 20;
+
+/// Default directory of the `shm` connector.
+pub fn default_shm_dir() -> PathBuf {
+    // SAFETY: getuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::getuid() };
+    PathBuf::from(format!("/dev/shm/proxystore-{uid}"))
+}
+
+/// Registers the `file` and `shm` kinds so connectors can be rebuilt from
+/// configs in this process. Called by every constructor; idempotent.
+pub fn register() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        register_connector("file", FileConnector::from_config_boxed);
+        register_connector("shm", FileConnector::from_config_boxed);
+    });
+}
+
+/// Settings of a [`FileConnector`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileConfig {
+    /// Directory holding the objects (created if missing).
+    pub dir: PathBuf,
+    /// Kind reported in configs: `file` or `shm`.
+    pub kind: String,
+    /// Objects of at least this many bytes are memory-mapped on `get`.
+    pub mmap_threshold: usize,
+    /// Lustre stripe layout to set on the directory (ignored elsewhere).
+    pub stripe: Option<LustreStripe>,
+}
+
+impl FileConfig {
+    /// Settings for a `file` connector on `dir`.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        FileConfig {
+            dir: dir.into(),
+            kind: "file".into(),
+            mmap_threshold: DEFAULT_MMAP_THRESHOLD,
+            stripe: None,
+        }
+    }
+
+    /// Settings for an `shm` connector on [`default_shm_dir`].
+    pub fn shm() -> Self {
+        FileConfig {
+            kind: "shm".into(),
+            ..FileConfig::new(default_shm_dir())
+        }
+    }
+
+    /// Parses a connector config of kind `file` or `shm`.
+    pub fn from_connector_config(config: &ConnectorConfig) -> Result<Self> {
+        let mut out = match config.kind.as_str() {
+            "file" => FileConfig::new(config.require("dir")?),
+            "shm" => match config.get("dir") {
+                Some(dir) => FileConfig {
+                    dir: dir.into(),
+                    ..FileConfig::shm()
+                },
+                None => FileConfig::shm(),
+            },
+            other => {
+                return Err(Error::Config(format!(
+                    "file connector cannot be built from kind '{other}'"
+                )))
+            }
+        };
+        if let Some(t) = config.parse("mmap_threshold")? {
+            out.mmap_threshold = t;
+        }
+        let count: Option<u32> = config.parse("stripe_count")?;
+        let size: Option<u64> = config.parse("stripe_size")?;
+        out.stripe = match (count, size) {
+            (None, None) => None,
+            (Some(count), Some(size)) => Some(LustreStripe { count, size }),
+            _ => {
+                return Err(Error::Config(
+                    "file connector needs both stripe_count and stripe_size, or neither".into(),
+                ))
+            }
+        };
+        Ok(out)
+    }
+
+    /// The connector config these settings serialize to.
+    pub fn to_connector_config(&self) -> ConnectorConfig {
+        let mut c = ConnectorConfig::new(self.kind.clone())
+            .with("dir", self.dir.display())
+            .with("mmap_threshold", self.mmap_threshold);
+        if let Some(s) = self.stripe {
+            c = c.with("stripe_count", s.count).with("stripe_size", s.size);
+        }
+        c
+    }
+}
+
+/// Stores objects as files in a directory. See the crate docs.
+#[derive(Debug)]
+pub struct FileConnector {
+    config: FileConfig,
+    closed: AtomicBool,
+}
+
+impl FileConnector {
+    /// A `file` connector on `dir`, created if it does not exist.
+    pub fn new(dir: impl Into<PathBuf>) -> Result<Self> {
+        Self::with_config(FileConfig::new(dir))
+    }
+
+    /// An `shm` connector on [`default_shm_dir`].
+    pub fn shm() -> Result<Self> {
+        Self::with_config(FileConfig::shm())
+    }
+
+    /// A connector with explicit settings.
+    pub fn with_config(config: FileConfig) -> Result<Self> {
+        register();
+        if config.kind != "file" && config.kind != "shm" {
+            return Err(Error::Config(format!(
+                "file connector kind must be file or shm, not '{}'",
+                config.kind
+            )));
+        }
+        if config.dir.exists() && !config.dir.is_dir() {
+            return Err(Error::Config(format!(
+                "{} is not a directory",
+                config.dir.display()
+            )));
+        }
+        fs::create_dir_all(&config.dir).map_err(|e| {
+            Error::io(
+                format!("creating file connector directory {}", config.dir.display()),
+                e,
+            )
+        })?;
+        if let Some(stripe) = config.stripe {
+            lustre::apply_stripe(&config.dir, stripe)?;
+        }
+        Ok(FileConnector {
+            config,
+            closed: AtomicBool::new(false),
+        })
+    }
+
+    fn from_config_boxed(config: &ConnectorConfig) -> Result<Box<dyn Connector>> {
+        Ok(Box::new(Self::with_config(
+            FileConfig::from_connector_config(config)?,
+        )?))
+    }
+
+    /// The directory objects are stored in.
+    pub fn dir(&self) -> &Path {
+        &self.config.dir
+    }
+
+    /// The file that holds (or would hold) the object `id`.
+    pub fn object_path(&self, id: ObjectId) -> PathBuf {
+        let hex = id.to_string();
+        self.config.dir.join(&hex[..2]).join(hex)
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed {
+                connector: self.config.kind.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Writes `data` to a temporary file beside `path` and renames it into
+    /// place; on any failure the temporary file is removed.
+    fn write_atomic(&self, path: &Path, data: &[u8]) -> Result<()> {
+        let parent = path.parent().unwrap_or(&self.config.dir);
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("object");
+        let tmp = parent.join(format!(
+            ".{name}.{}.{:08x}.tmp",
+            std::process::id(),
+            fastrand_u32()
+        ));
+        let mut file = match create_new(&tmp) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                fs::create_dir_all(parent)
+                    .map_err(|e| Error::io(format!("creating {}", parent.display()), e))?;
+                create_new(&tmp)
+            }
+            other => other,
+        }
+        .map_err(|e| Error::io(format!("creating {}", tmp.display()), e))?;
+        let written = file.write_all(data).and_then(|()| fs::rename(&tmp, path));
+        if let Err(e) = written {
+            drop(file);
+            let _ = fs::remove_file(&tmp);
+            return Err(Error::io(
+                format!("writing {} bytes to {}", data.len(), path.display()),
+                e,
+            ));
+        }
+        Ok(())
+    }
+
+    fn read(&self, path: &Path) -> Result<Option<Bytes>> {
+        let mut file = match File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io(format!("opening {}", path.display()), e)),
+        };
+        let len = file
+            .metadata()
+            .map_err(|e| Error::io(format!("reading size of {}", path.display()), e))?
+            .len();
+        let len = usize::try_from(len).map_err(|_| Error::TooLarge {
+            what: "object file",
+            size: len,
+            limit: usize::MAX as u64,
+        })?;
+        if len == 0 {
+            return Ok(Some(Bytes::new()));
+        }
+        if len >= self.config.mmap_threshold {
+            // SAFETY: object files are written once under a temporary name
+            // and renamed into place; nothing in proxystore modifies or
+            // truncates a published file (evict unlinks it, which leaves
+            // existing mappings valid). Only a process outside proxystore
+            // truncating the file could invalidate the mapping.
+            let map = unsafe { memmap2::MmapOptions::new().len(len).populate().map(&file) }
+                .map_err(|e| Error::io(format!("mapping {}", path.display()), e))?;
+            return Ok(Some(Bytes::from_owner(map)));
+        }
+        let mut buf = Vec::with_capacity(len);
+        file.read_to_end(&mut buf)
+            .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+        Ok(Some(Bytes::from(buf)))
+    }
+}
+
+fn create_new(path: &Path) -> io::Result<File> {
+    OpenOptions::new().write(true).create_new(true).open(path)
+}
+
+fn fastrand_u32() -> u32 {
+    // Distinguishes temporary files of concurrent writers of one key.
+    (ObjectId::random().as_u128() & 0xffff_ffff) as u32
+}
+
+impl Connector for FileConnector {
+    fn kind(&self) -> &str {
+        &self.config.kind
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::none()
+            .with_deferrable(true)
+            .with_one_sided_get(true)
+            .with_survives_producer_exit(true)
+            .with_cross_process(true)
+    }
+
+    fn put(&self, data: Bytes) -> Result<Key> {
+        self.check_open()?;
+        let key = Key::random();
+        self.write_atomic(&self.object_path(key.id()), &data)?;
+        Ok(key)
+    }
+
+    fn get(&self, key: &Key) -> Result<Option<Bytes>> {
+        self.check_open()?;
+        self.read(&self.object_path(key.id()))
+    }
+
+    fn exists(&self, key: &Key) -> Result<bool> {
+        self.check_open()?;
+        let path = self.object_path(key.id());
+        match fs::metadata(&path) {
+            Ok(m) => Ok(m.is_file()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(Error::io(format!("checking {}", path.display()), e)),
+        }
+    }
+
+    fn evict(&self, key: &Key) -> Result<()> {
+        self.check_open()?;
+        let path = self.object_path(key.id());
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io(format!("removing {}", path.display()), e)),
+        }
+    }
+
+    fn config(&self) -> ConnectorConfig {
+        self.config.to_connector_config()
+    }
+
+    fn close(&self) -> Result<()> {
+        self.closed.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    fn as_deferrable(&self) -> Option<&dyn DeferrableConnector> {
+        Some(self)
+    }
+}
+
+impl DeferrableConnector for FileConnector {
+    fn new_key(&self) -> Result<Key> {
+        self.check_open()?;
+        Ok(Key::random())
+    }
+
+    fn set(&self, key: &Key, data: Bytes) -> Result<()> {
+        self.check_open()?;
+        self.write_atomic(&self.object_path(key.id()), &data)
+    }
+}
