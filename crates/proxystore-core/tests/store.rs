@@ -1,6 +1,8 @@
 //! Store, proxy, ownership, lifetime and future behaviour over the local
 //! connector.
 
+#![allow(clippy::unwrap_used)] // Tests fail loudly by design.
+
 use std::time::Duration;
 
 use proxystore_core::{

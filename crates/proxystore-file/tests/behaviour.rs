@@ -1,6 +1,8 @@
 //! File-connector behaviour beyond the conformance suite: layout, atomic
 //! writes, errors, and two OS processes exchanging objects.
 
+#![allow(clippy::unwrap_used)] // Tests fail loudly by design.
+
 use std::path::Path;
 use std::process::Command;
 

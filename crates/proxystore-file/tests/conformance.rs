@@ -1,5 +1,7 @@
 //! The shared conformance suite on a temporary directory and on /dev/shm.
 
+#![allow(clippy::unwrap_used)] // Tests fail loudly by design.
+
 use proxystore_core::testing::WithGuard;
 use proxystore_file::{FileConfig, FileConnector};
 

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs the system packages the test suite needs. Idempotent: packages
+# already present are skipped, and `apt-get update` runs once, only when
+# something is missing. Connector issues add their packages to the list.
+set -euo pipefail
+
+# Debian packages the tests need (each connector adds its own here).
+APT_PACKAGES=(
+)
+
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+        missing+=("$pkg")
+    fi
+done
+
+if ((${#missing[@]} == 0)); then
+    echo "install-deps: all ${#APT_PACKAGES[@]} packages present"
+    exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+    echo "install-deps: need root to install: ${missing[*]}" >&2
+    exit 1
+fi
+echo "install-deps: installing ${missing[*]}"
+apt-get update -q
+DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The whole test suite, as README gives it: installs what the tests need
+# (when run as root), then formatting, lints and every test of the workspace.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" -eq 0 ]; then
+    ci/install-deps.sh
+else
+    echo "test.sh: not root, skipping ci/install-deps.sh (tests needing missing libraries will say so)"
+fi
+
+echo "== cargo fmt"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+echo "== cargo test"
+cargo test --workspace

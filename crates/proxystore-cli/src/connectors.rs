@@ -1,0 +1,99 @@
+//! Building connectors from command-line flags. Each connector adds its
+//! flags and its arm here, once, for every subcommand.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use proxystore::Connector;
+
+use crate::CliError;
+
+/// Which connector to use and how to reach it.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct ConnectorArgs {
+    /// Connector: file or shm (local lives in one process, so only `bench` takes it).
+    #[arg(long, default_value = "file")]
+    pub(crate) connector: String,
+    /// Directory of the file connector (default for shm: /dev/shm/proxystore-<uid>).
+    #[arg(long)]
+    pub(crate) dir: Option<PathBuf>,
+}
+
+impl fmt::Display for ConnectorArgs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.dir {
+            Some(dir) => write!(f, "{} connector at {}", self.connector, dir.display()),
+            None => write!(f, "{} connector", self.connector),
+        }
+    }
+}
+
+impl ConnectorArgs {
+    /// Opens a connector that other processes can reach (for put/get/...).
+    pub(crate) fn open_shared(&self) -> Result<Box<dyn Connector>, CliError> {
+        match self.connector.as_str() {
+            "local" => Err(CliError::new(
+                1,
+                "the local connector keeps data inside one process; use --connector file or shm",
+            )),
+            "file" => {
+                let dir = self
+                    .dir
+                    .clone()
+                    .ok_or_else(|| CliError::new(2, "--connector file needs --dir DIR"))?;
+                Ok(Box::new(proxystore::FileConnector::new(dir)?))
+            }
+            "shm" => {
+                let mut config = proxystore::file::FileConfig::shm();
+                if let Some(dir) = &self.dir {
+                    config.dir = dir.clone();
+                }
+                Ok(Box::new(proxystore::FileConnector::with_config(config)?))
+            }
+            other => Err(unknown(other)),
+        }
+    }
+}
+
+/// The error for a connector name this build does not know.
+pub(crate) fn unknown(name: &str) -> CliError {
+    CliError::new(
+        2,
+        format!(
+            "unknown connector '{name}' (this build has: {})",
+            proxystore::compiled_connectors().join(", ")
+        ),
+    )
+}
+
+/// Every connector of the matrix: name, Cargo feature, what it needs.
+const MATRIX: &[(&str, &str, &str)] = &[
+    (
+        "local",
+        "(always)",
+        "nothing: objects live in the putting process",
+    ),
+    ("file", "file", "a directory: local disk, NFS or Lustre"),
+    ("shm", "file", "/dev/shm (one node)"),
+    ("zmq", "zmq", "libzmq"),
+    ("redis", "redis", "a Redis or KeyDB server"),
+    ("ucx", "ucx", "libucp (UCX)"),
+    ("ofi", "ofi", "libfabric"),
+    ("mpi", "mpi", "an MPI library"),
+    ("daos", "daos", "libdaos"),
+];
+
+/// The text of `proxystore info`.
+pub(crate) fn info() -> String {
+    let compiled = proxystore::compiled_connectors();
+    let mut out = format!("proxystore {}\nconnectors:\n", env!("CARGO_PKG_VERSION"));
+    for (name, feature, needs) in MATRIX {
+        let status = if compiled.contains(name) {
+            "compiled in".to_owned()
+        } else {
+            format!("not compiled (Cargo feature `{feature}`)")
+        };
+        out.push_str(&format!("  {name:<6} {status:<40} needs {needs}\n"));
+    }
+    out
+}

@@ -1,0 +1,158 @@
+//! `proxystore`: transport microbenchmarks and object commands from the shell.
+
+mod bench;
+mod connectors;
+mod report;
+
+use std::io::{Read, Write};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use proxystore::{Error, Key};
+
+use crate::connectors::ConnectorArgs;
+
+/// Move task data out of band: benchmarks and object commands.
+#[derive(Debug, Parser)]
+#[command(name = "proxystore", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Benchmark put, get and roundtrip through a Store for each connector and size.
+    Bench(bench::BenchArgs),
+    /// Store the bytes read from stdin; print the key.
+    Put(ConnectorArgs),
+    /// Write the object under KEY to stdout.
+    Get(KeyArgs),
+    /// Exit 0 if KEY exists, 1 if not.
+    Exists(KeyArgs),
+    /// Remove the object under KEY (a missing key is not an error).
+    Evict(KeyArgs),
+    /// Show the connectors compiled in.
+    Info,
+}
+
+#[derive(Debug, clap::Args)]
+struct KeyArgs {
+    /// The key, as printed by `proxystore put`.
+    key: String,
+    #[command(flatten)]
+    connector: ConnectorArgs,
+}
+
+/// A failure to report: one line on stderr and an exit code.
+#[derive(Debug)]
+pub(crate) struct CliError {
+    code: u8,
+    message: String,
+}
+
+impl CliError {
+    pub(crate) fn new(code: u8, message: impl Into<String>) -> Self {
+        CliError {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<Error> for CliError {
+    fn from(e: Error) -> Self {
+        let code = if matches!(e, Error::InvalidKey { .. }) {
+            2
+        } else {
+            1
+        };
+        CliError::new(code, e.to_string())
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion)
+                || e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            {
+                let _ = e.print();
+                return if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                    ExitCode::from(2)
+                } else {
+                    ExitCode::SUCCESS
+                };
+            }
+            // One clear line: clap's first line, without usage and hints.
+            let text = e.to_string();
+            let line = text.lines().next().unwrap_or("invalid arguments");
+            eprintln!("proxystore: {}", line.trim_start_matches("error: "));
+            return ExitCode::from(2);
+        }
+    };
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("proxystore: {}", e.message);
+            ExitCode::from(e.code)
+        }
+    }
+}
+
+fn parse_key(text: &str) -> Result<Key, CliError> {
+    Ok(text.trim().parse::<Key>()?)
+}
+
+fn run(command: Command) -> Result<ExitCode, CliError> {
+    match command {
+        Command::Bench(args) => bench::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Put(args) => {
+            let connector = args.open_shared()?;
+            let mut data = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut data)
+                .map_err(|e| CliError::new(1, format!("reading stdin: {e}")))?;
+            let key = connector.put(data.into())?;
+            println!("{key}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Get(args) => {
+            let key = parse_key(&args.key)?;
+            let connector = args.connector.open_shared()?;
+            let data = connector.get(&key)?.ok_or_else(|| {
+                CliError::new(1, format!("key {key} not found in {}", args.connector))
+            })?;
+            let mut out = std::io::stdout().lock();
+            out.write_all(&data)
+                .and_then(|()| out.flush())
+                .map_err(|e| CliError::new(1, format!("writing stdout: {e}")))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Exists(args) => {
+            let key = parse_key(&args.key)?;
+            let connector = args.connector.open_shared()?;
+            if connector.exists(&key)? {
+                println!("true");
+                Ok(ExitCode::SUCCESS)
+            } else {
+                println!("false");
+                Err(CliError::new(
+                    1,
+                    format!("key {key} not found in {}", args.connector),
+                ))
+            }
+        }
+        Command::Evict(args) => {
+            let key = parse_key(&args.key)?;
+            args.connector.open_shared()?.evict(&key)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Info => {
+            print!("{}", connectors::info());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! The `proxystore` binary as a user runs it: exit codes, stdout, stderr.
+
+#![allow(clippy::unwrap_used)] // Tests fail loudly by design.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+fn proxystore(args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_proxystore"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn proxystore");
+    // The command may exit before reading stdin (bad flags); that is fine.
+    let _ = child.stdin.take().unwrap().write_all(stdin);
+    child.wait_with_output().unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// One line on stderr, no backtrace, the given exit code.
+fn assert_fails_cleanly(o: &Output, code: i32, needle: &str) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(code), "stderr: {err}");
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "one line expected: {err}"
+    );
+    assert!(err.contains(needle), "{err:?} lacks {needle:?}");
+    assert!(
+        !err.contains("panicked") && !err.contains("backtrace"),
+        "{err}"
+    );
+}
+
+#[test]
+fn put_get_exists_evict_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let data: Vec<u8> = (0..100_000u32).map(|i| (i * 7) as u8).collect();
+    let put = proxystore(&["put", "--connector", "file", "--dir", d], &data);
+    assert!(put.status.success(), "{}", stderr(&put));
+    let key = String::from_utf8(put.stdout).unwrap().trim().to_owned();
+
+    let get = proxystore(&["get", &key, "--connector", "file", "--dir", d], b"");
+    assert!(get.status.success(), "{}", stderr(&get));
+    assert_eq!(get.stdout, data);
+
+    let exists = proxystore(&["exists", &key, "--dir", d], b"");
+    assert_eq!(exists.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&exists.stdout).trim(), "true");
+
+    let evict = proxystore(&["evict", &key, "--dir", d], b"");
+    assert!(evict.status.success(), "{}", stderr(&evict));
+    let again = proxystore(&["evict", &key, "--dir", d], b"");
+    assert!(
+        again.status.success(),
+        "evict is idempotent: {}",
+        stderr(&again)
+    );
+
+    let missing = proxystore(&["get", &key, "--dir", d], b"");
+    assert_fails_cleanly(&missing, 1, "not found");
+    assert!(missing.stdout.is_empty());
+    let exists = proxystore(&["exists", &key, "--dir", d], b"");
+    assert_eq!(exists.status.code(), Some(1));
+}
+
+#[test]
+fn malformed_key_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    for cmd in ["get", "exists", "evict"] {
+        let o = proxystore(&[cmd, "not-a-key", "--dir", d], b"");
+        assert_fails_cleanly(&o, 2, "malformed key");
+    }
+}
+
+#[test]
+fn bad_flags_and_names_fail_in_one_line() {
+    assert_fails_cleanly(&proxystore(&["bench", "--bogus"], b""), 2, "--bogus");
+    assert_fails_cleanly(&proxystore(&["bench", "--sizes", "12XB"], b""), 2, "12XB");
+    assert_fails_cleanly(
+        &proxystore(&["bench", "--connector", "nope"], b""),
+        2,
+        "unknown connector 'nope'",
+    );
+    assert_fails_cleanly(
+        &proxystore(&["put", "--connector", "nope", "--dir", "/tmp"], b"x"),
+        2,
+        "nope",
+    );
+    assert_fails_cleanly(
+        &proxystore(&["put", "--connector", "file"], b"x"),
+        2,
+        "--dir",
+    );
+    assert_fails_cleanly(
+        &proxystore(&["put", "--connector", "local"], b"x"),
+        1,
+        "one process",
+    );
+    assert_fails_cleanly(&proxystore(&["frobnicate"], b""), 2, "frobnicate");
+}
+
+#[test]
+fn unusable_directory_fails_in_one_line() {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    let under = format!("{}/sub", file.path().display());
+    let o = proxystore(&["put", "--dir", &under], b"x");
+    assert_fails_cleanly(&o, 1, &under);
+}
+
+#[test]
+fn info_lists_connectors() {
+    let o = proxystore(&["info"], b"");
+    assert!(o.status.success());
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("local") && out.contains("compiled in"),
+        "{out}"
+    );
+    assert!(out.contains("ucx") && out.contains("not compiled"), "{out}");
+}
+
+#[test]
+fn bench_writes_json_records_and_plot() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("out.json");
+    let svg = dir.path().join("out.svg");
+    let o = proxystore(
+        &[
+            "bench",
+            "--connector",
+            "local,file",
+            "--sizes",
+            "1KiB,64KiB",
+            "--iterations",
+            "3",
+            "--dir",
+            dir.path().to_str().unwrap(),
+            "--json",
+            json.to_str().unwrap(),
+            "--plot",
+            svg.to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let table = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        table.contains("memcpy") && table.contains("roundtrip"),
+        "{table}"
+    );
+    let records: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    // memcpy + 2 connectors x 3 ops, per size.
+    assert_eq!(records.len(), 2 * (1 + 2 * 3));
+    let fields = [
+        "connector",
+        "op",
+        "size_bytes",
+        "iterations",
+        "median_ns",
+        "p99_ns",
+        "gib_per_s",
+    ];
+    for r in &records {
+        let obj = r.as_object().unwrap();
+        assert_eq!(obj.len(), fields.len(), "{r}");
+        for f in fields {
+            assert!(obj.contains_key(f), "{r} lacks {f}");
+        }
+        assert_eq!(r["iterations"], 3);
+        assert!(r["median_ns"].as_u64().unwrap() > 0);
+    }
+    assert!(records
+        .iter()
+        .any(|r| r["connector"] == "memcpy" && r["op"] == "copy"));
+    assert!(records
+        .iter()
+        .any(|r| r["connector"] == "file" && r["op"] == "get" && r["size_bytes"] == 65536));
+    let plot = std::fs::read_to_string(&svg).unwrap();
+    assert!(plot.starts_with("<svg") && plot.contains("file get"));
+}
