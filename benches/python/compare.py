@@ -50,7 +50,11 @@ def fmt_ns(ns: float) -> str:
 
 
 def ratio(num: float, den: float | None) -> str:
-    return f'{num / den:.1f}x' if den else '-'
+    """``num / den`` as ``'104.3x'`` (2 significant digits below 1, ``'-'`` if no den)."""
+    if not den:
+        return '-'
+    v = num / den
+    return f'{v:.1f}x' if v >= 1 else f'{v:.2g}x'
 
 
 def die(msg: str) -> None:

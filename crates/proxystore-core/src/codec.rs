@@ -74,10 +74,17 @@ fn decode_pod_vec<P: bytemuck::Pod>(data: &[u8]) -> Result<Vec<P>> {
             payload.len()
         )));
     }
-    // Zeroed allocation is lazily mapped by the allocator for large sizes,
-    // so this is one pass over memory: the copy.
-    let mut v = vec![P::zeroed(); len as usize];
-    bytemuck::cast_slice_mut::<P, u8>(&mut v).copy_from_slice(payload);
+    // One pass over memory: the copy into uninitialized capacity (a zeroed
+    // `vec!` would memset first whenever the allocator reuses memory).
+    let mut v: Vec<P> = Vec::with_capacity(len as usize);
+    // SAFETY: the vector has capacity for `len` elements, which is exactly
+    // `payload.len()` bytes (checked above); the regions cannot overlap (one
+    // is freshly allocated); every byte pattern is a valid `P` (`Pod`), so
+    // the first `len` elements are initialized after the copy.
+    unsafe {
+        std::ptr::copy_nonoverlapping(payload.as_ptr(), v.as_mut_ptr().cast::<u8>(), payload.len());
+        v.set_len(len as usize);
+    }
     Ok(v)
 }
 
