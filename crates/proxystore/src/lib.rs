@@ -60,3 +60,8 @@ mod tests {
         }
     }
 }
+
+// The README's example compiles and runs as a doctest, so it stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;
