@@ -6,6 +6,9 @@ set -euo pipefail
 
 # Debian packages the tests need (each connector adds its own here).
 APT_PACKAGES=(
+    pkg-config      # how zmq-sys finds libzmq
+    libzmq3-dev     # proxystore-zmq: real libzmq tests
+    redis-server    # proxystore-redis: real tests against a loopback server
 )
 
 missing=()

@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod ownership;
 pub mod proxy;
 pub mod store;
+pub mod table;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -39,3 +40,4 @@ pub use store::{
     get_or_create_store, get_store, register_store, unregister_store, Store, StoreBuilder,
     StoreConfig,
 };
+pub use table::{ObjectTable, TableEntry};

@@ -2,30 +2,16 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use bytes::Bytes;
 
 use crate::connector::{Capabilities, Connector, ConnectorConfig, DeferrableConnector};
 use crate::error::{Error, Result};
 use crate::key::{Key, ObjectId};
+use crate::table::ObjectTable;
 
-const SHARDS: usize = 16;
-
-type Shard = RwLock<HashMap<ObjectId, Bytes>>;
-
-/// The object table of one local connector, shared by its handles.
-#[derive(Debug)]
-struct Table {
-    shards: [Shard; SHARDS],
-}
-
-impl Table {
-    fn shard(&self, id: ObjectId) -> &Shard {
-        // Ids are random, so the low bits spread evenly.
-        &self.shards[(id.as_u128() as usize) % SHARDS]
-    }
-}
+type Table = ObjectTable;
 
 /// Live tables in this process by instance number, so a connector rebuilt
 /// from a config (e.g. by a proxy) shares the original's objects.
@@ -57,9 +43,7 @@ impl LocalConnector {
     pub fn new() -> Self {
         static NEXT: AtomicU64 = AtomicU64::new(1);
         let instance = NEXT.fetch_add(1, Ordering::Relaxed);
-        let table = Arc::new(Table {
-            shards: std::array::from_fn(|_| RwLock::default()),
-        });
+        let table = Arc::new(Table::new());
         let mut map = instances().lock().unwrap_or_else(|e| e.into_inner());
         map.retain(|_, t| t.strong_count() > 0);
         map.insert(instance, Arc::downgrade(&table));
@@ -109,12 +93,7 @@ impl LocalConnector {
     }
 
     fn insert(&self, id: ObjectId, data: Bytes) {
-        let mut shard = self
-            .table
-            .shard(id)
-            .write()
-            .unwrap_or_else(|e| e.into_inner());
-        shard.insert(id, data);
+        self.table.insert(id, data);
     }
 }
 
@@ -140,32 +119,17 @@ impl Connector for LocalConnector {
 
     fn get(&self, key: &Key) -> Result<Option<Bytes>> {
         self.check_open()?;
-        let shard = self
-            .table
-            .shard(key.id())
-            .read()
-            .unwrap_or_else(|e| e.into_inner());
-        Ok(shard.get(&key.id()).cloned())
+        Ok(self.table.get(key.id()))
     }
 
     fn exists(&self, key: &Key) -> Result<bool> {
         self.check_open()?;
-        let shard = self
-            .table
-            .shard(key.id())
-            .read()
-            .unwrap_or_else(|e| e.into_inner());
-        Ok(shard.contains_key(&key.id()))
+        Ok(self.table.contains(key.id()))
     }
 
     fn evict(&self, key: &Key) -> Result<()> {
         self.check_open()?;
-        let mut shard = self
-            .table
-            .shard(key.id())
-            .write()
-            .unwrap_or_else(|e| e.into_inner());
-        shard.remove(&key.id());
+        self.table.remove(key.id());
         Ok(())
     }
 
