@@ -1,0 +1,487 @@
+//! The peer-to-peer connector, written once over a [`SocketLayer`].
+//!
+//! Puts keep the bytes in this process's object table, served by a data
+//! server started on first put, and return a key naming that server
+//! (`<id>.<size>@<address>`). Gets of keys owned elsewhere go to the owner
+//! over pooled connections; keys owned here are read from the table with no
+//! network at all. With `server` set, puts are instead sent to a standalone
+//! data server (`proxystore serve`), so data outlives this process.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use proxystore_core::{
+    Capabilities, Connector, ConnectorConfig, DeferrableConnector, Error, Key, ObjectId,
+    ObjectTable, Result,
+};
+
+use crate::handler::Handler;
+use crate::transport::{ClientPool, DataServer, SocketLayer};
+use crate::wire::{Item, Limits, Message, Op, Status, Value};
+
+/// Settings of a peer-to-peer connector.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PeerConfig {
+    /// Connector kind (`zmq`, `mock`).
+    pub kind: String,
+    /// Endpoint the in-process data server binds (port 0: any free port).
+    pub address: String,
+    /// A standalone data server to send puts to, instead of serving them
+    /// from this process.
+    pub server: Option<String>,
+    /// Bound on every request's wait for its reply.
+    pub timeout: Duration,
+    /// Shared secret: sent with every request, required by our server.
+    /// Never written into [`PeerConfig::to_connector_config`] (so never into
+    /// proxies); rebuilt connectors read it from `PROXYSTORE_<KIND>_SECRET`.
+    pub secret: Option<String>,
+    /// What the server accepts and the client reads.
+    pub limits: Limits,
+}
+
+impl fmt::Debug for PeerConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PeerConfig")
+            .field("kind", &self.kind)
+            .field("address", &self.address)
+            .field("server", &self.server)
+            .field("timeout", &self.timeout)
+            .field("secret", &self.secret.as_ref().map(|_| "<set>"))
+            .field("limits", &self.limits)
+            .finish()
+    }
+}
+
+impl PeerConfig {
+    /// Defaults for `kind`, serving on `address`: 30 s timeout, no secret
+    /// (or the one in `PROXYSTORE_<KIND>_SECRET`).
+    pub fn new(kind: &str, address: impl Into<String>) -> Self {
+        PeerConfig {
+            kind: kind.to_string(),
+            address: address.into(),
+            server: None,
+            timeout: Duration::from_secs(30),
+            secret: secret_from_env(kind),
+            limits: Limits::default(),
+        }
+    }
+
+    /// Reads options `address`, `server`, `timeout_ms`, `max_object_bytes`,
+    /// `secret` (else the env var) from a connector config.
+    pub fn from_connector_config(config: &ConnectorConfig) -> Result<Self> {
+        let mut out = PeerConfig::new(&config.kind, config.require("address")?);
+        out.server = config.get("server").map(str::to_string);
+        if let Some(ms) = config.parse::<u64>("timeout_ms")? {
+            out.timeout = Duration::from_millis(ms);
+        }
+        if let Some(max) = config.parse::<u64>("max_object_bytes")? {
+            out.limits.max_object = max;
+        }
+        if let Some(s) = config.get("secret") {
+            out.secret = Some(s.to_string());
+        }
+        Ok(out)
+    }
+
+    /// The connector config (without the secret).
+    pub fn to_connector_config(&self) -> ConnectorConfig {
+        let mut c = ConnectorConfig::new(self.kind.clone())
+            .with("address", &self.address)
+            .with("timeout_ms", self.timeout.as_millis())
+            .with("max_object_bytes", self.limits.max_object);
+        if let Some(s) = &self.server {
+            c = c.with("server", s);
+        }
+        c
+    }
+
+    fn auth(&self) -> Bytes {
+        self.secret
+            .as_ref()
+            .map(|s| Bytes::copy_from_slice(s.as_bytes()))
+            .unwrap_or_default()
+    }
+}
+
+fn secret_from_env(kind: &str) -> Option<String> {
+    std::env::var(format!("PROXYSTORE_{}_SECRET", kind.to_uppercase()))
+        .ok()
+        .filter(|s| !s.is_empty())
+}
+
+/// Whether an endpoint only accepts connections from this host.
+pub fn is_local_endpoint(endpoint: &str) -> bool {
+    let Some((scheme, rest)) = endpoint.split_once("://") else {
+        return false;
+    };
+    if scheme != "tcp" {
+        return matches!(scheme, "ipc" | "inproc" | "mock");
+    }
+    let host = rest.rsplit_once(':').map_or(rest, |(h, _)| h);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host == "localhost" || host == "::1" || host.starts_with("127.")
+}
+
+/// Starts a standalone data server (what `proxystore serve` runs): an empty
+/// table served on `config.address` until the returned server is stopped.
+pub fn serve<L: SocketLayer>(layer: &L, config: &PeerConfig) -> Result<DataServer> {
+    check_exposure(config)?;
+    let handler = Handler::new(
+        Arc::new(ObjectTable::new()),
+        secret_bytes(config),
+        config.limits,
+    );
+    DataServer::start(layer, &config.address, handler)
+}
+
+fn secret_bytes(config: &PeerConfig) -> Option<Bytes> {
+    config
+        .secret
+        .as_ref()
+        .map(|s| Bytes::copy_from_slice(s.as_bytes()))
+}
+
+fn check_exposure(config: &PeerConfig) -> Result<()> {
+    if config.secret.is_none() && !is_local_endpoint(&config.address) {
+        return Err(Error::Config(format!(
+            "{}: serving on {} (not loopback) needs a shared secret: set PROXYSTORE_{}_SECRET or option 'secret'",
+            config.kind,
+            config.address,
+            config.kind.to_uppercase()
+        )));
+    }
+    Ok(())
+}
+
+/// A [`Connector`] over any [`SocketLayer`]: ZeroMQ, and the in-process mock.
+pub struct PeerConnector<L: SocketLayer> {
+    layer: Arc<L>,
+    config: PeerConfig,
+    table: Arc<ObjectTable>,
+    server: Mutex<Option<DataServer>>,
+    clients: ClientPool<L>,
+    closed: AtomicBool,
+}
+
+impl<L: SocketLayer> fmt::Debug for PeerConnector<L> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PeerConnector")
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl<L: SocketLayer> PeerConnector<L> {
+    /// A connector; its data server starts on the first put.
+    pub fn new(layer: Arc<L>, config: PeerConfig) -> Result<Self> {
+        if config.server.is_none() {
+            check_exposure(&config)?;
+        }
+        let clients = ClientPool::new(Arc::clone(&layer), config.limits);
+        Ok(PeerConnector {
+            layer,
+            config,
+            table: Arc::new(ObjectTable::new()),
+            server: Mutex::new(None),
+            clients,
+            closed: AtomicBool::new(false),
+        })
+    }
+
+    /// Its settings.
+    pub fn peer_config(&self) -> &PeerConfig {
+        &self.config
+    }
+
+    /// Address of this process's data server, starting it if needed.
+    pub fn local_address(&self) -> Result<String> {
+        self.check_open()?;
+        let mut server = self.server.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = server.as_ref() {
+            return Ok(s.address().to_string());
+        }
+        let handler = Handler::new(
+            Arc::clone(&self.table),
+            secret_bytes(&self.config),
+            self.config.limits,
+        );
+        let started = DataServer::start(self.layer.as_ref(), &self.config.address, handler)?;
+        let address = started.address().to_string();
+        tracing::debug!(connector = %self.config.kind, %address, "data server started");
+        *server = Some(started);
+        Ok(address)
+    }
+
+    fn is_local(&self, address: &str) -> bool {
+        let server = self.server.lock().unwrap_or_else(|e| e.into_inner());
+        server.as_ref().is_some_and(|s| s.address() == address)
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed {
+                connector: self.config.kind.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    fn owner<'k>(&self, key: &'k Key) -> Result<&'k str> {
+        key.location().ok_or_else(|| Error::InvalidKey {
+            text: key.to_string(),
+            reason: "a peer-to-peer key must name its owner (<id>.<size>@<address>)",
+        })
+    }
+
+    /// Where puts go: the standalone server, else our own.
+    fn put_target(&self) -> Result<(String, bool)> {
+        match &self.config.server {
+            Some(s) => Ok((s.clone(), false)),
+            None => Ok((self.local_address()?, true)),
+        }
+    }
+
+    fn check_size(&self, data: &Bytes) -> Result<()> {
+        let size = data.len() as u64;
+        if size > self.config.limits.max_object {
+            return Err(Error::TooLarge {
+                what: "object",
+                size,
+                limit: self.config.limits.max_object,
+            });
+        }
+        Ok(())
+    }
+
+    /// One request to `address`; a refusal becomes a typed error.
+    fn remote(&self, address: &str, op: Op, items: Vec<Item>) -> Result<Message> {
+        let req = Message::request(op, 0, self.config.auth(), items);
+        let mut replies = self.clients.call(address, vec![req], self.config.timeout)?;
+        let reply = replies
+            .pop()
+            .ok_or_else(|| self.transport_error(address, "no reply".into()))?;
+        if reply.status != Status::Ok || reply.op != op {
+            let text = String::from_utf8_lossy(&reply.aux).into_owned();
+            return Err(match reply.status {
+                Status::Unauthorized => {
+                    Error::Config(format!("{address} refused the request: {text}"))
+                }
+                Status::TooLarge => {
+                    self.transport_error(address, format!("request refused as too large: {text}"))
+                }
+                _ => self.transport_error(address, format!("{:?}: {text}", reply.status)),
+            });
+        }
+        Ok(reply)
+    }
+
+    fn transport_error(&self, address: &str, what: String) -> Error {
+        Error::Transport {
+            connector: self.config.kind.clone(),
+            source: format!("peer {address}: {what}").into(),
+        }
+    }
+
+    /// Runs `op` on `keys`, grouped by owner: one request per owner; local
+    /// keys are answered from the table.
+    fn per_owner<T>(
+        &self,
+        keys: &[Key],
+        op: Op,
+        local: impl Fn(ObjectId) -> T,
+        from_reply: impl Fn(&Key, Value) -> Result<T>,
+    ) -> Result<Vec<T>> {
+        let mut groups: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        let mut out: Vec<Option<T>> = keys.iter().map(|_| None).collect();
+        for (i, key) in keys.iter().enumerate() {
+            let owner = self.owner(key)?;
+            if self.is_local(owner) {
+                out[i] = Some(local(key.id()));
+            } else {
+                groups.entry(owner).or_default().push(i);
+            }
+        }
+        for (owner, idx) in groups {
+            let items = idx
+                .iter()
+                .map(|&i| Item {
+                    id: keys[i].id(),
+                    value: Value::Id,
+                })
+                .collect();
+            let reply = self.remote(owner, op, items)?;
+            if reply.items.len() != idx.len() {
+                return Err(self.transport_error(
+                    owner,
+                    format!("{} answers for {} keys", reply.items.len(), idx.len()),
+                ));
+            }
+            for (&i, item) in idx.iter().zip(reply.items) {
+                if item.id != keys[i].id() {
+                    return Err(self.transport_error(owner, "reply names other objects".into()));
+                }
+                out[i] = Some(from_reply(&keys[i], item.value)?);
+            }
+        }
+        Ok(out.into_iter().flatten().collect())
+    }
+
+    fn put_many(&self, data: Vec<Bytes>) -> Result<Vec<Key>> {
+        self.check_open()?;
+        for d in &data {
+            self.check_size(d)?;
+        }
+        let (target, local) = self.put_target()?;
+        let keys = data
+            .iter()
+            .map(|d| {
+                Key::random()
+                    .with_size(d.len() as u64)
+                    .with_location(&target)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if local {
+            for (key, d) in keys.iter().zip(data) {
+                self.table.insert(key.id(), d);
+            }
+        } else {
+            let items = keys
+                .iter()
+                .zip(data)
+                .map(|(k, d)| Item {
+                    id: k.id(),
+                    value: Value::Data(d),
+                })
+                .collect();
+            self.remote(&target, Op::Put, items)?;
+        }
+        Ok(keys)
+    }
+}
+
+impl<L: SocketLayer> Connector for PeerConnector<L> {
+    fn kind(&self) -> &str {
+        &self.config.kind
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::none()
+            .with_native_batch(true)
+            .with_deferrable(true)
+            .with_cross_process(true)
+            .with_survives_producer_exit(self.config.server.is_some())
+    }
+
+    fn put(&self, data: Bytes) -> Result<Key> {
+        let mut keys = self.put_many(vec![data])?;
+        keys.pop()
+            .ok_or_else(|| Error::Config("put produced no key".into()))
+    }
+
+    fn put_batch(&self, data: Vec<Bytes>) -> Result<Vec<Key>> {
+        self.put_many(data)
+    }
+
+    fn get(&self, key: &Key) -> Result<Option<Bytes>> {
+        let mut out = self.get_batch(std::slice::from_ref(key))?;
+        Ok(out.pop().flatten())
+    }
+
+    fn get_batch(&self, keys: &[Key]) -> Result<Vec<Option<Bytes>>> {
+        self.check_open()?;
+        self.per_owner(
+            keys,
+            Op::Get,
+            |id| self.table.get(id),
+            |key, value| match value {
+                Value::Data(d) => match key.size() {
+                    Some(size) if size != d.len() as u64 => Err(self.transport_error(
+                        key.location().unwrap_or_default(),
+                        format!("object {key} came back with {} bytes", d.len()),
+                    )),
+                    _ => Ok(Some(d)),
+                },
+                _ => Ok(None),
+            },
+        )
+    }
+
+    fn exists(&self, key: &Key) -> Result<bool> {
+        self.check_open()?;
+        let out = self.per_owner(
+            std::slice::from_ref(key),
+            Op::Exists,
+            |id| self.table.contains(id),
+            |_, v| Ok(v == Value::Flag(true)),
+        )?;
+        Ok(out.first().copied().unwrap_or(false))
+    }
+
+    fn evict(&self, key: &Key) -> Result<()> {
+        self.check_open()?;
+        self.per_owner(
+            std::slice::from_ref(key),
+            Op::Evict,
+            |id| {
+                self.table.remove(id);
+            },
+            |_, _| Ok(()),
+        )?;
+        Ok(())
+    }
+
+    fn config(&self) -> ConnectorConfig {
+        self.config.to_connector_config()
+    }
+
+    fn close(&self) -> Result<()> {
+        self.closed.store(true, Ordering::Release);
+        if let Some(mut s) = self.server.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            s.stop();
+        }
+        self.clients.clear();
+        self.table.clear();
+        Ok(())
+    }
+
+    fn as_deferrable(&self) -> Option<&dyn DeferrableConnector> {
+        Some(self)
+    }
+}
+
+impl<L: SocketLayer> DeferrableConnector for PeerConnector<L> {
+    fn new_key(&self) -> Result<Key> {
+        self.check_open()?;
+        let (target, _) = self.put_target()?;
+        Key::random().with_location(&target)
+    }
+
+    fn set(&self, key: &Key, data: Bytes) -> Result<()> {
+        self.check_open()?;
+        self.check_size(&data)?;
+        let owner = self.owner(key)?;
+        if self.is_local(owner) {
+            self.table.insert(key.id(), data);
+        } else {
+            self.remote(
+                owner,
+                Op::Put,
+                vec![Item {
+                    id: key.id(),
+                    value: Value::Data(data),
+                }],
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl<L: SocketLayer> Drop for PeerConnector<L> {
+    fn drop(&mut self) {
+        let _ = self.close();
+    }
+}

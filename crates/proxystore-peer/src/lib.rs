@@ -1,0 +1,24 @@
+//! Peer-to-peer machinery shared by the network connectors (ZeroMQ now;
+//! UCX, libfabric and MPI carry the same requests).
+//!
+//! - [`wire`]: the versioned request/response vocabulary and framing, with
+//!   limits checked before any allocation.
+//! - [`Handler`]: what a data server does with a request (over the core's
+//!   [`ObjectTable`](proxystore_core::ObjectTable)).
+//! - [`SocketLayer`]: the only part a transport writes; [`DataServer`] and
+//!   [`ClientPool`] are the server loop and the cached, pipelined client
+//!   written once over it.
+//! - [`PeerConnector`]: the connector over any socket layer; [`serve`] the
+//!   standalone data server behind `proxystore serve`.
+//! - [`mock::MockLayer`]: in-process channels as the socket layer, so all
+//!   of the above runs in tests without a network library.
+
+mod connector;
+mod handler;
+pub mod mock;
+mod transport;
+pub mod wire;
+
+pub use connector::{is_local_endpoint, serve, PeerConfig, PeerConnector};
+pub use handler::Handler;
+pub use transport::{ClientPool, ClientSocket, DataServer, Frames, ServerSocket, SocketLayer};

@@ -1,0 +1,259 @@
+//! The socket layer a network connector plugs in, and the two loops written
+//! once over it: the data server and the client's connection pool.
+//!
+//! A transport supplies only how frames move (ZeroMQ ROUTER/DEALER sockets,
+//! in-process channels in the mock); the request handling, connection
+//! caching, request-id matching, pipelining and timeouts live here.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use proxystore_core::{Error, Result};
+
+use crate::handler::Handler;
+use crate::wire::{Limits, Message};
+
+/// A message on the wire: frame 0 is the head, then payload frames.
+pub type Frames = Vec<Bytes>;
+
+/// How often a server loop wakes to check whether it should stop.
+const SERVER_POLL: Duration = Duration::from_millis(50);
+
+/// The lowest layer of a network connector: binding, connecting and moving
+/// frames. Everything above it is shared.
+pub trait SocketLayer: Send + Sync + 'static {
+    /// The listening side.
+    type Server: ServerSocket;
+    /// One client connection to one peer.
+    type Client: ClientSocket;
+
+    /// Transport name for errors (`zmq`, `mock`).
+    fn name(&self) -> &'static str;
+
+    /// Binds `endpoint` and returns the socket with the address clients
+    /// should use (an ephemeral port resolved). Frames larger than
+    /// `limits.max_frame()` must be refused before they are buffered.
+    fn bind(&self, endpoint: &str, limits: &Limits) -> Result<(Self::Server, String)>;
+
+    /// Opens a connection to the server at `address`.
+    fn connect(&self, address: &str, limits: &Limits) -> Result<Self::Client>;
+}
+
+/// The listening side of a [`SocketLayer`].
+pub trait ServerSocket: Send + 'static {
+    /// Identifies the client a message came from.
+    type Peer: Send;
+
+    /// The next message, or `None` if none arrived within `timeout`.
+    fn recv(&mut self, timeout: Duration) -> Result<Option<(Self::Peer, Frames)>>;
+
+    /// Sends a reply to `peer`.
+    fn send(&mut self, peer: Self::Peer, frames: Frames) -> Result<()>;
+}
+
+/// One client connection of a [`SocketLayer`].
+pub trait ClientSocket: Send + 'static {
+    /// Queues a message for the server, waiting at most `timeout` for room.
+    fn send(&mut self, frames: Frames, timeout: Duration) -> Result<()>;
+
+    /// The next reply, or `None` if none arrived within `timeout`.
+    fn recv(&mut self, timeout: Duration) -> Result<Option<Frames>>;
+}
+
+/// A data server: a thread answering requests on a bound socket until
+/// stopped (or dropped).
+pub struct DataServer {
+    address: String,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl fmt::Debug for DataServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DataServer")
+            .field("address", &self.address)
+            .finish()
+    }
+}
+
+impl DataServer {
+    /// Binds `endpoint` with `layer` and answers requests with `handler` on
+    /// a new thread.
+    pub fn start<L: SocketLayer>(
+        layer: &L,
+        endpoint: &str,
+        handler: Handler,
+    ) -> Result<DataServer> {
+        let (mut socket, address) = layer.bind(endpoint, handler.limits())?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let name = format!("proxystore-{}-server", layer.name());
+        let thread = std::thread::Builder::new()
+            .name(name)
+            .spawn(move || {
+                while !flag.load(Ordering::Acquire) {
+                    match socket.recv(SERVER_POLL) {
+                        Ok(Some((peer, frames))) => {
+                            if let Some(reply) = handler.handle(frames) {
+                                if let Err(e) = socket.send(peer, reply) {
+                                    tracing::warn!(error = %e, "data server could not send a reply");
+                                }
+                            }
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            tracing::warn!(error = %e, "data server receive failed");
+                            std::thread::sleep(SERVER_POLL);
+                        }
+                    }
+                }
+            })
+            .map_err(|e| Error::io("spawning the data server thread", e))?;
+        Ok(DataServer {
+            address,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// The address clients reach this server at (ephemeral ports resolved).
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// Stops answering and releases the socket. Idempotent.
+    pub fn stop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for DataServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Cached client connections, one pool per peer address; safe to use from
+/// many threads (each call takes a connection out, then gives it back).
+pub struct ClientPool<L: SocketLayer> {
+    layer: Arc<L>,
+    limits: Limits,
+    idle: Mutex<HashMap<String, Vec<L::Client>>>,
+    next_id: AtomicU64,
+}
+
+impl<L: SocketLayer> fmt::Debug for ClientPool<L> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientPool")
+            .field("transport", &self.layer.name())
+            .finish()
+    }
+}
+
+/// Idle connections kept per peer; more concurrent callers open more, and
+/// the surplus is closed when they finish.
+const IDLE_PER_PEER: usize = 8;
+
+impl<L: SocketLayer> ClientPool<L> {
+    /// An empty pool over `layer`.
+    pub fn new(layer: Arc<L>, limits: Limits) -> Self {
+        ClientPool {
+            layer,
+            limits,
+            idle: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+        }
+    }
+
+    /// Sends every request to `address`, all before waiting for the first
+    /// reply, and returns the replies in request order. The whole exchange
+    /// is bounded by `timeout`; a silent peer is [`Error::PeerUnreachable`].
+    pub fn call(
+        &self,
+        address: &str,
+        mut requests: Vec<Message>,
+        timeout: Duration,
+    ) -> Result<Vec<Message>> {
+        let deadline = Instant::now() + timeout;
+        let mut conn = self.take(address)?;
+        let mut order = HashMap::with_capacity(requests.len());
+        for (i, req) in requests.iter_mut().enumerate() {
+            req.request_id = self.next_id.fetch_add(1, Ordering::Relaxed);
+            order.insert(req.request_id, i);
+        }
+        let unreachable = |reason: String| Error::PeerUnreachable {
+            address: address.to_string(),
+            reason,
+        };
+        for req in &requests {
+            conn.send(req.encode(), remaining(deadline))
+                .map_err(|e| unreachable(format!("send failed: {e}")))?;
+        }
+        let mut replies: Vec<Option<Message>> = requests.iter().map(|_| None).collect();
+        let mut missing = replies.len();
+        while missing > 0 {
+            let left = remaining(deadline);
+            let frames = match conn.recv(left)? {
+                Some(f) => f,
+                None if left.is_zero() || Instant::now() >= deadline => {
+                    // The connection may still get the late replies: drop it.
+                    return Err(unreachable(format!(
+                        "no reply within {timeout:?} (peer dead or overloaded)"
+                    )));
+                }
+                None => continue,
+            };
+            let reply = Message::decode(frames, &self.limits).map_err(|e| Error::Transport {
+                connector: self.layer.name().into(),
+                source: format!("malformed reply from {address}: {e}").into(),
+            })?;
+            // Replies to an earlier, timed-out exchange are skipped.
+            if let Some(&i) = order.get(&reply.request_id) {
+                if reply.response && replies[i].is_none() {
+                    replies[i] = Some(reply);
+                    missing -= 1;
+                }
+            }
+        }
+        self.give_back(address, conn);
+        Ok(replies.into_iter().flatten().collect())
+    }
+
+    fn take(&self, address: &str) -> Result<L::Client> {
+        let pooled = self
+            .idle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(address)
+            .and_then(Vec::pop);
+        match pooled {
+            Some(c) => Ok(c),
+            None => self.layer.connect(address, &self.limits),
+        }
+    }
+
+    fn give_back(&self, address: &str, conn: L::Client) {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let list = idle.entry(address.to_string()).or_default();
+        if list.len() < IDLE_PER_PEER {
+            list.push(conn);
+        }
+    }
+
+    /// Closes every idle connection.
+    pub fn clear(&self) {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+}
+
+fn remaining(deadline: Instant) -> Duration {
+    deadline.saturating_duration_since(Instant::now())
+}
