@@ -305,3 +305,33 @@ pub fn proxy_resolves_from_config(c: Arc<dyn Connector>) {
     assert_eq!(received.resolve().expect("resolve"), &value);
     unregister_store(&name);
 }
+
+/// Environment variable that tells a re-executed test binary which child
+/// role to play (see [`child_command`]).
+pub const CHILD_ROLE: &str = "PROXYSTORE_TEST_CHILD_ROLE";
+
+/// A command running this test binary again, executing only the test named
+/// `entry` with [`CHILD_ROLE`] set to `role`: how tests get a second OS
+/// process that links the same code. The entry test returns at once when
+/// [`child_role`] is `None`.
+pub fn child_command(entry: &str, role: &str) -> std::process::Command {
+    let exe = std::env::current_exe().expect("current test executable");
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(["--exact", entry, "--nocapture", "--test-threads=1"])
+        .env(CHILD_ROLE, role);
+    cmd
+}
+
+/// The role this process was started with by [`child_command`], if any.
+pub fn child_role() -> Option<String> {
+    std::env::var(CHILD_ROLE).ok()
+}
+
+/// The value a child printed as a `NAME=value` line (libtest may prefix it).
+pub fn output_field<'a>(stdout: &'a str, name: &str) -> &'a str {
+    let tag = format!("{name}=");
+    stdout
+        .lines()
+        .find_map(|l| l.split_once(tag.as_str()).map(|(_, v)| v.trim()))
+        .unwrap_or_else(|| panic!("child did not print {name}: {stdout}"))
+}

@@ -4,29 +4,22 @@
 #![allow(clippy::unwrap_used)] // Tests fail loudly by design.
 
 use std::path::Path;
-use std::process::Command;
 
+use proxystore_core::testing::{child_command, child_role, output_field};
 use proxystore_core::{Bytes, Connector, ConnectorConfig, Error, Key, Proxy, Store};
 use proxystore_file::{FileConfig, FileConnector};
 
-const CHILD_ROLE: &str = "PROXYSTORE_FILE_TEST_ROLE";
-
 /// Runs this test binary again as a child executing only `child_entry`.
 fn run_child(role: &str, envs: &[(&str, &str)]) -> std::process::Output {
-    let exe = std::env::current_exe().expect("current exe");
-    let mut cmd = Command::new(exe);
-    cmd.args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
-        .env(CHILD_ROLE, role);
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
+    let mut cmd = child_command("child_entry", role);
+    cmd.envs(envs.iter().copied());
     cmd.output().expect("spawn child test process")
 }
 
 /// Entry point of child processes; a no-op when run as a normal test.
 #[test]
 fn child_entry() {
-    let Ok(role) = std::env::var(CHILD_ROLE) else {
+    let Some(role) = child_role() else {
         return;
     };
     match role.as_str() {
@@ -65,15 +58,6 @@ fn child_entry() {
         }
         other => panic!("unknown role {other}"),
     }
-}
-
-/// The value printed by a child as `NAME=value` (libtest may prefix the line).
-fn field<'a>(stdout: &'a str, name: &str) -> &'a str {
-    let tag = format!("{name}=");
-    stdout
-        .lines()
-        .find_map(|l| l.split_once(tag.as_str()).map(|(_, v)| v.trim()))
-        .unwrap_or_else(|| panic!("child did not print {name}: {stdout}"))
 }
 
 fn files_under(dir: &Path) -> Vec<String> {
@@ -122,7 +106,7 @@ fn another_process_resolves_a_proxy_and_answers() {
         "child failed: {stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let key: Key = field(&stdout, "CHILD_KEY").parse().unwrap();
+    let key: Key = output_field(&stdout, "CHILD_KEY").parse().unwrap();
     // The child exited; its object is still there (files outlive producers).
     assert_eq!(
         store.get::<String>(&key).unwrap().as_deref(),
@@ -140,12 +124,12 @@ fn failed_write_leaves_no_partial_object() {
         "child failed: {stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let context = field(&stdout, "PUT_ERROR");
+    let context = output_field(&stdout, "PUT_ERROR");
     assert!(
         context.contains(dir.path().to_str().unwrap()),
         "error names the path: {context}"
     );
-    let small: Key = field(&stdout, "SMALL_KEY").parse().unwrap();
+    let small: Key = output_field(&stdout, "SMALL_KEY").parse().unwrap();
     // Only the small object remains: no temporary file, no half object.
     assert_eq!(files_under(dir.path()), vec![small.id().to_string()]);
 }

@@ -435,7 +435,9 @@ impl<L: SocketLayer> Connector for PeerConnector<L> {
     }
 
     fn config(&self) -> ConnectorConfig {
-        self.config.to_connector_config()
+        let mut config = self.config.clone();
+        config.address = self.layer.any_port(&config.address);
+        config.to_connector_config()
     }
 
     fn close(&self) -> Result<()> {

@@ -82,6 +82,10 @@ impl SocketLayer for MockLayer {
         Ok((server, address))
     }
 
+    fn any_port(&self, _endpoint: &str) -> String {
+        "mock://".into()
+    }
+
     fn connect(&self, address: &str, _limits: &Limits) -> Result<MockClient> {
         let server = network()
             .lock()

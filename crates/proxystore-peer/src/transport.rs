@@ -42,6 +42,13 @@ pub trait SocketLayer: Send + Sync + 'static {
 
     /// Opens a connection to the server at `address`.
     fn connect(&self, address: &str, limits: &Limits) -> Result<Self::Client>;
+
+    /// The endpoint a connector rebuilt from a config should bind: like
+    /// `endpoint` but on any free port or path, so a second connector
+    /// (another process, or this one) never collides with the first.
+    fn any_port(&self, endpoint: &str) -> String {
+        endpoint.to_string()
+    }
 }
 
 /// The listening side of a [`SocketLayer`].

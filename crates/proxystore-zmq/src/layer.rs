@@ -1,0 +1,243 @@
+//! ZeroMQ as a [`SocketLayer`]: a ROUTER socket per data server, a DEALER
+//! socket per pooled client connection. Frames are ZeroMQ message parts;
+//! received parts become [`Bytes`] without a copy.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use proxystore_core::{Error, Result};
+use proxystore_peer::wire::Limits;
+use proxystore_peer::{ClientSocket, Frames, ServerSocket, SocketLayer};
+
+/// The ZeroMQ socket layer; one ZeroMQ context (I/O thread) per layer.
+#[derive(Clone)]
+pub struct ZmqLayer {
+    context: zmq::Context,
+}
+
+impl std::fmt::Debug for ZmqLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ZmqLayer")
+    }
+}
+
+impl Default for ZmqLayer {
+    fn default() -> Self {
+        ZmqLayer {
+            context: zmq::Context::new(),
+        }
+    }
+}
+
+/// Maps a ZeroMQ error to the core error, naming what was done and where:
+/// the one place libzmq's codes are translated.
+fn zmq_error(what: &str, endpoint: &str, e: zmq::Error) -> Error {
+    match e {
+        zmq::Error::EADDRINUSE
+        | zmq::Error::EINVAL
+        | zmq::Error::EPROTONOSUPPORT
+        | zmq::Error::ENODEV => Error::Config(format!("zmq: cannot {what} {endpoint}: {e}")),
+        zmq::Error::EAGAIN | zmq::Error::EHOSTUNREACH | zmq::Error::ETERM => {
+            Error::PeerUnreachable {
+                address: endpoint.to_string(),
+                reason: format!("{what}: {e}"),
+            }
+        }
+        other => Error::Transport {
+            connector: "zmq".into(),
+            source: format!("{what} {endpoint}: {other}").into(),
+        },
+    }
+}
+
+fn millis(timeout: Duration) -> i64 {
+    // Round up so a sub-millisecond wait is not a non-blocking poll.
+    i64::try_from(timeout.as_micros().div_ceil(1000)).unwrap_or(i64::MAX)
+}
+
+fn socket(
+    layer: &ZmqLayer,
+    kind: zmq::SocketType,
+    endpoint: &str,
+    limits: &Limits,
+) -> Result<zmq::Socket> {
+    let s = layer
+        .context
+        .socket(kind)
+        .map_err(|e| zmq_error("create a socket for", endpoint, e))?;
+    let max = i64::try_from(limits.max_frame()).unwrap_or(i64::MAX);
+    // Frames over the limit are dropped by libzmq before they are buffered.
+    s.set_maxmsgsize(max)
+        .map_err(|e| zmq_error("set MAXMSGSIZE on", endpoint, e))?;
+    s.set_linger(0)
+        .map_err(|e| zmq_error("set LINGER on", endpoint, e))?;
+    Ok(s)
+}
+
+/// Receives the remaining parts of a message whose first part is `first`.
+fn recv_parts(s: &zmq::Socket, first: zmq::Message, endpoint: &str) -> Result<Vec<zmq::Message>> {
+    let mut parts = vec![first];
+    while s
+        .get_rcvmore()
+        .map_err(|e| zmq_error("read RCVMORE on", endpoint, e))?
+    {
+        parts.push(
+            s.recv_msg(zmq::DONTWAIT)
+                .map_err(|e| zmq_error("receive on", endpoint, e))?,
+        );
+    }
+    Ok(parts)
+}
+
+/// Waits up to `timeout` for a message; `None` if none came.
+fn poll_recv(
+    s: &zmq::Socket,
+    timeout: Duration,
+    endpoint: &str,
+) -> Result<Option<Vec<zmq::Message>>> {
+    let ready = s
+        .poll(zmq::POLLIN, millis(timeout))
+        .map_err(|e| zmq_error("poll", endpoint, e))?;
+    if ready == 0 {
+        return Ok(None);
+    }
+    match s.recv_msg(zmq::DONTWAIT) {
+        Ok(first) => recv_parts(s, first, endpoint).map(Some),
+        Err(zmq::Error::EAGAIN) => Ok(None),
+        Err(e) => Err(zmq_error("receive on", endpoint, e)),
+    }
+}
+
+/// Owns a received ZeroMQ message so [`Bytes`] can point into it.
+struct Part(zmq::Message);
+
+impl AsRef<[u8]> for Part {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+fn to_bytes(parts: Vec<zmq::Message>) -> Frames {
+    parts
+        .into_iter()
+        .map(|m| Bytes::from_owner(Part(m)))
+        .collect()
+}
+
+fn send_parts(s: &zmq::Socket, lead: Option<&[u8]>, frames: &Frames, endpoint: &str) -> Result<()> {
+    let last = frames.len().saturating_sub(1);
+    if let Some(identity) = lead {
+        let more = if frames.is_empty() { 0 } else { zmq::SNDMORE };
+        s.send(identity, more)
+            .map_err(|e| zmq_error("send to", endpoint, e))?;
+    }
+    for (i, frame) in frames.iter().enumerate() {
+        let flags = if i == last { 0 } else { zmq::SNDMORE };
+        s.send(&frame[..], flags)
+            .map_err(|e| zmq_error("send to", endpoint, e))?;
+    }
+    Ok(())
+}
+
+/// A data server's ROUTER socket.
+pub struct ZmqServer {
+    socket: zmq::Socket,
+    address: String,
+}
+
+/// One pooled DEALER connection to a peer.
+pub struct ZmqClient {
+    socket: zmq::Socket,
+    address: String,
+}
+
+impl SocketLayer for ZmqLayer {
+    type Server = ZmqServer;
+    type Client = ZmqClient;
+
+    fn name(&self) -> &'static str {
+        "zmq"
+    }
+
+    fn bind(&self, endpoint: &str, limits: &Limits) -> Result<(ZmqServer, String)> {
+        let socket = socket(self, zmq::ROUTER, endpoint, limits)?;
+        socket
+            .bind(endpoint)
+            .map_err(|e| zmq_error("bind", endpoint, e))?;
+        let address = socket
+            .get_last_endpoint()
+            .map_err(|e| zmq_error("read the bound address of", endpoint, e))?
+            .map_err(|_| Error::Config(format!("zmq: bound address of {endpoint} is not UTF-8")))?;
+        Ok((
+            ZmqServer {
+                socket,
+                address: address.clone(),
+            },
+            address,
+        ))
+    }
+
+    fn any_port(&self, endpoint: &str) -> String {
+        match endpoint.split_once("://") {
+            Some(("tcp", rest)) => {
+                let host = rest.rsplit_once(':').map_or(rest, |(h, _)| h);
+                format!("tcp://{host}:*")
+            }
+            // libzmq picks a fresh path for `ipc://*`.
+            Some(("ipc", _)) => "ipc://*".into(),
+            _ => endpoint.to_string(),
+        }
+    }
+
+    fn connect(&self, address: &str, limits: &Limits) -> Result<ZmqClient> {
+        let socket = socket(self, zmq::DEALER, address, limits)?;
+        // Queue nothing for a peer we are not connected to: a dead peer then
+        // fails the send at its timeout instead of swallowing the request.
+        socket
+            .set_immediate(true)
+            .map_err(|e| zmq_error("set IMMEDIATE on", address, e))?;
+        socket
+            .connect(address)
+            .map_err(|e| zmq_error("connect to", address, e))?;
+        Ok(ZmqClient {
+            socket,
+            address: address.to_string(),
+        })
+    }
+}
+
+impl ServerSocket for ZmqServer {
+    type Peer = zmq::Message;
+
+    fn recv(&mut self, timeout: Duration) -> Result<Option<(zmq::Message, Frames)>> {
+        let Some(mut parts) = poll_recv(&self.socket, timeout, &self.address)? else {
+            return Ok(None);
+        };
+        if parts.len() < 2 {
+            return Ok(None); // an identity with no message: nothing to answer
+        }
+        let frames = parts.split_off(1);
+        match parts.pop() {
+            Some(identity) => Ok(Some((identity, to_bytes(frames)))),
+            None => Ok(None),
+        }
+    }
+
+    fn send(&mut self, peer: zmq::Message, frames: Frames) -> Result<()> {
+        send_parts(&self.socket, Some(&peer), &frames, &self.address)
+    }
+}
+
+impl ClientSocket for ZmqClient {
+    fn send(&mut self, frames: Frames, timeout: Duration) -> Result<()> {
+        let ms = i32::try_from(millis(timeout)).unwrap_or(i32::MAX);
+        self.socket
+            .set_sndtimeo(ms)
+            .map_err(|e| zmq_error("set SNDTIMEO on", &self.address, e))?;
+        send_parts(&self.socket, None, &frames, &self.address)
+    }
+
+    fn recv(&mut self, timeout: Duration) -> Result<Option<Frames>> {
+        Ok(poll_recv(&self.socket, timeout, &self.address)?.map(to_bytes))
+    }
+}

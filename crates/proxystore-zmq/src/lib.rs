@@ -1,0 +1,76 @@
+//! ZeroMQ peer-to-peer connector.
+//!
+//! Each process that puts runs a data server (a thread with a ROUTER socket)
+//! on `tcp://<interface>:<port>` or `ipc://<path>`; `put` keeps the bytes in
+//! the process and returns a key naming that server, and `get`, `exists`,
+//! `evict` from any process go to the owner over pooled DEALER connections.
+//! Everything above the sockets (wire format, server loop, client pool,
+//! timeouts, batching) is `proxystore-peer`, shared with the other network
+//! connectors and run in CI on its in-process mock layer.
+//!
+//! ```no_run
+//! use proxystore_core::{Bytes, Connector};
+//! use proxystore_zmq::{ZmqConnector, ZmqConnectorExt};
+//!
+//! let c = ZmqConnector::loopback()?; // tcp://127.0.0.1, any free port
+//! let key = c.put(Bytes::from_static(b"hello"))?;
+//! println!("{key}"); // <id>.5@tcp://127.0.0.1:PORT
+//! # Ok::<(), proxystore_core::Error>(())
+//! ```
+
+mod layer;
+
+use std::sync::Arc;
+
+pub use layer::{ZmqClient, ZmqLayer, ZmqServer};
+use proxystore_core::{register_connector, Result};
+pub use proxystore_peer::PeerConfig;
+use proxystore_peer::{DataServer, PeerConnector};
+
+/// The connector kind, Cargo feature and CLI name.
+pub const KIND: &str = "zmq";
+
+/// Default endpoint of a data server: loopback, any free port.
+pub const DEFAULT_ADDRESS: &str = "tcp://127.0.0.1:*";
+
+/// The ZeroMQ connector.
+pub type ZmqConnector = PeerConnector<ZmqLayer>;
+
+/// Builds ZeroMQ connectors.
+pub trait ZmqConnectorExt: Sized {
+    /// Serves from this process on `address` (`tcp://host:port`, `:*` for
+    /// any free port, or `ipc://path`).
+    fn bind(address: &str) -> Result<Self>;
+    /// Serves from this process on loopback, any free port.
+    fn loopback() -> Result<Self>;
+    /// Connector with explicit settings.
+    fn with_config(config: PeerConfig) -> Result<Self>;
+}
+
+impl ZmqConnectorExt for ZmqConnector {
+    fn bind(address: &str) -> Result<Self> {
+        Self::with_config(PeerConfig::new(KIND, address))
+    }
+
+    fn loopback() -> Result<Self> {
+        Self::bind(DEFAULT_ADDRESS)
+    }
+
+    fn with_config(config: PeerConfig) -> Result<Self> {
+        PeerConnector::new(Arc::new(ZmqLayer::default()), config)
+    }
+}
+
+/// Starts a standalone data server on `config.address` (what `proxystore
+/// serve --connector zmq` runs); it answers until stopped or dropped.
+pub fn serve(config: &PeerConfig) -> Result<DataServer> {
+    proxystore_peer::serve(&ZmqLayer::default(), config)
+}
+
+/// Registers the `zmq` kind so proxies naming it resolve in this process.
+pub fn register() {
+    register_connector(KIND, |config| {
+        let config = PeerConfig::from_connector_config(config)?;
+        Ok(Box::new(ZmqConnector::with_config(config)?))
+    });
+}

@@ -1,0 +1,205 @@
+//! The ZeroMQ connector over real libzmq sockets on loopback: the shared
+//! conformance suite (tcp and ipc), a second OS process resolving a proxy,
+//! a killed owner, malformed traffic, the standalone server.
+
+#![allow(clippy::unwrap_used)] // Tests fail loudly by design.
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use proxystore_core::testing::{child_command, child_role, output_field, pattern};
+use proxystore_core::{Connector, Error, Key, Proxy, Store};
+use proxystore_zmq::{serve, PeerConfig, ZmqConnector, ZmqConnectorExt, KIND};
+
+fn tcp() -> ZmqConnector {
+    proxystore_zmq::register();
+    ZmqConnector::loopback().unwrap()
+}
+
+fn ipc() -> ZmqConnector {
+    proxystore_zmq::register();
+    let path = std::env::temp_dir().join(format!(
+        "proxystore-zmq-test-{}",
+        proxystore_core::ObjectId::random()
+    ));
+    ZmqConnector::bind(&format!("ipc://{}", path.display())).unwrap()
+}
+
+mod conformance_tcp {
+    proxystore_core::conformance_tests!(super::tcp());
+}
+
+mod conformance_ipc {
+    proxystore_core::conformance_tests!(super::ipc());
+}
+
+fn short_timeout() -> ZmqConnector {
+    let mut config = PeerConfig::new(KIND, "tcp://127.0.0.1:*");
+    config.timeout = Duration::from_millis(500);
+    ZmqConnector::with_config(config).unwrap()
+}
+
+/// Entry point of child processes; a no-op when run as a normal test.
+#[test]
+fn child_entry() {
+    let Some(role) = child_role() else {
+        return;
+    };
+    proxystore_zmq::register();
+    match role.as_str() {
+        "consumer" => {
+            let wire = std::env::var("PROXY_JSON").unwrap();
+            let proxy: Proxy<Vec<f64>> = serde_json::from_str(&wire).unwrap();
+            let sum: f64 = proxy.resolve().unwrap().iter().sum();
+            println!("CHILD_SUM={sum}");
+        }
+        "owner" => {
+            // Put an object, print its key, then serve until killed.
+            let c = ZmqConnector::loopback().unwrap();
+            let key = c.put(pattern(100_000, 5)).unwrap();
+            println!("OWNER_KEY={key}");
+            std::thread::sleep(Duration::from_secs(120));
+        }
+        other => panic!("unknown role {other}"),
+    }
+}
+
+#[test]
+fn another_process_resolves_a_proxy_from_this_one() {
+    let store = Store::builder("zmq-two-process", Arc::new(tcp()))
+        .cache_size(0)
+        .build();
+    let values: Vec<f64> = (1..=100_000).map(f64::from).collect();
+    let proxy = store.proxy(&values).unwrap();
+    let wire = serde_json::to_string(&proxy).unwrap();
+    let out = child_command("child_entry", "consumer")
+        .env("PROXY_JSON", &wire)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "child failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(output_field(&stdout, "CHILD_SUM"), "5000050000");
+}
+
+#[test]
+fn a_killed_owner_gives_an_error_naming_it_not_a_hang() {
+    let mut child = child_command("child_entry", "owner")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let key: Key = loop {
+        let line = lines.next().expect("owner exited early").unwrap();
+        if let Some((_, k)) = line.split_once("OWNER_KEY=") {
+            break k.trim().parse().unwrap();
+        }
+    };
+    let reader = short_timeout();
+    assert_eq!(reader.get(&key).unwrap(), Some(pattern(100_000, 5)));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let started = Instant::now();
+    match reader.get(&key) {
+        Err(Error::PeerUnreachable { address, .. }) => {
+            assert_eq!(Some(address.as_str()), key.location())
+        }
+        other => panic!("expected PeerUnreachable, got {other:?}"),
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn the_server_survives_garbage_and_oversized_frames() {
+    let mut config = PeerConfig::new(KIND, "tcp://127.0.0.1:*");
+    config.limits.max_object = 1 << 20;
+    config.limits.max_items = 1024;
+    let owner = ZmqConnector::with_config(config).unwrap();
+    let key = owner.put(pattern(1000, 1)).unwrap();
+    let address = key.location().unwrap().to_string();
+    let ctx = zmq::Context::new();
+    let raw = ctx.socket(zmq::DEALER).unwrap();
+    raw.set_linger(0).unwrap();
+    raw.connect(&address).unwrap();
+    raw.send("garbage", 0).unwrap();
+    raw.send_multipart([&b"PXSW\x01\x02\x00\x00"[..], b"short"], 0)
+        .unwrap();
+    // Over MAXMSGSIZE: libzmq drops this connection before buffering it.
+    raw.send(vec![0u8; (2 << 20) + 1], 0).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let reader = short_timeout();
+    assert_eq!(reader.get(&key).unwrap(), Some(pattern(1000, 1)));
+}
+
+#[test]
+fn the_standalone_server_outlives_its_producer() {
+    let daemon = serve(&PeerConfig::new(KIND, "tcp://127.0.0.1:*")).unwrap();
+    let mut config = PeerConfig::new(KIND, "tcp://127.0.0.1:*");
+    config.server = Some(daemon.address().to_string());
+    let producer = ZmqConnector::with_config(config).unwrap();
+    let keys = producer
+        .put_batch(vec![pattern(10, 1), pattern(3 << 20, 2)])
+        .unwrap();
+    drop(producer);
+    let reader = short_timeout();
+    assert_eq!(
+        reader.get_batch(&keys).unwrap(),
+        vec![Some(pattern(10, 1)), Some(pattern(3 << 20, 2))]
+    );
+}
+
+#[test]
+fn binding_off_loopback_needs_a_secret() {
+    let open = PeerConfig {
+        secret: None,
+        ..PeerConfig::new(KIND, "tcp://0.0.0.0:*")
+    };
+    match ZmqConnector::with_config(open) {
+        Err(Error::Config(msg)) => assert!(msg.contains("PROXYSTORE_ZMQ_SECRET"), "{msg}"),
+        other => panic!("expected a config error, got {other:?}"),
+    }
+    let guarded = PeerConfig {
+        secret: Some("s3cret".into()),
+        ..PeerConfig::new(KIND, "tcp://0.0.0.0:*")
+    };
+    let owner = ZmqConnector::with_config(guarded).unwrap();
+    let key = owner.put(pattern(10, 1)).unwrap();
+    let port = key
+        .location()
+        .unwrap()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .to_string();
+    let key = Key::new(key.id())
+        .with_size(10)
+        .with_location(&format!("tcp://127.0.0.1:{port}"))
+        .unwrap();
+    assert!(
+        matches!(short_timeout().get(&key), Err(Error::Config(_))),
+        "no secret must be refused"
+    );
+    let friend = ZmqConnector::with_config(PeerConfig {
+        secret: Some("s3cret".into()),
+        ..PeerConfig::new(KIND, "tcp://127.0.0.1:*")
+    })
+    .unwrap();
+    assert_eq!(friend.get(&key).unwrap(), Some(pattern(10, 1)));
+}
+
+#[test]
+fn a_bad_endpoint_is_a_config_error() {
+    assert!(matches!(
+        ZmqConnector::bind("bogus://x").and_then(|c| c.put(pattern(1, 1))),
+        Err(Error::Config(_))
+    ));
+}
