@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as README gives it: installs what the tests need
-# (when run as root), then formatting, lints and every test of the workspace.
+# (when run as root), then formatting, lints and every test of the workspace
+# with every connector feature on.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +14,6 @@ fi
 echo "== cargo fmt"
 cargo fmt --all -- --check
 echo "== cargo clippy"
-cargo clippy --workspace --all-targets -- -D warnings
+cargo clippy --workspace --all-targets --all-features -- -D warnings
 echo "== cargo test"
-cargo test --workspace
+cargo test --workspace --all-features

@@ -3,6 +3,9 @@
 
 Measures ``Store.put`` / ``Store.get`` / put+get round trips of ``bytes``
 payloads so the numbers can be compared with the Rust ``proxystore bench``.
+Connectors: ``local``, ``file``, ``shm`` (ProxyStore 1.1) and ``zmq``
+(proxystore-ex 0.1.5's ``ZeroMQConnector`` on loopback, which spawns its
+data server process).
 
 Notes on the ProxyStore 1.1.0 API (checked against the installed source):
 
@@ -78,10 +81,24 @@ def touch(buf: bytes) -> int:
     return len(buf[::PAGE])
 
 
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    import socket
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
 def make_store(kind: str) -> tuple[Store, str | None]:
     """Create a cache-less Store for ``kind``; returns (store, temp dir)."""
     if kind == 'local':
         return Store('bench-local', LocalConnector(), cache_size=0), None
+    if kind == 'zmq':
+        # proxystore-ex 0.1.5 (`pip install proxystore-ex==0.1.5`): the
+        # connector spawns its node's data server process on first use.
+        from proxystore_ex.connectors.dim.zmq import ZeroMQConnector
+        connector = ZeroMQConnector(port=free_port(), address='127.0.0.1', timeout=5)
+        return Store('bench-zmq', connector, cache_size=0), None
     base = None if kind == 'file' else '/dev/shm'
     tmp = tempfile.mkdtemp(prefix='proxystore-py-bench-', dir=base)
     return Store(f'bench-{kind}', FileConnector(tmp), cache_size=0), tmp
@@ -161,7 +178,7 @@ def main() -> int:
         parser.error(str(e))
     kinds = [c.strip() for c in args.connector.split(',') if c.strip()]
     for kind in kinds:
-        if kind not in ('local', 'file', 'shm'):
+        if kind not in ('local', 'file', 'shm', 'zmq'):
             parser.error(f'unknown connector: {kind!r}')
     if 'shm' in kinds and not os.path.isdir('/dev/shm'):
         print('warning: /dev/shm not available, skipping shm', file=sys.stderr)

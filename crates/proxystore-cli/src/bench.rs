@@ -8,15 +8,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use proxystore::{Bytes, Connector, Store};
+use proxystore::{Bytes, Store};
 use serde::Serialize;
 
-use crate::{connectors, report, CliError};
+use crate::{report, targets, CliError};
 
 /// Flags of `proxystore bench`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct BenchArgs {
-    /// Connectors to measure, comma separated.
+    /// Connectors to measure, comma separated (network ones start their
+    /// servers on loopback and add their raw transport as a baseline).
     #[arg(long, value_delimiter = ',', default_value = "local,file,shm")]
     connector: Vec<String>,
     /// Payload sizes, comma separated (B, KiB, MiB, GiB suffixes).
@@ -78,7 +79,7 @@ fn default_iterations(size: usize) -> usize {
 
 /// Reads one byte per page, so data mapped lazily (mmap) is really paged in
 /// inside the timed region, as a consumer using it would.
-fn touch(data: &[u8]) -> u64 {
+pub(crate) fn touch(data: &[u8]) -> u64 {
     data.iter().step_by(4096).map(|&b| u64::from(b)).sum()
 }
 
@@ -124,7 +125,7 @@ fn record(connector: &str, op: &str, size: usize, mut samples: Vec<Duration>) ->
     }
 }
 
-const WARMUP: usize = 2;
+pub(crate) const WARMUP: usize = 2;
 
 fn time_memcpy(src: &Bytes, iterations: usize) -> Vec<Duration> {
     // A preallocated, already-faulted destination: pure copy bandwidth, the
@@ -150,8 +151,12 @@ fn time_memcpy(src: &Bytes, iterations: usize) -> Vec<Duration> {
     samples
 }
 
+/// Times `op`: puts through `store`, gets through `reader` (the same store
+/// for in-process connectors; a second connector for network ones, so gets
+/// cross the transport as another process's would).
 fn time_op(
     store: &Store,
+    reader: &Store,
     op: &str,
     data: &Bytes,
     iterations: usize,
@@ -171,7 +176,7 @@ fn time_op(
             }
             ("get", Some(key)) => {
                 let start = Instant::now();
-                let got = store.get_bytes(key)?;
+                let got = reader.get_bytes(key)?;
                 black_box(got.as_deref().map(touch));
                 let t = start.elapsed();
                 check_len(got.as_ref(), data.len())?;
@@ -180,7 +185,7 @@ fn time_op(
             _ => {
                 let start = Instant::now();
                 let key = store.put_bytes(data.clone())?;
-                let got = store.get_bytes(&key)?;
+                let got = reader.get_bytes(&key)?;
                 black_box(got.as_deref().map(touch));
                 let t = start.elapsed();
                 check_len(got.as_ref(), data.len())?;
@@ -200,7 +205,7 @@ fn time_op(
     Ok(samples)
 }
 
-fn check_len(got: Option<&Bytes>, want: usize) -> Result<(), CliError> {
+pub(crate) fn check_len(got: Option<&Bytes>, want: usize) -> Result<(), CliError> {
     match got {
         Some(b) if b.len() == want => Ok(()),
         Some(b) => Err(CliError::new(
@@ -209,56 +214,6 @@ fn check_len(got: Option<&Bytes>, want: usize) -> Result<(), CliError> {
         )),
         None => Err(CliError::new(1, "bench object vanished before it was read")),
     }
-}
-
-/// A connector to benchmark plus whatever must live as long as it does.
-struct BenchTarget {
-    name: String,
-    connector: Arc<dyn Connector>,
-    _tempdir: Option<tempfile::TempDir>,
-}
-
-fn open_target(name: &str, args: &BenchArgs) -> Result<BenchTarget, CliError> {
-    let (connector, tempdir): (Arc<dyn Connector>, _) = match name {
-        "local" => (Arc::new(proxystore::LocalConnector::new()), None),
-        #[cfg(feature = "file")]
-        "file" | "shm" => {
-            let (dir, guard) = match (&args.dir, name) {
-                (Some(dir), "file") => (dir.clone(), None),
-                _ => {
-                    let parent = if name == "shm" {
-                        PathBuf::from("/dev/shm")
-                    } else {
-                        std::env::temp_dir()
-                    };
-                    let t = tempfile::Builder::new()
-                        .prefix("proxystore-bench-")
-                        .tempdir_in(&parent)
-                        .map_err(|e| {
-                            CliError::new(
-                                1,
-                                format!("creating a directory in {}: {e}", parent.display()),
-                            )
-                        })?;
-                    (t.path().to_owned(), Some(t))
-                }
-            };
-            let config = proxystore::file::FileConfig {
-                kind: name.to_owned(),
-                ..proxystore::file::FileConfig::new(dir)
-            };
-            (
-                Arc::new(proxystore::FileConnector::with_config(config)?),
-                guard,
-            )
-        }
-        other => return Err(connectors::unknown(other)),
-    };
-    Ok(BenchTarget {
-        name: name.to_owned(),
-        connector,
-        _tempdir: tempdir,
-    })
 }
 
 /// Runs the benchmark and reports it.
@@ -273,10 +228,11 @@ pub(crate) fn run(args: &BenchArgs) -> Result<(), CliError> {
     let targets = args
         .connector
         .iter()
-        .map(|name| open_target(name.trim(), args))
+        .map(|name| targets::open(name.trim(), args.dir.as_deref()))
         .collect::<Result<Vec<_>, _>>()?;
     let ops = ["put", "get", "roundtrip"];
-    let total = (args.sizes.len() * (1 + targets.len() * ops.len())) as u64;
+    let baselines: usize = targets.iter().filter(|t| t.baseline.is_some()).count();
+    let total = (args.sizes.len() * (1 + targets.len() * ops.len() + baselines * 2)) as u64;
     let bar = ProgressBar::new(total).with_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
@@ -300,15 +256,33 @@ pub(crate) fn run(args: &BenchArgs) -> Result<(), CliError> {
             )
             .cache_size(0)
             .build();
+            let reader = Store::builder(
+                format!("bench-{}-reader", target.name),
+                Arc::clone(&target.reader),
+            )
+            .cache_size(0)
+            .build();
             for op in ops {
                 bar.set_message(format!(
                     "{} {op} {}",
                     target.name,
                     report::human_size(size as u64)
                 ));
-                let samples = time_op(&store, op, &data, iterations)?;
+                let samples = time_op(&store, &reader, op, &data, iterations)?;
                 records.push(record(&target.name, op, size, samples));
                 bar.inc(1);
+            }
+            if let Some(baseline) = &target.baseline {
+                for op in ["put", "get"] {
+                    bar.set_message(format!(
+                        "{} {op} {}",
+                        baseline.name(),
+                        report::human_size(size as u64)
+                    ));
+                    let samples = baseline.time(op, &data, iterations)?;
+                    records.push(record(baseline.name(), op, size, samples));
+                    bar.inc(1);
+                }
             }
         }
     }

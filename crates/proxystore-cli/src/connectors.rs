@@ -11,19 +11,27 @@ use crate::CliError;
 /// Which connector to use and how to reach it.
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct ConnectorArgs {
-    /// Connector: file or shm (local lives in one process, so only `bench` takes it).
+    /// Connector: file, shm or zmq (local lives in one process, so only `bench` takes it).
     #[arg(long, default_value = "file")]
     pub(crate) connector: String,
     /// Directory of the file connector (default for shm: /dev/shm/proxystore-<uid>).
     #[arg(long)]
     pub(crate) dir: Option<PathBuf>,
+    /// zmq: address of the data server (`proxystore serve`) that puts go to,
+    /// and that `serve` binds; e.g. tcp://127.0.0.1:5555.
+    #[arg(long)]
+    pub(crate) address: Option<String>,
+    /// Network connectors: how long to wait for a peer, in milliseconds.
+    #[arg(long, default_value_t = 10_000)]
+    pub(crate) timeout_ms: u64,
 }
 
 impl fmt::Display for ConnectorArgs {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.dir {
-            Some(dir) => write!(f, "{} connector at {}", self.connector, dir.display()),
-            None => write!(f, "{} connector", self.connector),
+        match (&self.dir, &self.address) {
+            (Some(dir), _) => write!(f, "{} connector at {}", self.connector, dir.display()),
+            (None, Some(address)) => write!(f, "{} connector at {address}", self.connector),
+            (None, None) => write!(f, "{} connector", self.connector),
         }
     }
 }
@@ -50,6 +58,48 @@ impl ConnectorArgs {
                 }
                 Ok(Box::new(proxystore::FileConnector::with_config(config)?))
             }
+            #[cfg(feature = "zmq")]
+            "zmq" => {
+                use proxystore::zmq::{PeerConfig, KIND};
+                use proxystore::ZmqConnectorExt;
+                // This process exits after one command, so its puts go to
+                // the standalone server; gets follow the owner in the key.
+                let mut config = PeerConfig::new(KIND, proxystore::zmq::DEFAULT_ADDRESS);
+                config.server = self.address.clone();
+                config.timeout = std::time::Duration::from_millis(self.timeout_ms);
+                Ok(Box::new(proxystore::ZmqConnector::with_config(config)?))
+            }
+            other => Err(unknown(other)),
+        }
+    }
+
+    /// Runs a standalone data server in the foreground until SIGINT or
+    /// SIGTERM (`proxystore serve`).
+    pub(crate) fn serve(&self) -> Result<(), CliError> {
+        match self.connector.as_str() {
+            #[cfg(feature = "zmq")]
+            "zmq" => {
+                use proxystore::zmq::{PeerConfig, KIND};
+                let address = self.address.as_deref().ok_or_else(|| {
+                    CliError::new(2, "serve --connector zmq needs --address tcp://HOST:PORT")
+                })?;
+                // Block the signals before any thread starts, so they all
+                // inherit the mask and only `wait_for_stop` sees them.
+                let signals = crate::signals::StopSignals::block()?;
+                let mut server = proxystore::zmq::serve(&PeerConfig::new(KIND, address))?;
+                println!(
+                    "proxystore: zmq data server on {} (Ctrl-C stops)",
+                    server.address()
+                );
+                let signal = signals.wait()?;
+                server.stop();
+                eprintln!("proxystore: stopped on {signal}");
+                Ok(())
+            }
+            "file" | "shm" | "local" => Err(CliError::new(
+                2,
+                format!("the {} connector has no server to run", self.connector),
+            )),
             other => Err(unknown(other)),
         }
     }

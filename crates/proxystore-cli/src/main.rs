@@ -3,6 +3,9 @@
 mod bench;
 mod connectors;
 mod report;
+#[cfg(feature = "zmq")]
+mod signals;
+mod targets;
 
 use std::io::{Read, Write};
 use std::process::ExitCode;
@@ -32,6 +35,8 @@ enum Command {
     Exists(KeyArgs),
     /// Remove the object under KEY (a missing key is not an error).
     Evict(KeyArgs),
+    /// Run a standalone data server in the foreground (zmq); Ctrl-C stops it.
+    Serve(ConnectorArgs),
     /// Show the connectors compiled in.
     Info,
 }
@@ -150,6 +155,7 @@ fn run(command: Command) -> Result<ExitCode, CliError> {
             args.connector.open_shared()?.evict(&key)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Serve(args) => args.serve().map(|()| ExitCode::SUCCESS),
         Command::Info => {
             print!("{}", connectors::info());
             Ok(ExitCode::SUCCESS)

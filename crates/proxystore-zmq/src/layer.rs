@@ -89,19 +89,17 @@ fn recv_parts(s: &zmq::Socket, first: zmq::Message, endpoint: &str) -> Result<Ve
     Ok(parts)
 }
 
-/// Waits up to `timeout` for a message; `None` if none came.
-fn poll_recv(
+/// Waits up to `timeout` for a message; `None` if none came. A blocking
+/// receive with RCVTIMEO, not poll + receive: one wake-up per message.
+fn timed_recv(
     s: &zmq::Socket,
     timeout: Duration,
     endpoint: &str,
 ) -> Result<Option<Vec<zmq::Message>>> {
-    let ready = s
-        .poll(zmq::POLLIN, millis(timeout))
-        .map_err(|e| zmq_error("poll", endpoint, e))?;
-    if ready == 0 {
-        return Ok(None);
-    }
-    match s.recv_msg(zmq::DONTWAIT) {
+    let ms = i32::try_from(millis(timeout)).unwrap_or(i32::MAX);
+    s.set_rcvtimeo(ms)
+        .map_err(|e| zmq_error("set RCVTIMEO on", endpoint, e))?;
+    match s.recv_msg(0) {
         Ok(first) => recv_parts(s, first, endpoint).map(Some),
         Err(zmq::Error::EAGAIN) => Ok(None),
         Err(e) => Err(zmq_error("receive on", endpoint, e)),
@@ -109,7 +107,7 @@ fn poll_recv(
 }
 
 /// Owns a received ZeroMQ message so [`Bytes`] can point into it.
-struct Part(zmq::Message);
+pub(crate) struct Part(pub(crate) zmq::Message);
 
 impl AsRef<[u8]> for Part {
     fn as_ref(&self) -> &[u8] {
@@ -210,7 +208,7 @@ impl ServerSocket for ZmqServer {
     type Peer = zmq::Message;
 
     fn recv(&mut self, timeout: Duration) -> Result<Option<(zmq::Message, Frames)>> {
-        let Some(mut parts) = poll_recv(&self.socket, timeout, &self.address)? else {
+        let Some(mut parts) = timed_recv(&self.socket, timeout, &self.address)? else {
             return Ok(None);
         };
         if parts.len() < 2 {
@@ -238,6 +236,6 @@ impl ClientSocket for ZmqClient {
     }
 
     fn recv(&mut self, timeout: Duration) -> Result<Option<Frames>> {
-        Ok(poll_recv(&self.socket, timeout, &self.address)?.map(to_bytes))
+        Ok(timed_recv(&self.socket, timeout, &self.address)?.map(to_bytes))
     }
 }

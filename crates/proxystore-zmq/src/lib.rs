@@ -18,6 +18,7 @@
 //! # Ok::<(), proxystore_core::Error>(())
 //! ```
 
+pub mod baseline;
 mod layer;
 
 use std::sync::Arc;

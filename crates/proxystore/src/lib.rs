@@ -30,11 +30,17 @@ pub use proxystore_core::*;
 #[cfg(feature = "file")]
 pub use proxystore_file::{self as file, FileConnector};
 
+#[cfg(feature = "zmq")]
+pub use proxystore_zmq::{self as zmq, ZmqConnector, ZmqConnectorExt};
+
 /// Names of the connectors compiled into this build, in matrix order.
 pub fn compiled_connectors() -> Vec<&'static str> {
     let mut out = vec!["local"];
     if cfg!(feature = "file") {
         out.extend(["file", "shm"]);
+    }
+    if cfg!(feature = "zmq") {
+        out.push("zmq");
     }
     out
 }
@@ -44,6 +50,8 @@ pub fn compiled_connectors() -> Vec<&'static str> {
 pub fn register_connectors() {
     #[cfg(feature = "file")]
     proxystore_file::register();
+    #[cfg(feature = "zmq")]
+    proxystore_zmq::register();
 }
 
 #[cfg(test)]

@@ -1,0 +1,155 @@
+//! What `proxystore bench` measures: a connector (plus a second one to read
+//! through, for network connectors), and the raw transport baseline timed
+//! beside it.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use proxystore::{Bytes, Connector};
+
+use crate::{connectors, CliError};
+
+/// A connector to benchmark plus whatever must live as long as it does.
+pub(crate) struct BenchTarget {
+    pub(crate) name: String,
+    /// Puts go here.
+    pub(crate) connector: Arc<dyn Connector>,
+    /// Gets go here: the same connector, or a second one that reaches the
+    /// first over the transport.
+    pub(crate) reader: Arc<dyn Connector>,
+    /// The transport's own loop, measured in the same run.
+    pub(crate) baseline: Option<Box<dyn RawBaseline>>,
+    _tempdir: Option<tempfile::TempDir>,
+}
+
+/// A transport's plain request/reply of the same payload: the bar a
+/// connector is held to.
+pub(crate) trait RawBaseline {
+    /// Connector name in the report (`zmq-raw`).
+    fn name(&self) -> &'static str;
+    /// Times `put` (payload to the server) or `get` (payload back).
+    fn time(&self, op: &str, data: &Bytes, iterations: usize) -> Result<Vec<Duration>, CliError>;
+}
+
+/// Opens the connector named `name` for benchmarking.
+pub(crate) fn open(name: &str, dir: Option<&Path>) -> Result<BenchTarget, CliError> {
+    let mut tempdir = None;
+    type Opened = (
+        Arc<dyn Connector>,
+        Option<Arc<dyn Connector>>,
+        Option<Box<dyn RawBaseline>>,
+    );
+    let (connector, reader, baseline): Opened = match name {
+        "local" => (Arc::new(proxystore::LocalConnector::new()), None, None),
+        #[cfg(feature = "file")]
+        "file" | "shm" => {
+            let dir = match (dir, name) {
+                (Some(dir), "file") => dir.to_path_buf(),
+                _ => {
+                    let parent = if name == "shm" {
+                        PathBuf::from("/dev/shm")
+                    } else {
+                        std::env::temp_dir()
+                    };
+                    let t = tempfile::Builder::new()
+                        .prefix("proxystore-bench-")
+                        .tempdir_in(&parent)
+                        .map_err(|e| {
+                            CliError::new(
+                                1,
+                                format!("creating a directory in {}: {e}", parent.display()),
+                            )
+                        })?;
+                    let path = t.path().to_owned();
+                    tempdir = Some(t);
+                    path
+                }
+            };
+            let config = proxystore::file::FileConfig {
+                kind: name.to_owned(),
+                ..proxystore::file::FileConfig::new(dir)
+            };
+            (
+                Arc::new(proxystore::FileConnector::with_config(config)?),
+                None,
+                None,
+            )
+        }
+        #[cfg(feature = "zmq")]
+        "zmq" => {
+            use proxystore::ZmqConnectorExt;
+            (
+                Arc::new(proxystore::ZmqConnector::loopback()?),
+                Some(Arc::new(proxystore::ZmqConnector::loopback()?)),
+                Some(Box::new(raw::ZmqRaw)),
+            )
+        }
+        other => return Err(connectors::unknown(other)),
+    };
+    Ok(BenchTarget {
+        name: name.to_owned(),
+        reader: reader.unwrap_or_else(|| Arc::clone(&connector)),
+        connector,
+        baseline,
+        _tempdir: tempdir,
+    })
+}
+
+/// The raw transport loops.
+#[cfg(feature = "zmq")]
+mod raw {
+    use std::hint::black_box;
+    use std::time::{Duration, Instant};
+
+    use proxystore::Bytes;
+
+    use super::RawBaseline;
+    use crate::bench::{check_len, touch, WARMUP};
+    use crate::CliError;
+
+    /// Times `iterations` runs of `f` after the warm-up.
+    fn timed(
+        iterations: usize,
+        mut f: impl FnMut() -> Result<(), CliError>,
+    ) -> Result<Vec<Duration>, CliError> {
+        let mut samples = Vec::with_capacity(iterations);
+        for i in 0..WARMUP + iterations {
+            let start = Instant::now();
+            f()?;
+            let t = start.elapsed();
+            if i >= WARMUP {
+                samples.push(t);
+            }
+        }
+        Ok(samples)
+    }
+
+    /// libzmq REQ/REP on tcp loopback (`proxystore_zmq::baseline`).
+    pub(super) struct ZmqRaw;
+
+    impl RawBaseline for ZmqRaw {
+        fn name(&self) -> &'static str {
+            "zmq-raw"
+        }
+
+        fn time(
+            &self,
+            op: &str,
+            data: &Bytes,
+            iterations: usize,
+        ) -> Result<Vec<Duration>, CliError> {
+            let raw = proxystore::zmq::baseline::RawReqRep::start(data.clone())?;
+            timed(iterations, || {
+                if op == "put" {
+                    raw.put(data)?;
+                } else {
+                    let got = raw.get()?;
+                    black_box(touch(&got));
+                    check_len(Some(&got), data.len())?;
+                }
+                Ok(())
+            })
+        }
+    }
+}

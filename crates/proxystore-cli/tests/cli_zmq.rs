@@ -1,0 +1,128 @@
+//! `proxystore serve/put/get/exists/evict --connector zmq` across separate
+//! processes, and `bench --connector zmq` with its raw baseline.
+
+#![cfg(feature = "zmq")]
+#![allow(clippy::unwrap_used)] // Tests fail loudly by design.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Output, Stdio};
+
+fn proxystore(args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_proxystore"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _ = child.stdin.take().unwrap().write_all(stdin);
+    child.wait_with_output().unwrap()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn serve_then_put_get_exists_evict_from_other_processes() {
+    let address = format!("tcp://127.0.0.1:{}", free_port());
+    let mut server = Command::new(env!("CARGO_BIN_EXE_proxystore"))
+        .args(["serve", "--connector", "zmq", "--address", &address])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
+    let banner = lines.next().unwrap().unwrap();
+    assert!(banner.contains(&address), "{banner}");
+
+    let flags = ["--connector", "zmq", "--address", &address];
+    let put = proxystore(&[&["put"][..], &flags].concat(), b"hello over zmq");
+    assert!(
+        put.status.success(),
+        "{}",
+        String::from_utf8_lossy(&put.stderr)
+    );
+    let key = String::from_utf8(put.stdout).unwrap().trim().to_string();
+    assert!(key.ends_with(&format!("@{address}")), "{key}");
+    // The putting process has exited: the server holds the object.
+    let get = proxystore(&["get", "--connector", "zmq", &key], b"");
+    assert_eq!(get.stdout, b"hello over zmq");
+    assert!(proxystore(&["exists", "--connector", "zmq", &key], b"")
+        .status
+        .success());
+    assert!(proxystore(&["evict", "--connector", "zmq", &key], b"")
+        .status
+        .success());
+    let missing = proxystore(&["get", "--connector", "zmq", &key], b"");
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("not found"));
+
+    // SIGTERM stops it cleanly.
+    let pid = server.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = server.wait().unwrap();
+    assert!(status.success(), "serve exited with {status}");
+}
+
+#[test]
+fn get_from_a_dead_server_fails_in_one_line_within_the_timeout() {
+    let address = format!("tcp://127.0.0.1:{}", free_port());
+    let key = format!("0123456789abcdef0123456789abcdef.5@{address}");
+    let out = proxystore(
+        &["get", "--connector", "zmq", "--timeout-ms", "300", &key],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&address) && err.trim_end().lines().count() == 1,
+        "{err}"
+    );
+}
+
+#[test]
+fn serve_needs_an_address() {
+    let out = proxystore(&["serve", "--connector", "zmq"], b"");
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn bench_zmq_reports_the_raw_baseline() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("zmq.json");
+    let out = proxystore(
+        &[
+            "bench",
+            "--connector",
+            "zmq",
+            "--sizes",
+            "4KiB",
+            "--iterations",
+            "5",
+            "--json",
+            json.to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let records: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let has = |c: &str, op: &str| records.iter().any(|r| r["connector"] == c && r["op"] == op);
+    for op in ["put", "get", "roundtrip"] {
+        assert!(has("zmq", op), "zmq {op} missing");
+    }
+    assert!(has("zmq-raw", "put") && has("zmq-raw", "get"));
+}
