@@ -5,7 +5,8 @@ Measures ``Store.put`` / ``Store.get`` / put+get round trips of ``bytes``
 payloads so the numbers can be compared with the Rust ``proxystore bench``.
 Connectors: ``local``, ``file``, ``shm`` (ProxyStore 1.1) and ``zmq``
 (proxystore-ex 0.1.5's ``ZeroMQConnector`` on loopback, which spawns its
-data server process).
+data server process) and ``redis`` (ProxyStore 1.1's ``RedisConnector``,
+``pip install redis``, on a ``redis-server`` this script starts).
 
 Notes on the ProxyStore 1.1.0 API (checked against the installed source):
 
@@ -89,6 +90,33 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+_SERVERS: list = []
+
+
+def start_redis() -> int:
+    """Start a throwaway redis-server on a free loopback port; stopped at exit."""
+    import atexit
+    import subprocess
+    import redis
+    port = free_port()
+    proc = subprocess.Popen(
+        ['redis-server', '--port', str(port), '--bind', '127.0.0.1',
+         '--save', '', '--appendonly', 'no'],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    _SERVERS.append(proc)
+    atexit.register(proc.kill)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            redis.Redis(host='127.0.0.1', port=port).ping()
+            return port
+        except redis.exceptions.ConnectionError:
+            if time.monotonic() > deadline:
+                raise RuntimeError('redis-server did not start') from None
+            time.sleep(0.02)
+
+
 def make_store(kind: str) -> tuple[Store, str | None]:
     """Create a cache-less Store for ``kind``; returns (store, temp dir)."""
     if kind == 'local':
@@ -99,6 +127,12 @@ def make_store(kind: str) -> tuple[Store, str | None]:
         from proxystore_ex.connectors.dim.zmq import ZeroMQConnector
         connector = ZeroMQConnector(port=free_port(), address='127.0.0.1', timeout=5)
         return Store('bench-zmq', connector, cache_size=0), None
+    if kind == 'redis':
+        # ProxyStore 1.1's RedisConnector (`pip install redis`) on a
+        # redis-server this script starts.
+        from proxystore.connectors.redis import RedisConnector
+        connector = RedisConnector('127.0.0.1', start_redis())
+        return Store('bench-redis', connector, cache_size=0), None
     base = None if kind == 'file' else '/dev/shm'
     tmp = tempfile.mkdtemp(prefix='proxystore-py-bench-', dir=base)
     return Store(f'bench-{kind}', FileConnector(tmp), cache_size=0), tmp
@@ -178,7 +212,7 @@ def main() -> int:
         parser.error(str(e))
     kinds = [c.strip() for c in args.connector.split(',') if c.strip()]
     for kind in kinds:
-        if kind not in ('local', 'file', 'shm', 'zmq'):
+        if kind not in ('local', 'file', 'shm', 'zmq', 'redis'):
             parser.error(f'unknown connector: {kind!r}')
     if 'shm' in kinds and not os.path.isdir('/dev/shm'):
         print('warning: /dev/shm not available, skipping shm', file=sys.stderr)
@@ -209,6 +243,10 @@ def main() -> int:
                     )
         finally:
             store.close()
+            for proc in _SERVERS:
+                proc.kill()
+                proc.wait()
+            _SERVERS.clear()
             if tmp is not None:
                 shutil.rmtree(tmp, ignore_errors=True)
 

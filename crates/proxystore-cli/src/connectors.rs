@@ -21,6 +21,10 @@ pub(crate) struct ConnectorArgs {
     /// and that `serve` binds; e.g. tcp://127.0.0.1:5555.
     #[arg(long)]
     pub(crate) address: Option<String>,
+    /// redis: the server, e.g. redis://127.0.0.1:6379/0 or unix:///path
+    /// (password from PROXYSTORE_REDIS_PASSWORD).
+    #[arg(long)]
+    pub(crate) url: Option<String>,
     /// Network connectors: how long to wait for a peer, in milliseconds.
     #[arg(long, default_value_t = 10_000)]
     pub(crate) timeout_ms: u64,
@@ -28,11 +32,13 @@ pub(crate) struct ConnectorArgs {
 
 impl fmt::Display for ConnectorArgs {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (&self.dir, &self.address) {
-            (Some(dir), _) => write!(f, "{} connector at {}", self.connector, dir.display()),
-            (None, Some(address)) => write!(f, "{} connector at {address}", self.connector),
-            (None, None) => write!(f, "{} connector", self.connector),
-        }
+        let place = match (&self.dir, &self.address, &self.url) {
+            (Some(dir), _, _) => dir.display().to_string(),
+            (None, Some(address), _) => address.clone(),
+            (None, None, Some(url)) => url.clone(),
+            (None, None, None) => return write!(f, "{} connector", self.connector),
+        };
+        write!(f, "{} connector at {place}", self.connector)
     }
 }
 
@@ -69,6 +75,15 @@ impl ConnectorArgs {
                 config.timeout = std::time::Duration::from_millis(self.timeout_ms);
                 Ok(Box::new(proxystore::ZmqConnector::with_config(config)?))
             }
+            #[cfg(feature = "redis")]
+            "redis" => {
+                let url = self.url.clone().ok_or_else(|| {
+                    CliError::new(2, "--connector redis needs --url redis://HOST:PORT")
+                })?;
+                let mut config = proxystore::RedisConfig::new(url);
+                config.timeout = std::time::Duration::from_millis(self.timeout_ms);
+                Ok(Box::new(proxystore::RedisConnector::with_config(config)?))
+            }
             other => Err(unknown(other)),
         }
     }
@@ -96,7 +111,7 @@ impl ConnectorArgs {
                 eprintln!("proxystore: stopped on {signal}");
                 Ok(())
             }
-            "file" | "shm" | "local" => Err(CliError::new(
+            "file" | "shm" | "local" | "redis" => Err(CliError::new(
                 2,
                 format!("the {} connector has no server to run", self.connector),
             )),

@@ -21,6 +21,8 @@ pub(crate) struct BenchTarget {
     /// The transport's own loop, measured in the same run.
     pub(crate) baseline: Option<Box<dyn RawBaseline>>,
     _tempdir: Option<tempfile::TempDir>,
+    /// A server the target started (dropped after the connectors).
+    _guard: Option<Box<dyn std::any::Any>>,
 }
 
 /// A transport's plain request/reply of the same payload: the bar a
@@ -35,6 +37,8 @@ pub(crate) trait RawBaseline {
 /// Opens the connector named `name` for benchmarking.
 pub(crate) fn open(name: &str, dir: Option<&Path>) -> Result<BenchTarget, CliError> {
     let mut tempdir = None;
+    #[allow(unused_mut)] // only network connectors have something to keep alive
+    let mut guard: Option<Box<dyn std::any::Any>> = None;
     type Opened = (
         Arc<dyn Connector>,
         Option<Arc<dyn Connector>>,
@@ -85,6 +89,15 @@ pub(crate) fn open(name: &str, dir: Option<&Path>) -> Result<BenchTarget, CliErr
                 Some(Box::new(raw::ZmqRaw)),
             )
         }
+        #[cfg(feature = "redis")]
+        "redis" => {
+            // A throwaway server on a free loopback port, stopped with the target.
+            let server = proxystore::redis::server::LocalRedisServer::start()?;
+            let connector = proxystore::RedisConnector::open(&server.url())?;
+            let raw = raw::RedisRaw { url: server.url() };
+            guard = Some(Box::new(server));
+            (Arc::new(connector), None, Some(Box::new(raw)))
+        }
         other => return Err(connectors::unknown(other)),
     };
     Ok(BenchTarget {
@@ -93,11 +106,12 @@ pub(crate) fn open(name: &str, dir: Option<&Path>) -> Result<BenchTarget, CliErr
         connector,
         baseline,
         _tempdir: tempdir,
+        _guard: guard,
     })
 }
 
 /// The raw transport loops.
-#[cfg(feature = "zmq")]
+#[cfg(any(feature = "zmq", feature = "redis"))]
 mod raw {
     use std::hint::black_box;
     use std::time::{Duration, Instant};
@@ -126,8 +140,10 @@ mod raw {
     }
 
     /// libzmq REQ/REP on tcp loopback (`proxystore_zmq::baseline`).
+    #[cfg(feature = "zmq")]
     pub(super) struct ZmqRaw;
 
+    #[cfg(feature = "zmq")]
     impl RawBaseline for ZmqRaw {
         fn name(&self) -> &'static str {
             "zmq-raw"
@@ -147,6 +163,39 @@ mod raw {
                     let got = raw.get()?;
                     black_box(touch(&got));
                     check_len(Some(&got), data.len())?;
+                }
+                Ok(())
+            })
+        }
+    }
+
+    /// Plain SET/GET with the same client (`proxystore_redis::baseline`).
+    #[cfg(feature = "redis")]
+    pub(super) struct RedisRaw {
+        pub(super) url: String,
+    }
+
+    #[cfg(feature = "redis")]
+    impl RawBaseline for RedisRaw {
+        fn name(&self) -> &'static str {
+            "redis-raw"
+        }
+
+        fn time(
+            &self,
+            op: &str,
+            data: &Bytes,
+            iterations: usize,
+        ) -> Result<Vec<Duration>, CliError> {
+            let mut raw = proxystore::redis::baseline::RawSetGet::connect(&self.url)?;
+            raw.set(data)?;
+            timed(iterations, || {
+                if op == "put" {
+                    raw.set(data)?;
+                } else {
+                    let got = raw.get()?;
+                    black_box(got.as_deref().map(touch));
+                    check_len(got.as_ref(), data.len())?;
                 }
                 Ok(())
             })

@@ -115,6 +115,15 @@ pub trait Connector: Send + Sync + fmt::Debug {
     fn as_deferrable(&self) -> Option<&dyn DeferrableConnector> {
         None
     }
+
+    /// Asks the backend to remove the object under `key` by itself once
+    /// `ttl` has passed (Redis TTLs), so it expires even if no process of
+    /// ours is left to evict it. `Ok(false)`: the connector has no such
+    /// mechanism (the default), and the caller must evict by itself.
+    fn expire_after(&self, key: &Key, ttl: std::time::Duration) -> Result<bool> {
+        let _ = (key, ttl);
+        Ok(false)
+    }
 }
 
 /// A connector that can name a key before its data exists (needed by

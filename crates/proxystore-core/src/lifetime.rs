@@ -129,6 +129,18 @@ impl LeaseLifetime {
         }
         *deadline += by;
         self.state.changed.notify_all();
+        let ttl = deadline.saturating_duration_since(Instant::now());
+        drop(deadline);
+        let keys = self
+            .state
+            .bound
+            .keys
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for (store, key) in keys {
+            store.connector().expire_after(&key, ttl)?;
+        }
         Ok(())
     }
 
@@ -171,7 +183,11 @@ fn watch_lease(state: &LeaseState) {
 
 impl Lifetime for LeaseLifetime {
     fn add_key(&self, store: &Store, key: Key) -> Result<()> {
-        self.state.bound.add(store, key)
+        self.state.bound.add(store, key.clone())?;
+        // Where the backend can expire objects itself (Redis), it does so at
+        // the same deadline, so the object goes even if this process dies.
+        store.connector().expire_after(&key, self.remaining())?;
+        Ok(())
     }
     fn done(&self) -> bool {
         self.state.bound.done.load(Ordering::Acquire)

@@ -101,6 +101,9 @@ impl<C: Connector, G: Send + Sync + std::fmt::Debug> Connector for WithGuard<C, 
     fn as_deferrable(&self) -> Option<&dyn crate::DeferrableConnector> {
         self.connector.as_deferrable()
     }
+    fn expire_after(&self, key: &Key, ttl: std::time::Duration) -> crate::Result<bool> {
+        self.connector.expire_after(key, ttl)
+    }
 }
 
 /// Deterministic test data of `len` bytes, different for each `seed`.

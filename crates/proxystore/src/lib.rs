@@ -33,6 +33,9 @@ pub use proxystore_file::{self as file, FileConnector};
 #[cfg(feature = "zmq")]
 pub use proxystore_zmq::{self as zmq, ZmqConnector, ZmqConnectorExt};
 
+#[cfg(feature = "redis")]
+pub use proxystore_redis::{self as redis, RedisConfig, RedisConnector};
+
 /// Names of the connectors compiled into this build, in matrix order.
 pub fn compiled_connectors() -> Vec<&'static str> {
     let mut out = vec!["local"];
@@ -41,6 +44,9 @@ pub fn compiled_connectors() -> Vec<&'static str> {
     }
     if cfg!(feature = "zmq") {
         out.push("zmq");
+    }
+    if cfg!(feature = "redis") {
+        out.push("redis");
     }
     out
 }
@@ -52,6 +58,8 @@ pub fn register_connectors() {
     proxystore_file::register();
     #[cfg(feature = "zmq")]
     proxystore_zmq::register();
+    #[cfg(feature = "redis")]
+    proxystore_redis::register();
 }
 
 #[cfg(test)]

@@ -1,0 +1,101 @@
+//! A throwaway `redis-server` on a free loopback port, for tests and for
+//! `proxystore bench --connector redis`; stopped when dropped.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use proxystore_core::{Error, Result};
+
+use crate::resp::{Connection, Endpoint, Reply};
+
+/// A `redis-server` child process listening on 127.0.0.1.
+#[derive(Debug)]
+pub struct LocalRedisServer {
+    child: Child,
+    port: u16,
+}
+
+impl LocalRedisServer {
+    /// Starts `redis-server` (from `PATH`) with persistence off and waits
+    /// until it answers PING (at most 10 s).
+    pub fn start() -> Result<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| Error::io("finding a free loopback port", e))?
+            .port();
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| {
+                Error::io(
+                    "starting redis-server (is the redis-server package installed?)",
+                    e,
+                )
+            })?;
+        let mut server = LocalRedisServer { child, port };
+        server.wait_ready()?;
+        Ok(server)
+    }
+
+    fn wait_ready(&mut self) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let endpoint = Endpoint::parse(&self.url())?;
+        loop {
+            if let Ok(mut con) = Connection::connect(&endpoint, Duration::from_millis(200), 1024) {
+                if matches!(con.call(&[b"PING"]), Ok(Reply::Status(_))) {
+                    return Ok(());
+                }
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(Error::PeerUnreachable {
+                    address: self.url(),
+                    reason: format!("redis-server exited: {status}"),
+                });
+            }
+            if Instant::now() > deadline {
+                return Err(Error::PeerUnreachable {
+                    address: self.url(),
+                    reason: "redis-server did not answer within 10 s".into(),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `redis://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the server now (also done on drop).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for LocalRedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Whether `redis-server` can be started here.
+pub fn available() -> bool {
+    Command::new("redis-server")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}

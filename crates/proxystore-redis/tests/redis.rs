@@ -1,0 +1,190 @@
+//! The Redis connector on the in-process mock command layer, and against a
+//! real `redis-server` the tests start on a free loopback port (skipped,
+//! saying why, where redis-server is not installed; CI installs it).
+
+#![allow(clippy::unwrap_used)] // Tests fail loudly by design.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use proxystore_core::testing::{child_command, child_role, output_field, pattern, WithGuard};
+use proxystore_core::{Connector, Error, LeaseLifetime, Lifetime, Proxy, Store};
+use proxystore_redis::mock::MockRedis;
+use proxystore_redis::server::{available, LocalRedisServer};
+use proxystore_redis::{RedisConfig, RedisConnector};
+
+fn mock() -> RedisConnector {
+    proxystore_redis::register();
+    RedisConnector::open(&format!("mock://{}", proxystore_core::ObjectId::random())).unwrap()
+}
+
+/// A fresh server for one test, stopped when dropped; `None` (with a
+/// printed reason) where redis-server is missing.
+fn server() -> Option<LocalRedisServer> {
+    if !available() {
+        eprintln!("SKIP: redis-server not installed (ci/install-deps.sh installs it)");
+        return None;
+    }
+    Some(LocalRedisServer::start().unwrap())
+}
+
+/// A connector on its own real server, or on the mock when there is no
+/// server (conformance still runs; the skip is printed).
+fn real() -> WithGuard<RedisConnector, Option<LocalRedisServer>> {
+    proxystore_redis::register();
+    let server = server();
+    let url = server.as_ref().map_or_else(
+        || format!("mock://{}", proxystore_core::ObjectId::random()),
+        LocalRedisServer::url,
+    );
+    WithGuard::new(RedisConnector::open(&url).unwrap(), server)
+}
+
+mod conformance_mock {
+    proxystore_core::conformance_tests!(super::mock());
+}
+
+mod conformance_real {
+    proxystore_core::conformance_tests!(super::real());
+}
+
+#[test]
+fn child_entry() {
+    let Some(role) = child_role() else {
+        return;
+    };
+    assert_eq!(role, "consumer");
+    proxystore_redis::register();
+    let proxy: Proxy<Vec<u64>> =
+        serde_json::from_str(&std::env::var("PROXY_JSON").unwrap()).unwrap();
+    let sum: u64 = proxy.resolve().unwrap().iter().sum();
+    println!("CHILD_SUM={sum}");
+}
+
+#[test]
+fn another_process_resolves_a_proxy_through_the_server() {
+    let Some(server) = server() else { return };
+    let store = Store::builder(
+        "redis-two-process",
+        Arc::new(RedisConnector::open(&server.url()).unwrap()),
+    )
+    .cache_size(0)
+    .build();
+    let proxy = store.proxy(&(1..=1000u64).collect::<Vec<_>>()).unwrap();
+    let out = child_command("child_entry", "consumer")
+        .env("PROXY_JSON", serde_json::to_string(&proxy).unwrap())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(output_field(&stdout, "CHILD_SUM"), "500500");
+}
+
+#[test]
+fn a_killed_server_is_an_error_naming_it_not_a_hang() {
+    let Some(mut server) = server() else { return };
+    let mut config = RedisConfig::new(server.url());
+    config.timeout = Duration::from_millis(500);
+    let c = RedisConnector::with_config(config).unwrap();
+    let key = c.put(pattern(100, 1)).unwrap();
+    server.stop();
+    let started = std::time::Instant::now();
+    match c.get(&key) {
+        Err(Error::PeerUnreachable { address, .. }) => assert_eq!(address, server.url()),
+        other => panic!("expected PeerUnreachable, got {other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn a_mock_server_going_down_is_unreachable() {
+    let url = format!("mock://{}", proxystore_core::ObjectId::random());
+    let c = RedisConnector::open(&url).unwrap();
+    let key = c.put(pattern(10, 1)).unwrap();
+    MockRedis::set_down(&url, true).unwrap();
+    assert!(matches!(c.get(&key), Err(Error::PeerUnreachable { .. })));
+    MockRedis::set_down(&url, false).unwrap();
+    assert_eq!(c.get(&key).unwrap(), Some(pattern(10, 1)));
+}
+
+fn lease_sets_a_ttl(c: RedisConnector) {
+    let store = Store::builder(
+        format!("lease-{}", proxystore_core::ObjectId::random()),
+        Arc::new(c),
+    )
+    .build();
+    let lease = LeaseLifetime::new(Duration::from_secs(30)).unwrap();
+    let key = store.put_bytes(pattern(10, 1)).unwrap();
+    lease.add_key(&store, key.clone()).unwrap();
+    // The watcher would evict in 30 s; the server-side TTL is what we check.
+    let c = store.connector();
+    assert!(c.expire_after(&key, Duration::from_millis(50)).unwrap());
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        !store.exists(&key).unwrap(),
+        "TTL did not expire the object"
+    );
+    lease.close().unwrap();
+}
+
+#[test]
+fn lease_lifetimes_become_ttls_mock() {
+    lease_sets_a_ttl(mock());
+}
+
+#[test]
+fn lease_lifetimes_become_ttls_real() {
+    let Some(server) = server() else { return };
+    lease_sets_a_ttl(RedisConnector::open(&server.url()).unwrap());
+}
+
+#[test]
+fn objects_over_the_limit_are_refused_before_sending() {
+    let mut config = RedisConfig::new(format!("mock://{}", proxystore_core::ObjectId::random()));
+    config.max_object = 100;
+    let c = RedisConnector::with_config(config).unwrap();
+    assert!(matches!(
+        c.put(pattern(101, 1)),
+        Err(Error::TooLarge {
+            size: 101,
+            limit: 100,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn a_wrong_password_is_a_config_error() {
+    let Some(server) = server() else { return };
+    let mut config = RedisConfig::new(server.url());
+    config.password = Some("not-the-password".into());
+    let c = RedisConnector::with_config(config).unwrap();
+    let err = c.put(pattern(1, 1)).unwrap_err();
+    assert!(!matches!(err, Error::Timeout { .. }), "{err}");
+    assert!(
+        !c.config().options.contains_key("password"),
+        "passwords never go into configs"
+    );
+}
+
+#[test]
+fn a_bad_url_is_a_config_error() {
+    assert!(matches!(
+        RedisConnector::open("http://nope"),
+        Err(Error::Config(_))
+    ));
+}
+
+#[test]
+fn a_64_mib_object_round_trips_on_the_real_server() {
+    let Some(server) = server() else { return };
+    let c = RedisConnector::open(&server.url()).unwrap();
+    let data = pattern(64 << 20, 3);
+    let key = c.put(data.clone()).unwrap();
+    assert_eq!(c.get(&key).unwrap(), Some(data));
+    c.evict(&key).unwrap();
+}
