@@ -154,11 +154,31 @@ pub(crate) fn info() -> String {
     let mut out = format!("proxystore {}\nconnectors:\n", env!("CARGO_PKG_VERSION"));
     for (name, feature, needs) in MATRIX {
         let status = if compiled.contains(name) {
-            "compiled in".to_owned()
+            format!("compiled in{}", library_note(name))
         } else {
             format!("not compiled (Cargo feature `{feature}`)")
         };
-        out.push_str(&format!("  {name:<6} {status:<40} needs {needs}\n"));
+        out.push_str(&format!("  {name:<6} {status:<44} needs {needs}\n"));
     }
     out
+}
+
+/// What an optional connector found at run time (library version, server).
+fn library_note(name: &str) -> String {
+    match name {
+        #[cfg(feature = "zmq")]
+        "zmq" => {
+            let (major, minor, patch) = proxystore::zmq::libzmq_version();
+            format!(", libzmq {major}.{minor}.{patch}")
+        }
+        #[cfg(feature = "redis")]
+        "redis" => {
+            if proxystore::redis::server::available() {
+                ", redis-server on PATH".into()
+            } else {
+                ", no local redis-server".into()
+            }
+        }
+        _ => String::new(),
+    }
 }

@@ -19,6 +19,12 @@ impl LocalRedisServer {
     /// Starts `redis-server` (from `PATH`) with persistence off and waits
     /// until it answers PING (at most 10 s).
     pub fn start() -> Result<Self> {
+        Self::start_with(&[])
+    }
+
+    /// Like [`LocalRedisServer::start`], with extra `redis-server` flags
+    /// (`--requirepass`, `--unixsocket`, ...).
+    pub fn start_with(extra: &[&str]) -> Result<Self> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map_err(|e| Error::io("finding a free loopback port", e))?
@@ -34,6 +40,7 @@ impl LocalRedisServer {
                 "--appendonly",
                 "no",
             ])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -53,7 +60,8 @@ impl LocalRedisServer {
         let endpoint = Endpoint::parse(&self.url())?;
         loop {
             if let Ok(mut con) = Connection::connect(&endpoint, Duration::from_millis(200), 1024) {
-                if matches!(con.call(&[b"PING"]), Ok(Reply::Status(_))) {
+                // A password-protected server answers NOAUTH: up all the same.
+                if matches!(con.call(&[b"PING"]), Ok(Reply::Status(_) | Reply::Error(_))) {
                     return Ok(());
                 }
             }

@@ -75,3 +75,8 @@ pub fn register() {
         Ok(Box::new(ZmqConnector::with_config(config)?))
     });
 }
+
+/// The version of the libzmq this process is linked against.
+pub fn libzmq_version() -> (i32, i32, i32) {
+    zmq::version()
+}
