@@ -2,25 +2,11 @@
 
 #![allow(clippy::unwrap_used)] // Tests fail loudly by design.
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
-fn proxystore(args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_proxystore"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn proxystore");
-    // The command may exit before reading stdin (bad flags); that is fine.
-    let _ = child.stdin.take().unwrap().write_all(stdin);
-    child.wait_with_output().unwrap()
-}
+mod common;
 
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+use common::{proxystore, stderr};
 
 /// One line on stderr, no backtrace, the given exit code.
 fn assert_fails_cleanly(o: &Output, code: i32, needle: &str) {

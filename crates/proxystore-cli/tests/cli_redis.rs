@@ -4,22 +4,11 @@
 #![cfg(feature = "redis")]
 #![allow(clippy::unwrap_used)] // Tests fail loudly by design.
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+mod common;
 
-use proxystore::redis::server::{available, LocalRedisServer};
+use common::{bench_records, has, proxystore};
 
-fn proxystore(args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_proxystore"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let _ = child.stdin.take().unwrap().write_all(stdin);
-    child.wait_with_output().unwrap()
-}
+use ::proxystore::redis::server::{available, LocalRedisServer};
 
 fn server() -> Option<LocalRedisServer> {
     if !available() {
@@ -100,32 +89,13 @@ fn bench_redis_reports_the_raw_baseline() {
         eprintln!("SKIP: redis-server not installed");
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("redis.json");
-    let out = proxystore(
-        &[
-            "bench",
-            "--connector",
-            "redis",
-            "--sizes",
-            "4KiB",
-            "--iterations",
-            "5",
-            "--json",
-            json.to_str().unwrap(),
-        ],
-        b"",
-    );
+    let records = bench_records("redis");
     assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        has(&records, "redis", "put")
+            && has(&records, "redis", "get")
+            && has(&records, "redis", "roundtrip")
     );
-    let records: Vec<serde_json::Value> =
-        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    let has = |c: &str, op: &str| records.iter().any(|r| r["connector"] == c && r["op"] == op);
-    assert!(has("redis", "put") && has("redis", "get") && has("redis", "roundtrip"));
-    assert!(has("redis-raw", "put") && has("redis-raw", "get"));
+    assert!(has(&records, "redis-raw", "put") && has(&records, "redis-raw", "get"));
     assert!(
         records.iter().all(|r| r["iterations"] == 5),
         "bracketed baseline keeps the iteration count"

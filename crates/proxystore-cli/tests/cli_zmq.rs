@@ -4,20 +4,12 @@
 #![cfg(feature = "zmq")]
 #![allow(clippy::unwrap_used)] // Tests fail loudly by design.
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Output, Stdio};
+mod common;
 
-fn proxystore(args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_proxystore"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let _ = child.stdin.take().unwrap().write_all(stdin);
-    child.wait_with_output().unwrap()
-}
+use common::{bench_records, has, proxystore};
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -97,32 +89,9 @@ fn serve_needs_an_address() {
 
 #[test]
 fn bench_zmq_reports_the_raw_baseline() {
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("zmq.json");
-    let out = proxystore(
-        &[
-            "bench",
-            "--connector",
-            "zmq",
-            "--sizes",
-            "4KiB",
-            "--iterations",
-            "5",
-            "--json",
-            json.to_str().unwrap(),
-        ],
-        b"",
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let records: Vec<serde_json::Value> =
-        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    let has = |c: &str, op: &str| records.iter().any(|r| r["connector"] == c && r["op"] == op);
+    let records = bench_records("zmq");
     for op in ["put", "get", "roundtrip"] {
-        assert!(has("zmq", op), "zmq {op} missing");
+        assert!(has(&records, "zmq", op), "zmq {op} missing");
     }
-    assert!(has("zmq-raw", "put") && has("zmq-raw", "get"));
+    assert!(has(&records, "zmq-raw", "put") && has(&records, "zmq-raw", "get"));
 }
