@@ -9,6 +9,9 @@ APT_PACKAGES=(
     pkg-config      # how zmq-sys finds libzmq
     libzmq3-dev     # proxystore-zmq: real libzmq tests
     redis-server    # proxystore-redis: real tests against a loopback server
+    libucx-dev      # sys/ucx-sys, proxystore-ucx: UCP headers and libraries
+    ucx-utils       # ucx_info, ucx_perftest: the raw UCX baseline
+    libclang-dev    # bindgen (build-support) parses the C headers
 )
 
 missing=()

@@ -1,0 +1,490 @@
+//! Build-script support for proxystore-rs `-sys` crates: one rule for
+//! finding a site library and generating its bindings.
+//!
+//! Discovery order (the first that applies wins):
+//! 1. `<PREFIX>_DIR` (e.g. `UCX_DIR`): an install prefix with `include/` and
+//!    `lib/` or `lib64/`. If it is set but wrong, that is an error: an
+//!    explicit choice is never silently replaced by another library.
+//! 2. pkg-config (what `module load` sets up on Cray/HPE systems).
+//! 3. Well-known prefixes (`/usr`, `/usr/local`, `/opt/<lib>`, and globs
+//!    such as `/opt/cray/libfabric/*`, newest first).
+//!
+//! A failure lists every attempt and why it failed, in one message.
+//! Bindings come from bindgen with an allowlist; `static inline` API
+//! functions (libfabric's whole data path) are wrapped by bindgen's
+//! `wrap_static_fns` and compiled with `cc` into a small static library.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// What to look for.
+#[derive(Clone, Debug)]
+pub struct LibrarySpec<'a> {
+    /// Name for messages (`UCX`).
+    pub name: &'a str,
+    /// Env var prefix: `<prefix>_DIR` names an install prefix.
+    pub env_prefix: &'a str,
+    /// pkg-config package names to try, in order.
+    pub pkg_config: &'a [&'a str],
+    /// A header that must exist under an include directory.
+    pub header: &'a str,
+    /// Libraries to link, without `lib` and suffix.
+    pub libs: &'a [&'a str],
+    /// Install prefixes to try last; a trailing `/*` tries every entry of
+    /// that directory, newest (highest sorting) first.
+    pub prefixes: &'a [&'a str],
+}
+
+/// A library that was found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Found {
+    /// Directories to pass to the C parser and compiler.
+    pub include_dirs: Vec<PathBuf>,
+    /// Directories to search when linking.
+    pub lib_dirs: Vec<PathBuf>,
+    /// Libraries to link.
+    pub libs: Vec<String>,
+    /// Version, when pkg-config knew it.
+    pub version: Option<String>,
+    /// How it was found, for the build log.
+    pub how: String,
+}
+
+/// The library was not found; every attempt says why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NotFound {
+    /// Library name.
+    pub library: String,
+    /// Env var that selects a prefix.
+    pub env_var: String,
+    /// One line per attempt.
+    pub attempts: Vec<String>,
+}
+
+impl fmt::Display for NotFound {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{} not found. Tried:", self.library)?;
+        for a in &self.attempts {
+            writeln!(f, "  - {a}")?;
+        }
+        write!(
+            f,
+            "Set {} to its install prefix (the directory holding include/ and lib/).",
+            self.env_var
+        )
+    }
+}
+
+impl std::error::Error for NotFound {}
+
+impl LibrarySpec<'_> {
+    /// The env var naming an install prefix (`UCX_DIR`).
+    pub fn dir_var(&self) -> String {
+        format!("{}_DIR", self.env_prefix)
+    }
+
+    /// Finds the library with this process's environment and pkg-config.
+    pub fn find(&self) -> Result<Found, NotFound> {
+        self.find_with(&|var| std::env::var(var).ok(), &|name| {
+            probe_pkg_config(name)
+        })
+    }
+
+    /// Finds the library with the given environment and pkg-config probe
+    /// (tests inject both).
+    pub fn find_with(
+        &self,
+        env: &dyn Fn(&str) -> Option<String>,
+        pkg_config: &dyn Fn(&str) -> Result<Found, String>,
+    ) -> Result<Found, NotFound> {
+        let mut attempts = Vec::new();
+        let not_found = |attempts| NotFound {
+            library: self.name.to_string(),
+            env_var: self.dir_var(),
+            attempts,
+        };
+        let var = self.dir_var();
+        if let Some(dir) = env(&var).filter(|d| !d.is_empty()) {
+            return match self.at_prefix(Path::new(&dir)) {
+                Ok(mut found) => {
+                    found.how = format!("{var}={dir}");
+                    Ok(found)
+                }
+                Err(why) => {
+                    attempts.push(format!("{var}={dir}: {why}"));
+                    Err(not_found(attempts))
+                }
+            };
+        }
+        attempts.push(format!("{var}: not set"));
+        for name in self.pkg_config {
+            match pkg_config(name) {
+                Ok(mut found) => {
+                    if found.include_dirs.is_empty() {
+                        // pkg-config omits system include dirs; the header
+                        // must still be there.
+                        found.include_dirs = vec![PathBuf::from("/usr/include")];
+                    }
+                    if found
+                        .include_dirs
+                        .iter()
+                        .any(|d| d.join(self.header).is_file())
+                    {
+                        found.how = format!("pkg-config {name}");
+                        return Ok(found);
+                    }
+                    attempts.push(format!(
+                        "pkg-config {name}: found, but no {} under its include dirs",
+                        self.header
+                    ));
+                }
+                Err(why) => attempts.push(format!("pkg-config {name}: {why}")),
+            }
+        }
+        for prefix in expand_prefixes(self.prefixes) {
+            match self.at_prefix(&prefix) {
+                Ok(mut found) => {
+                    found.how = format!("prefix {}", prefix.display());
+                    return Ok(found);
+                }
+                Err(why) => attempts.push(format!("{}: {why}", prefix.display())),
+            }
+        }
+        Err(not_found(attempts))
+    }
+
+    /// The library under an install prefix, if its header and first
+    /// library are there.
+    fn at_prefix(&self, prefix: &Path) -> Result<Found, String> {
+        let include = prefix.join("include");
+        if !include.join(self.header).is_file() {
+            return Err(format!("no include/{}", self.header));
+        }
+        let first = self.libs.first().copied().unwrap_or_default();
+        let multiarch = format!("lib/{}-linux-gnu", std::env::consts::ARCH);
+        let lib_dir = ["lib64", "lib", multiarch.as_str()]
+            .iter()
+            .map(|d| prefix.join(d))
+            .find(|d| {
+                ["so", "a"]
+                    .iter()
+                    .any(|ext| d.join(format!("lib{first}.{ext}")).is_file())
+            })
+            .ok_or_else(|| {
+                format!("no lib{first}.so or lib{first}.a in lib64/, lib/ or {multiarch}/")
+            })?;
+        Ok(Found {
+            include_dirs: vec![include],
+            lib_dirs: vec![lib_dir],
+            libs: self.libs.iter().map(|l| l.to_string()).collect(),
+            version: None,
+            how: String::new(),
+        })
+    }
+}
+
+fn probe_pkg_config(name: &str) -> Result<Found, String> {
+    let lib = pkg_config::Config::new()
+        .cargo_metadata(false)
+        .env_metadata(false)
+        .probe(name)
+        .map_err(|e| {
+            // pkg-config's message spans lines; the first says enough.
+            e.to_string().lines().next().unwrap_or("failed").to_string()
+        })?;
+    Ok(Found {
+        include_dirs: lib.include_paths,
+        lib_dirs: lib.link_paths,
+        libs: lib.libs,
+        version: Some(lib.version),
+        how: String::new(),
+    })
+}
+
+/// Expands `dir/*` entries to the subdirectories of `dir`, newest first.
+fn expand_prefixes(prefixes: &[&str]) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for p in prefixes {
+        match p.strip_suffix("/*") {
+            Some(parent) => {
+                let mut found: Vec<PathBuf> = std::fs::read_dir(parent)
+                    .map(|rd| {
+                        rd.filter_map(|e| e.ok())
+                            .map(|e| e.path())
+                            .filter(|p| p.is_dir())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                found.sort();
+                found.reverse();
+                out.extend(found);
+            }
+            None => out.push(PathBuf::from(p)),
+        }
+    }
+    out
+}
+
+impl Found {
+    /// Prints the cargo directives that link the library, and the include
+    /// directory for dependents (`DEP_<LINKS>_INCLUDE`).
+    pub fn emit_cargo_metadata(&self) {
+        for dir in &self.lib_dirs {
+            println!("cargo:rustc-link-search=native={}", dir.display());
+        }
+        for lib in &self.libs {
+            println!("cargo:rustc-link-lib={lib}");
+        }
+        if let Some(inc) = self.include_dirs.first() {
+            println!("cargo:include={}", inc.display());
+        }
+        // Visible to dependents as DEP_<LINKS>_FOUND_VIA, and in `-vv` logs.
+        println!("cargo:found_via={}", self.how);
+        if let Some(v) = &self.version {
+            println!("cargo:version={v}");
+        }
+    }
+}
+
+/// Tells cargo to rerun the build script when the discovery inputs change.
+pub fn rerun_if_env_changed(spec: &LibrarySpec<'_>) {
+    for var in [
+        spec.dir_var().as_str(),
+        "PKG_CONFIG_PATH",
+        "PKG_CONFIG_LIBDIR",
+        "LIBCLANG_PATH",
+    ] {
+        println!("cargo:rerun-if-env-changed={var}");
+    }
+}
+
+/// What bindgen should generate.
+#[derive(Clone, Debug, Default)]
+pub struct BindingsSpec<'a> {
+    /// C source that includes the library's headers.
+    pub wrapper: &'a str,
+    /// Regexes of functions to keep.
+    pub functions: &'a [&'a str],
+    /// Regexes of types to keep.
+    pub types: &'a [&'a str],
+    /// Regexes of variables and constants to keep.
+    pub vars: &'a [&'a str],
+    /// Wrap `static inline` functions in real symbols (compiled with cc).
+    pub wrap_static_fns: bool,
+}
+
+/// Runs bindgen for `spec` against the headers of `found`, writing
+/// `<out_dir>/bindings.rs`; with `wrap_static_fns`, also compiles and links
+/// the generated wrappers.
+pub fn generate_bindings(
+    found: &Found,
+    spec: &BindingsSpec<'_>,
+    out_dir: &Path,
+) -> Result<PathBuf, String> {
+    let wrapper_h = out_dir.join("wrapper.h");
+    std::fs::write(&wrapper_h, spec.wrapper)
+        .map_err(|e| format!("writing {}: {e}", wrapper_h.display()))?;
+    let mut builder = bindgen::Builder::default()
+        .header(wrapper_h.display().to_string())
+        .layout_tests(false)
+        .derive_default(true)
+        .generate_comments(false)
+        .parse_callbacks(Box::new(bindgen::CargoCallbacks::new()));
+    for dir in &found.include_dirs {
+        builder = builder.clang_arg(format!("-I{}", dir.display()));
+    }
+    for f in spec.functions {
+        builder = builder.allowlist_function(f);
+    }
+    for t in spec.types {
+        builder = builder.allowlist_type(t);
+    }
+    for v in spec.vars {
+        builder = builder.allowlist_var(v);
+    }
+    let static_fns = out_dir.join("static_fns");
+    if spec.wrap_static_fns {
+        builder = builder
+            .wrap_static_fns(true)
+            .wrap_static_fns_path(&static_fns);
+    }
+    let bindings = builder
+        .generate()
+        .map_err(|e| format!("bindgen failed on {}: {e}", wrapper_h.display()))?;
+    let out = out_dir.join("bindings.rs");
+    bindings
+        .write_to_file(&out)
+        .map_err(|e| format!("writing {}: {e}", out.display()))?;
+    if spec.wrap_static_fns {
+        let c_file = static_fns.with_extension("c");
+        let mut build = cc::Build::new();
+        build.file(&c_file).include(out_dir).warnings(false);
+        for dir in &found.include_dirs {
+            build.include(dir);
+        }
+        // The generated file includes the wrapper by its path.
+        build.flag_if_supported("-Wno-unused-parameter");
+        build
+            .try_compile("proxystore_static_fns")
+            .map_err(|e| format!("compiling {}: {e}", c_file.display()))?;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    const SPEC: LibrarySpec<'static> = LibrarySpec {
+        name: "Fake",
+        env_prefix: "FAKE",
+        pkg_config: &["fake"],
+        header: "fake/api.h",
+        libs: &["fake", "fakeutil"],
+        prefixes: &[],
+    };
+
+    fn install(prefix: &Path, lib_dir: &str) {
+        std::fs::create_dir_all(prefix.join("include/fake")).unwrap();
+        std::fs::write(prefix.join("include/fake/api.h"), "int fake(void);").unwrap();
+        std::fs::create_dir_all(prefix.join(lib_dir)).unwrap();
+        std::fs::write(prefix.join(lib_dir).join("libfake.so"), "").unwrap();
+    }
+
+    fn no_pkg(_: &str) -> Result<Found, String> {
+        Err("package not found".into())
+    }
+
+    #[test]
+    fn the_dir_variable_wins_and_finds_lib64() {
+        let t = tempfile::tempdir().unwrap();
+        install(t.path(), "lib64");
+        let env: HashMap<&str, String> = [("FAKE_DIR", t.path().display().to_string())].into();
+        let found = SPEC.find_with(&|v| env.get(v).cloned(), &no_pkg).unwrap();
+        assert_eq!(found.lib_dirs, vec![t.path().join("lib64")]);
+        assert_eq!(found.libs, vec!["fake", "fakeutil"]);
+        assert!(found.how.starts_with("FAKE_DIR="));
+    }
+
+    #[test]
+    fn a_wrong_dir_variable_is_an_error_not_a_fallback() {
+        let t = tempfile::tempdir().unwrap();
+        let env: HashMap<&str, String> = [("FAKE_DIR", t.path().display().to_string())].into();
+        let pkg = |_: &str| -> Result<Found, String> { panic!("must not fall back to pkg-config") };
+        let err = SPEC.find_with(&|v| env.get(v).cloned(), &pkg).unwrap_err();
+        assert!(err.to_string().contains("no include/fake/api.h"), "{err}");
+        assert!(err.to_string().contains("Set FAKE_DIR"), "{err}");
+    }
+
+    #[test]
+    fn pkg_config_comes_before_prefixes_and_must_have_the_header() {
+        let t = tempfile::tempdir().unwrap();
+        install(t.path(), "lib");
+        let inc = t.path().join("include");
+        let pkg = |_: &str| {
+            Ok(Found {
+                include_dirs: vec![inc.clone()],
+                lib_dirs: vec![],
+                libs: vec!["fake".into()],
+                version: Some("1.2".into()),
+                how: String::new(),
+            })
+        };
+        let found = SPEC.find_with(&|_| None, &pkg).unwrap();
+        assert_eq!(
+            (found.how.as_str(), found.version.as_deref()),
+            ("pkg-config fake", Some("1.2"))
+        );
+        let empty = tempfile::tempdir().unwrap();
+        let wrong = empty.path().to_path_buf();
+        let pkg = |_: &str| {
+            Ok(Found {
+                include_dirs: vec![wrong.clone()],
+                lib_dirs: vec![],
+                libs: vec![],
+                version: None,
+                how: String::new(),
+            })
+        };
+        let err = SPEC.find_with(&|_| None, &pkg).unwrap_err();
+        assert!(
+            err.attempts
+                .iter()
+                .any(|a| a.contains("found, but no fake/api.h")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn globbed_prefixes_are_tried_newest_first_and_every_failure_is_listed() {
+        let t = tempfile::tempdir().unwrap();
+        install(&t.path().join("1.20.0"), "lib");
+        install(&t.path().join("1.22.0"), "lib64");
+        std::fs::create_dir_all(t.path().join("2.0.0-broken")).unwrap();
+        let glob = format!("{}/*", t.path().display());
+        let spec = LibrarySpec {
+            prefixes: &[glob.as_str()],
+            ..SPEC
+        };
+        let found = spec.find_with(&|_| None, &no_pkg).unwrap();
+        assert_eq!(found.lib_dirs, vec![t.path().join("1.22.0/lib64")]);
+        let none = LibrarySpec {
+            prefixes: &["/nonexistent/prefix"],
+            ..SPEC
+        };
+        let err = none.find_with(&|_| None, &no_pkg).unwrap_err();
+        let text = err.to_string();
+        for needle in [
+            "FAKE_DIR: not set",
+            "pkg-config fake: package not found",
+            "/nonexistent/prefix: no include/fake/api.h",
+        ] {
+            assert!(text.contains(needle), "{text} lacks {needle}");
+        }
+    }
+
+    #[test]
+    fn static_inline_functions_are_wrapped_and_linkable() {
+        // bindgen + cc on a header of our own: the generated wrapper is a
+        // real symbol in the static library.
+        let t = tempfile::tempdir().unwrap();
+        let inc = t.path().join("include");
+        std::fs::create_dir_all(&inc).unwrap();
+        std::fs::write(
+            inc.join("inl.h"),
+            "static inline int add_one(int x) { return x + 1; }\n",
+        )
+        .unwrap();
+        let found = Found {
+            include_dirs: vec![inc],
+            lib_dirs: vec![],
+            libs: vec![],
+            version: None,
+            how: "test".into(),
+        };
+        let spec = BindingsSpec {
+            wrapper: "#include <inl.h>\n",
+            functions: &["add_one"],
+            wrap_static_fns: true,
+            ..Default::default()
+        };
+        // cc reads TARGET/HOST/OPT_LEVEL from the environment of a build script.
+        let triple = format!("{}-unknown-linux-gnu", std::env::consts::ARCH);
+        for (k, v) in [
+            ("TARGET", triple.as_str()),
+            ("HOST", triple.as_str()),
+            ("OPT_LEVEL", "0"),
+            ("OUT_DIR", t.path().to_str().unwrap()),
+        ] {
+            if std::env::var_os(k).is_none() {
+                // SAFETY-free in edition 2021; only this test sets them.
+                std::env::set_var(k, v);
+            }
+        }
+        let out = generate_bindings(&found, &spec, t.path()).unwrap();
+        let text = std::fs::read_to_string(out).unwrap();
+        assert!(text.contains("add_one__extern"), "{text}");
+        assert!(t.path().join("libproxystore_static_fns.a").is_file());
+    }
+}
