@@ -1,0 +1,177 @@
+//! UCX as a [`SocketLayer`]: the data server and client connections of the
+//! shared peer connector, carried by UCP active messages (see `engine`).
+//! Addresses are `ucx://<base64url of the UCP worker address>`.
+
+use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine as _;
+use proxystore_core::{Error, Result};
+use proxystore_peer::wire::Limits;
+use proxystore_peer::{ClientSocket, Frames, ServerSocket, SocketLayer};
+
+use crate::engine::{Engine, ReplyTo};
+
+const SCHEME: &str = "ucx://";
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The UCX socket layer: one engine (UCP worker and its thread) per layer,
+/// started on first use.
+#[derive(Default)]
+pub struct UcxLayer {
+    engine: Mutex<Option<Arc<Engine>>>,
+}
+
+impl std::fmt::Debug for UcxLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("UcxLayer")
+    }
+}
+
+impl UcxLayer {
+    fn engine(&self) -> Result<Arc<Engine>> {
+        let mut slot = self.engine.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(e) = slot.as_ref() {
+            return Ok(Arc::clone(e));
+        }
+        let e = Engine::start()?;
+        *slot = Some(Arc::clone(&e));
+        Ok(e)
+    }
+}
+
+fn b64() -> base64::engine::GeneralPurpose {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+}
+
+/// A data server's stream of requests.
+pub struct UcxServer {
+    engine: Arc<Engine>,
+    requests: Receiver<(ReplyTo, Frames)>,
+    max_frame: u64,
+}
+
+/// One client connection: an endpoint and the route its replies take.
+pub struct UcxClient {
+    engine: Arc<Engine>,
+    address: String,
+    ep: u64,
+    conn: u64,
+    replies: Receiver<Frames>,
+}
+
+impl SocketLayer for UcxLayer {
+    type Server = UcxServer;
+    type Client = UcxClient;
+
+    fn name(&self) -> &'static str {
+        "ucx"
+    }
+
+    fn bind(&self, endpoint: &str, limits: &Limits) -> Result<(UcxServer, String)> {
+        if endpoint != SCHEME {
+            return Err(Error::Config(format!(
+                "ucx endpoint '{endpoint}': only '{SCHEME}' (this process's UCP worker) can be served; choose transports with UCX_TLS and devices with UCX_NET_DEVICES"
+            )));
+        }
+        let engine = self.engine()?;
+        let requests = engine
+            .take_requests()
+            .ok_or_else(|| Error::Config("this UCX worker already has a data server".into()))?;
+        let address = format!("{SCHEME}{}", b64().encode(engine.address()));
+        Ok((
+            UcxServer {
+                engine,
+                requests,
+                max_frame: limits.max_frame(),
+            },
+            address,
+        ))
+    }
+
+    fn any_port(&self, _endpoint: &str) -> String {
+        SCHEME.into()
+    }
+
+    fn connect(&self, address: &str, _limits: &Limits) -> Result<UcxClient> {
+        let blob = address
+            .strip_prefix(SCHEME)
+            .and_then(|b| b64().decode(b).ok())
+            .filter(|b| !b.is_empty())
+            .ok_or_else(|| Error::InvalidKey {
+                text: address.chars().take(200).collect(),
+                reason: "a ucx owner address is ucx://<base64url worker address>",
+            })?;
+        let engine = self.engine()?;
+        let ep = engine
+            .connect(blob, CONNECT_TIMEOUT)
+            .map_err(|e| Error::PeerUnreachable {
+                address: abbreviate(address),
+                reason: format!("connect: {e}"),
+            })?;
+        let (conn, replies) = engine.open_route();
+        Ok(UcxClient {
+            engine,
+            address: address.to_string(),
+            ep,
+            conn,
+            replies,
+        })
+    }
+}
+
+/// Worker addresses run to hundreds of characters; messages show the start.
+fn abbreviate(address: &str) -> String {
+    if address.len() > 48 {
+        format!("{}...", &address[..48])
+    } else {
+        address.to_string()
+    }
+}
+
+impl ServerSocket for UcxServer {
+    type Peer = ReplyTo;
+
+    fn recv(&mut self, timeout: Duration) -> Result<Option<(ReplyTo, Frames)>> {
+        loop {
+            match self.requests.recv_timeout(timeout) {
+                Ok((peer, frames)) => {
+                    if frames.iter().any(|f| f.len() as u64 > self.max_frame) {
+                        continue; // over the limit: not handled
+                    }
+                    return Ok(Some((peer, frames)));
+                }
+                Err(_) => return Ok(None),
+            }
+        }
+    }
+
+    fn send(&mut self, peer: ReplyTo, frames: Frames) -> Result<()> {
+        self.engine.reply(peer, frames)
+    }
+}
+
+impl ClientSocket for UcxClient {
+    fn send(&mut self, frames: Frames, timeout: Duration) -> Result<()> {
+        self.engine
+            .send(self.ep, self.conn, frames, timeout)
+            .map_err(|e| match e {
+                Error::PeerUnreachable { reason, .. } => Error::PeerUnreachable {
+                    address: abbreviate(&self.address),
+                    reason,
+                },
+                other => other,
+            })
+    }
+
+    fn recv(&mut self, timeout: Duration) -> Result<Option<Frames>> {
+        Ok(self.replies.recv_timeout(timeout).ok())
+    }
+}
+
+impl Drop for UcxClient {
+    fn drop(&mut self) {
+        self.engine.close(self.ep, self.conn);
+    }
+}

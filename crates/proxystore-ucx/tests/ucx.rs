@@ -1,0 +1,146 @@
+//! The UCX connector over real UCX: the shared conformance suite, objects
+//! moving between separate OS processes over `UCX_TLS=tcp` and over shared
+//! memory, and a killed owner.
+
+#![allow(clippy::unwrap_used)] // Tests fail loudly by design.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+use proxystore_core::testing::{child_command, child_role, output_field, pattern};
+use proxystore_core::{Connector, Error, Key};
+use proxystore_ucx::{PeerConfig, UcxConnector, UcxConnectorExt, ADDRESS, KIND};
+
+const SECRET: &str = "ucx-test-secret";
+
+/// UCX workers are reachable over the network, so the connector wants a
+/// shared secret; children inherit it.
+fn with_secret() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| std::env::set_var("PROXYSTORE_UCX_SECRET", SECRET));
+}
+
+fn ucx() -> UcxConnector {
+    with_secret();
+    proxystore_ucx::register();
+    UcxConnector::open().unwrap()
+}
+
+mod conformance {
+    proxystore_core::conformance_tests!(super::ucx());
+}
+
+#[test]
+fn child_entry() {
+    let Some(role) = child_role() else {
+        return;
+    };
+    let c = ucx();
+    match role.as_str() {
+        "owner" => {
+            let key = c.put(pattern(3 << 20, 7)).unwrap();
+            let small = c.put(pattern(100, 8)).unwrap();
+            println!("OWNER_KEYS={key} {small}");
+            std::thread::sleep(Duration::from_secs(60));
+        }
+        "consumer" => {
+            let keys: Vec<Key> = std::env::var("KEYS")
+                .unwrap()
+                .split(' ')
+                .map(|k| k.parse().unwrap())
+                .collect();
+            let got = c.get_batch(&keys).unwrap();
+            assert_eq!(got, vec![Some(pattern(3 << 20, 7)), Some(pattern(100, 8))]);
+            assert!(c.exists(&keys[1]).unwrap());
+            c.evict(&keys[1]).unwrap();
+            assert!(!c.exists(&keys[1]).unwrap());
+            println!("CONSUMER=ok");
+        }
+        other => panic!("unknown role {other}"),
+    }
+}
+
+/// Starts an owner process with `tls` and returns it with its keys.
+fn owner(tls: Option<&str>) -> (Child, String) {
+    with_secret();
+    let mut cmd = child_command("child_entry", "owner");
+    if let Some(tls) = tls {
+        cmd.env("UCX_TLS", tls);
+    }
+    let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let keys = loop {
+        let line = lines.next().expect("owner exited early").unwrap();
+        if let Some((_, k)) = line.split_once("OWNER_KEYS=") {
+            break k.trim().to_string();
+        }
+    };
+    (child, keys)
+}
+
+fn two_processes(tls: &str) {
+    let (mut owner, keys) = owner(Some(tls));
+    let out = child_command("child_entry", "consumer")
+        .env("UCX_TLS", tls)
+        .env("KEYS", &keys)
+        .output()
+        .unwrap();
+    owner.kill().unwrap();
+    owner.wait().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "consumer failed over {tls}: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(output_field(&stdout, "CONSUMER"), "ok");
+}
+
+#[test]
+fn two_processes_over_tcp() {
+    two_processes("tcp");
+}
+
+#[test]
+fn two_processes_over_shared_memory() {
+    two_processes("posix,cma,self");
+}
+
+#[test]
+fn a_killed_owner_gives_an_error_not_a_hang() {
+    let (mut child, keys) = owner(None);
+    let key: Key = keys.split(' ').next().unwrap().parse().unwrap();
+    let mut config = PeerConfig::new(KIND, ADDRESS);
+    config.timeout = Duration::from_secs(2);
+    let reader = UcxConnector::with_config(config).unwrap();
+    assert_eq!(reader.get(&key).unwrap().map(|b| b.len()), Some(3 << 20));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let started = Instant::now();
+    let err = reader.get(&key).unwrap_err();
+    assert!(
+        matches!(err, Error::PeerUnreachable { .. } | Error::Timeout { .. }),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn a_malformed_owner_address_is_an_invalid_key() {
+    let c = ucx();
+    let key = Key::random()
+        .with_size(3)
+        .with_location("ucx://!!notbase64")
+        .unwrap();
+    assert!(
+        matches!(c.get(&key), Err(Error::InvalidKey { .. })),
+        "{:?}",
+        c.get(&key)
+    );
+}
