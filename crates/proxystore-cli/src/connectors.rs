@@ -11,14 +11,14 @@ use crate::CliError;
 /// Which connector to use and how to reach it.
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct ConnectorArgs {
-    /// Connector: file, shm or zmq (local lives in one process, so only `bench` takes it).
+    /// Connector: file, shm, zmq, redis or ucx (local lives in one process, so only `bench` takes it).
     #[arg(long, default_value = "file")]
     pub(crate) connector: String,
     /// Directory of the file connector (default for shm: /dev/shm/proxystore-<uid>).
     #[arg(long)]
     pub(crate) dir: Option<PathBuf>,
-    /// zmq: address of the data server (`proxystore serve`) that puts go to,
-    /// and that `serve` binds; e.g. tcp://127.0.0.1:5555.
+    /// zmq, ucx: address of the data server (`proxystore serve`) that puts
+    /// go to (zmq: also what `serve` binds; e.g. tcp://127.0.0.1:5555).
     #[arg(long)]
     pub(crate) address: Option<String>,
     /// redis: the server, e.g. redis://127.0.0.1:6379/0 or unix:///path
@@ -84,6 +84,15 @@ impl ConnectorArgs {
                 config.timeout = std::time::Duration::from_millis(self.timeout_ms);
                 Ok(Box::new(proxystore::RedisConnector::with_config(config)?))
             }
+            #[cfg(feature = "ucx")]
+            "ucx" => {
+                use proxystore::ucx::{PeerConfig, ADDRESS, KIND};
+                use proxystore::UcxConnectorExt;
+                let mut config = PeerConfig::new(KIND, ADDRESS);
+                config.server = self.address.clone();
+                config.timeout = std::time::Duration::from_millis(self.timeout_ms);
+                Ok(Box::new(proxystore::UcxConnector::with_config(config)?))
+            }
             other => Err(unknown(other)),
         }
     }
@@ -104,6 +113,20 @@ impl ConnectorArgs {
                 let mut server = proxystore::zmq::serve(&PeerConfig::new(KIND, address))?;
                 println!(
                     "proxystore: zmq data server on {} (Ctrl-C stops)",
+                    server.address()
+                );
+                let signal = signals.wait()?;
+                server.stop();
+                eprintln!("proxystore: stopped on {signal}");
+                Ok(())
+            }
+            #[cfg(feature = "ucx")]
+            "ucx" => {
+                use proxystore::ucx::{PeerConfig, ADDRESS, KIND};
+                let signals = crate::signals::StopSignals::block()?;
+                let mut server = proxystore::ucx::serve(&PeerConfig::new(KIND, ADDRESS))?;
+                println!(
+                    "proxystore: ucx data server on {} (Ctrl-C stops)",
                     server.address()
                 );
                 let signal = signals.wait()?;
@@ -170,6 +193,11 @@ fn library_note(name: &str) -> String {
         "zmq" => {
             let (major, minor, patch) = proxystore::zmq::libzmq_version();
             format!(", libzmq {major}.{minor}.{patch}")
+        }
+        #[cfg(feature = "ucx")]
+        "ucx" => {
+            let (major, minor, release) = proxystore::ucx::libucp_version();
+            format!(", libucp {major}.{minor}.{release}")
         }
         #[cfg(feature = "redis")]
         "redis" => {

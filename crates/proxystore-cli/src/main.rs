@@ -3,7 +3,7 @@
 mod bench;
 mod connectors;
 mod report;
-#[cfg(feature = "zmq")]
+#[cfg(any(feature = "zmq", feature = "ucx"))]
 mod signals;
 mod targets;
 

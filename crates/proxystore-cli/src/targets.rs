@@ -98,6 +98,19 @@ pub(crate) fn open(name: &str, dir: Option<&Path>) -> Result<BenchTarget, CliErr
             guard = Some(Box::new(server));
             (Arc::new(connector), None, Some(Box::new(raw)))
         }
+        #[cfg(feature = "ucx")]
+        "ucx" => {
+            use proxystore::ucx::{PeerConfig, ADDRESS, KIND};
+            use proxystore::UcxConnectorExt;
+            // A UCP worker is reachable over the network: a one-run secret.
+            let mut config = PeerConfig::new(KIND, ADDRESS);
+            config.secret = Some(format!("{:032x}", proxystore::ObjectId::random().as_u128()));
+            (
+                Arc::new(proxystore::UcxConnector::with_config(config.clone())?),
+                Some(Arc::new(proxystore::UcxConnector::with_config(config)?)),
+                Some(Box::new(raw::UcxRaw)),
+            )
+        }
         other => return Err(connectors::unknown(other)),
     };
     Ok(BenchTarget {
@@ -111,7 +124,7 @@ pub(crate) fn open(name: &str, dir: Option<&Path>) -> Result<BenchTarget, CliErr
 }
 
 /// The raw transport loops.
-#[cfg(any(feature = "zmq", feature = "redis"))]
+#[cfg(any(feature = "zmq", feature = "redis", feature = "ucx"))]
 mod raw {
     use std::hint::black_box;
     use std::time::{Duration, Instant};
@@ -196,6 +209,37 @@ mod raw {
                     let got = raw.get()?;
                     black_box(got.as_deref().map(touch));
                     check_len(got.as_ref(), data.len())?;
+                }
+                Ok(())
+            })
+        }
+    }
+
+    /// The same UCX active-message path with a bare responder
+    /// (`proxystore_ucx::baseline`).
+    #[cfg(feature = "ucx")]
+    pub(super) struct UcxRaw;
+
+    #[cfg(feature = "ucx")]
+    impl RawBaseline for UcxRaw {
+        fn name(&self) -> &'static str {
+            "ucx-raw"
+        }
+
+        fn time(
+            &self,
+            op: &str,
+            data: &Bytes,
+            iterations: usize,
+        ) -> Result<Vec<Duration>, CliError> {
+            let raw = proxystore::ucx::baseline::RawAm::start(data.clone())?;
+            timed(iterations, || {
+                if op == "put" {
+                    raw.put(data.clone())?;
+                } else {
+                    let got = raw.get()?;
+                    black_box(touch(&got));
+                    check_len(Some(&got), data.len())?;
                 }
                 Ok(())
             })

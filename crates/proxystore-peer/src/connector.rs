@@ -176,11 +176,9 @@ impl<L: SocketLayer> fmt::Debug for PeerConnector<L> {
 }
 
 impl<L: SocketLayer> PeerConnector<L> {
-    /// A connector; its data server starts on the first put.
+    /// A connector; its data server starts on the first put (and refuses
+    /// to bind off loopback without a secret).
     pub fn new(layer: Arc<L>, config: PeerConfig) -> Result<Self> {
-        if config.server.is_none() {
-            check_exposure(&config)?;
-        }
         let clients = ClientPool::new(Arc::clone(&layer), config.limits);
         Ok(PeerConnector {
             layer,
@@ -204,6 +202,9 @@ impl<L: SocketLayer> PeerConnector<L> {
         if let Some(s) = server.as_ref() {
             return Ok(s.address().to_string());
         }
+        // Checked here, when something would listen, not at construction:
+        // a process that only reads never binds.
+        check_exposure(&self.config)?;
         let handler = Handler::new(
             Arc::clone(&self.table),
             secret_bytes(&self.config),

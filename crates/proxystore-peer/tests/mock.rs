@@ -195,8 +195,9 @@ fn a_standalone_server_keeps_data_after_its_producer_closes() {
 #[test]
 fn a_secret_is_required_off_loopback_and_checked_by_the_server() {
     let open = PeerConfig::new("mock", "tcp://10.1.2.3:0");
+    let reader_only = PeerConnector::new(Arc::new(MockLayer), open).unwrap();
     assert!(matches!(
-        PeerConnector::new(Arc::new(MockLayer), open),
+        reader_only.put(pattern(1, 1)),
         Err(Error::Config(_))
     ));
     let mut guarded = PeerConfig::new("mock", "mock://");

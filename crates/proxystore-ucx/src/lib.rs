@@ -15,6 +15,7 @@
 //! Status: active-message data path. One-sided `ucp_get` of registered
 //! memory (for shared memory and RDMA transports) is the next step.
 
+pub mod baseline;
 mod engine;
 mod layer;
 
@@ -66,4 +67,12 @@ pub fn register() {
         let config = PeerConfig::from_connector_config(config)?;
         Ok(Box::new(UcxConnector::with_config(config)?))
     });
+}
+
+/// The version of the libucp this process is linked against.
+pub fn libucp_version() -> (u32, u32, u32) {
+    let (mut major, mut minor, mut release) = (0, 0, 0);
+    // SAFETY: ucp_get_version only writes the three integers.
+    unsafe { ucx_sys::ucp_get_version(&mut major, &mut minor, &mut release) };
+    (major, minor, release)
 }

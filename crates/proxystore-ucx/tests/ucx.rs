@@ -144,3 +144,12 @@ fn a_malformed_owner_address_is_an_invalid_key() {
         c.get(&key)
     );
 }
+
+#[test]
+fn the_raw_baseline_moves_payloads_both_ways() {
+    let payload = pattern(1 << 20, 9);
+    let raw = proxystore_ucx::baseline::RawAm::start(payload.clone()).unwrap();
+    assert_eq!(raw.get().unwrap(), payload);
+    raw.put(pattern(5000, 1)).unwrap();
+    assert_eq!(raw.get().unwrap().len(), 1 << 20);
+}

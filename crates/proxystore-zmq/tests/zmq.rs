@@ -163,7 +163,7 @@ fn binding_off_loopback_needs_a_secret() {
         secret: None,
         ..PeerConfig::new(KIND, "tcp://0.0.0.0:*")
     };
-    match ZmqConnector::with_config(open) {
+    match ZmqConnector::with_config(open).unwrap().put(pattern(1, 1)) {
         Err(Error::Config(msg)) => assert!(msg.contains("PROXYSTORE_ZMQ_SECRET"), "{msg}"),
         other => panic!("expected a config error, got {other:?}"),
     }

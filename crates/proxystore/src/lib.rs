@@ -36,6 +36,9 @@ pub use proxystore_zmq::{self as zmq, ZmqConnector, ZmqConnectorExt};
 #[cfg(feature = "redis")]
 pub use proxystore_redis::{self as redis, RedisConfig, RedisConnector};
 
+#[cfg(feature = "ucx")]
+pub use proxystore_ucx::{self as ucx, UcxConnector, UcxConnectorExt};
+
 /// Names of the connectors compiled into this build, in matrix order.
 pub fn compiled_connectors() -> Vec<&'static str> {
     let mut out = vec!["local"];
@@ -47,6 +50,9 @@ pub fn compiled_connectors() -> Vec<&'static str> {
     }
     if cfg!(feature = "redis") {
         out.push("redis");
+    }
+    if cfg!(feature = "ucx") {
+        out.push("ucx");
     }
     out
 }
@@ -60,6 +66,8 @@ pub fn register_connectors() {
     proxystore_zmq::register();
     #[cfg(feature = "redis")]
     proxystore_redis::register();
+    #[cfg(feature = "ucx")]
+    proxystore_ucx::register();
 }
 
 #[cfg(test)]
