@@ -152,6 +152,26 @@ mod raw {
         Ok(samples)
     }
 
+    /// Times `put` (with `put`) or `get` (with `get`, touching and checking
+    /// what came back), the same way for every raw transport.
+    fn time_raw(
+        op: &str,
+        data: &Bytes,
+        iterations: usize,
+        mut put: impl FnMut() -> Result<(), CliError>,
+        mut get: impl FnMut() -> Result<Option<Bytes>, CliError>,
+    ) -> Result<Vec<Duration>, CliError> {
+        timed(iterations, || {
+            if op == "put" {
+                put()
+            } else {
+                let got = get()?;
+                black_box(got.as_deref().map(touch));
+                check_len(got.as_ref(), data.len())
+            }
+        })
+    }
+
     /// libzmq REQ/REP on tcp loopback (`proxystore_zmq::baseline`).
     #[cfg(feature = "zmq")]
     pub(super) struct ZmqRaw;
@@ -169,16 +189,13 @@ mod raw {
             iterations: usize,
         ) -> Result<Vec<Duration>, CliError> {
             let raw = proxystore::zmq::baseline::RawReqRep::start(data.clone())?;
-            timed(iterations, || {
-                if op == "put" {
-                    raw.put(data)?;
-                } else {
-                    let got = raw.get()?;
-                    black_box(touch(&got));
-                    check_len(Some(&got), data.len())?;
-                }
-                Ok(())
-            })
+            time_raw(
+                op,
+                data,
+                iterations,
+                || Ok(raw.put(data)?),
+                || Ok(Some(raw.get()?)),
+            )
         }
     }
 
@@ -202,16 +219,14 @@ mod raw {
         ) -> Result<Vec<Duration>, CliError> {
             let mut raw = proxystore::redis::baseline::RawSetGet::connect(&self.url)?;
             raw.set(data)?;
-            timed(iterations, || {
-                if op == "put" {
-                    raw.set(data)?;
-                } else {
-                    let got = raw.get()?;
-                    black_box(got.as_deref().map(touch));
-                    check_len(got.as_ref(), data.len())?;
-                }
-                Ok(())
-            })
+            let raw = std::cell::RefCell::new(raw);
+            time_raw(
+                op,
+                data,
+                iterations,
+                || Ok(raw.borrow_mut().set(data)?),
+                || Ok(raw.borrow_mut().get()?),
+            )
         }
     }
 
@@ -233,16 +248,13 @@ mod raw {
             iterations: usize,
         ) -> Result<Vec<Duration>, CliError> {
             let raw = proxystore::ucx::baseline::RawAm::start(data.clone())?;
-            timed(iterations, || {
-                if op == "put" {
-                    raw.put(data.clone())?;
-                } else {
-                    let got = raw.get()?;
-                    black_box(touch(&got));
-                    check_len(Some(&got), data.len())?;
-                }
-                Ok(())
-            })
+            time_raw(
+                op,
+                data,
+                iterations,
+                || Ok(raw.put(data.clone())?),
+                || Ok(Some(raw.get()?)),
+            )
         }
     }
 }

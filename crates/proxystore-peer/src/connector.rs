@@ -157,7 +157,23 @@ fn check_exposure(config: &PeerConfig) -> Result<()> {
     Ok(())
 }
 
-/// A [`Connector`] over any [`SocketLayer`]: ZeroMQ, and the in-process mock.
+/// Registers connector kind `kind` as a [`PeerConnector`] over a fresh
+/// `L`, so configs naming it rebuild in this process.
+pub fn register_kind<L: SocketLayer + Default>(kind: &str) {
+    proxystore_core::register_connector(kind, build_from_config::<L>);
+}
+
+fn build_from_config<L: SocketLayer + Default>(
+    config: &ConnectorConfig,
+) -> Result<Box<dyn Connector>> {
+    let config = PeerConfig::from_connector_config(config)?;
+    Ok(Box::new(PeerConnector::new(
+        Arc::new(L::default()),
+        config,
+    )?))
+}
+
+/// A [`Connector`] over any [`SocketLayer`]: ZeroMQ, UCX, and the in-process mock.
 pub struct PeerConnector<L: SocketLayer> {
     layer: Arc<L>,
     config: PeerConfig,

@@ -19,6 +19,6 @@ pub mod mock;
 mod transport;
 pub mod wire;
 
-pub use connector::{is_local_endpoint, serve, PeerConfig, PeerConnector};
+pub use connector::{is_local_endpoint, register_kind, serve, PeerConfig, PeerConnector};
 pub use handler::Handler;
 pub use transport::{ClientPool, ClientSocket, DataServer, Frames, ServerSocket, SocketLayer};

@@ -168,11 +168,5 @@ pub fn mock_connector() -> Result<crate::PeerConnector<MockLayer>> {
 
 /// Registers the `mock` connector kind, so configs naming it rebuild.
 pub fn register() {
-    proxystore_core::register_connector("mock", |config| {
-        let config = crate::PeerConfig::from_connector_config(config)?;
-        Ok(Box::new(crate::PeerConnector::new(
-            std::sync::Arc::new(MockLayer),
-            config,
-        )?))
-    });
+    crate::register_kind::<MockLayer>("mock");
 }

@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 pub use engine::ReplyTo;
 pub use layer::{UcxClient, UcxLayer, UcxServer};
-use proxystore_core::{register_connector, Result};
+use proxystore_core::Result;
 pub use proxystore_peer::PeerConfig;
 use proxystore_peer::{DataServer, PeerConnector};
 
@@ -63,10 +63,7 @@ pub fn serve(config: &PeerConfig) -> Result<DataServer> {
 
 /// Registers the `ucx` kind so proxies naming it resolve in this process.
 pub fn register() {
-    register_connector(KIND, |config| {
-        let config = PeerConfig::from_connector_config(config)?;
-        Ok(Box::new(UcxConnector::with_config(config)?))
-    });
+    proxystore_peer::register_kind::<UcxLayer>(KIND);
 }
 
 /// The version of the libucp this process is linked against.

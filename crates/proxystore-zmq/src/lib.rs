@@ -24,7 +24,7 @@ mod layer;
 use std::sync::Arc;
 
 pub use layer::{ZmqClient, ZmqLayer, ZmqServer};
-use proxystore_core::{register_connector, Result};
+use proxystore_core::Result;
 pub use proxystore_peer::PeerConfig;
 use proxystore_peer::{DataServer, PeerConnector};
 
@@ -70,10 +70,7 @@ pub fn serve(config: &PeerConfig) -> Result<DataServer> {
 
 /// Registers the `zmq` kind so proxies naming it resolve in this process.
 pub fn register() {
-    register_connector(KIND, |config| {
-        let config = PeerConfig::from_connector_config(config)?;
-        Ok(Box::new(ZmqConnector::with_config(config)?))
-    });
+    proxystore_peer::register_kind::<ZmqLayer>(KIND);
 }
 
 /// The version of the libzmq this process is linked against.
