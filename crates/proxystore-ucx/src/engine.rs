@@ -499,29 +499,76 @@ struct SendCtx {
     done: Option<Sender<Result<()>>>,
 }
 
-fn encode_header(conn: u64, frames: &Frames) -> Vec<u8> {
-    let mut h = Vec::with_capacity(12 + 8 * frames.len());
+/// `ucp_dt_make_contig(1)`: a contiguous buffer of bytes.
+const CONTIG_BYTES: sys::ucp_datatype_t = ((1 as sys::ucp_datatype_t)
+    << sys::ucp_dt_type_UCP_DATATYPE_SHIFT)
+    | sys::ucp_dt_type_UCP_DATATYPE_CONTIG as sys::ucp_datatype_t;
+
+/// Frame 0 (the peer head) rides in the AM header when at most this big,
+/// so a reply's payload is the AM data alone and goes out contiguous: UCX
+/// moves contiguous rendezvous data far faster than an iov.
+const INLINE_HEAD_MAX: usize = 1024;
+
+/// `[conn u64][frame count u32][flags u32][frame lengths u64 x n][frame 0
+/// if inline]`; flag bit 0: frame 0 is inline (not in the AM data).
+fn encode_header(conn: u64, frames: &Frames) -> (Vec<u8>, bool) {
+    let inline = frames.first().is_some_and(|f| f.len() <= INLINE_HEAD_MAX);
+    let mut h =
+        Vec::with_capacity(16 + 8 * frames.len() + if inline { frames[0].len() } else { 0 });
     h.extend_from_slice(&conn.to_le_bytes());
     h.extend_from_slice(&(frames.len() as u32).to_le_bytes());
+    h.extend_from_slice(&u32::from(inline).to_le_bytes());
     for f in frames {
         h.extend_from_slice(&(f.len() as u64).to_le_bytes());
     }
-    h
+    if inline {
+        h.extend_from_slice(&frames[0]);
+    }
+    (h, inline)
 }
 
-/// Parses a header: connection id and frame lengths.
-fn decode_header(h: &[u8]) -> Option<(u64, Vec<usize>)> {
+/// A parsed header: connection id, frame lengths, and frame 0 when it came
+/// inline (copied: the header is only valid during the callback).
+struct Header {
+    conn: u64,
+    lens: Vec<usize>,
+    inline: Option<Bytes>,
+}
+
+impl Header {
+    /// Bytes the AM data must hold.
+    fn data_len(&self) -> usize {
+        let skip = usize::from(self.inline.is_some());
+        self.lens.iter().skip(skip).sum()
+    }
+}
+
+fn decode_header(h: &[u8]) -> Option<Header> {
     let conn = u64::from_le_bytes(h.get(0..8)?.try_into().ok()?);
     let n = u32::from_le_bytes(h.get(8..12)?.try_into().ok()?) as usize;
-    if h.len() != 12 + 8 * n {
+    let flags = u32::from_le_bytes(h.get(12..16)?.try_into().ok()?);
+    let lens_end = 16usize.checked_add(n.checked_mul(8)?)?;
+    let lens: Vec<usize> = (0..n)
+        .map(|i| {
+            u64::from_le_bytes(h[16 + 8 * i..24 + 8 * i].try_into().unwrap_or([0; 8])) as usize
+        })
+        .collect::<Vec<_>>();
+    if h.len() < lens_end {
         return None;
     }
-    let lens = (0..n)
-        .map(|i| {
-            u64::from_le_bytes(h[12 + 8 * i..20 + 8 * i].try_into().unwrap_or([0; 8])) as usize
-        })
-        .collect();
-    Some((conn, lens))
+    let inline = if flags & 1 != 0 {
+        let first = *lens.first()?;
+        if h.len() != lens_end.checked_add(first)? {
+            return None;
+        }
+        Some(Bytes::copy_from_slice(&h[lens_end..]))
+    } else {
+        if h.len() != lens_end {
+            return None;
+        }
+        None
+    };
+    Some(Header { conn, lens, inline })
 }
 
 unsafe fn am_send(
@@ -532,9 +579,10 @@ unsafe fn am_send(
     want_reply: bool,
     done: Option<Sender<Result<()>>>,
 ) {
-    let header = encode_header(conn, &frames);
+    let (header, inline) = encode_header(conn, &frames);
     let iov: Vec<sys::ucp_dt_iov_t> = frames
         .iter()
+        .skip(usize::from(inline))
         .filter(|f| !f.is_empty())
         .map(|f| sys::ucp_dt_iov_t {
             buffer: f.as_ptr().cast_mut().cast(),
@@ -552,6 +600,18 @@ unsafe fn am_send(
     // owns are what UCX reads.
     unsafe {
         let c = &*ctx;
+        // One buffer (the usual reply: a payload) goes out contiguous, which
+        // UCX's rendezvous handles zero-copy; several go as an iov.
+        let (buffer, count, datatype): (*const c_void, usize, sys::ucp_datatype_t) =
+            match c.iov.as_slice() {
+                [] => (ptr::null(), 0, CONTIG_BYTES),
+                [one] => (one.buffer.cast_const(), one.length, CONTIG_BYTES),
+                many => (
+                    many.as_ptr().cast(),
+                    many.len(),
+                    sys::ucp_dt_type_UCP_DATATYPE_IOV as sys::ucp_datatype_t,
+                ),
+            };
         let mut param = sys::ucp_request_param_t {
             op_attr_mask: sys::ucp_op_attr_t_UCP_OP_ATTR_FIELD_CALLBACK
                 | sys::ucp_op_attr_t_UCP_OP_ATTR_FIELD_USER_DATA
@@ -563,7 +623,7 @@ unsafe fn am_send(
                 0
             },
             user_data: ctx.cast(),
-            datatype: sys::ucp_dt_type_UCP_DATATYPE_IOV as sys::ucp_datatype_t,
+            datatype,
             ..Default::default()
         };
         param.cb.send = Some(on_send_done);
@@ -572,8 +632,8 @@ unsafe fn am_send(
             id,
             c.header.as_ptr().cast(),
             c.header.len(),
-            c.iov.as_ptr().cast(),
-            c.iov.len(),
+            buffer,
+            count,
             &param,
         );
         if st.is_null() {
@@ -625,8 +685,7 @@ type AmCallback = unsafe extern "C" fn(
 struct RecvCtx {
     buf: Vec<u8>,
     kind: u32,
-    conn: u64,
-    lens: Vec<usize>,
+    head: Header,
     reply_ep: Ep,
     callbacks: *const Callbacks,
 }
@@ -670,10 +729,10 @@ unsafe fn on_am(
     unsafe {
         let callbacks = arg.cast::<Callbacks>().cast_const();
         let header = std::slice::from_raw_parts(header.cast::<u8>(), header_len);
-        let Some((conn, lens)) = decode_header(header) else {
+        let Some(head) = decode_header(header) else {
             return sys::ucs_status_t_UCS_OK; // not ours: drop it
         };
-        if lens.iter().sum::<usize>() != len {
+        if head.data_len() != len {
             return sys::ucs_status_t_UCS_OK;
         }
         let p = &*param;
@@ -690,14 +749,13 @@ unsafe fn on_am(
             } else {
                 std::slice::from_raw_parts(data.cast::<u8>(), len).to_vec()
             };
-            deliver(&*callbacks, kind, conn, &lens, Ep(reply_ep), buf);
+            deliver(&*callbacks, kind, head, Ep(reply_ep), buf);
             return sys::ucs_status_t_UCS_OK;
         }
         let ctx = Box::into_raw(Box::new(RecvCtx {
             buf: vec![0u8; len],
             kind,
-            conn,
-            lens,
+            head,
             reply_ep: Ep(reply_ep),
             callbacks,
         }));
@@ -717,14 +775,7 @@ unsafe fn on_am(
         );
         if st.is_null() {
             let ctx = Box::from_raw(ctx);
-            deliver(
-                &*ctx.callbacks,
-                ctx.kind,
-                ctx.conn,
-                &ctx.lens,
-                ctx.reply_ep,
-                ctx.buf,
-            );
+            deliver(&*ctx.callbacks, ctx.kind, ctx.head, ctx.reply_ep, ctx.buf);
         } else if ptr_status(st).is_some() {
             drop(Box::from_raw(ctx));
         }
@@ -742,30 +793,22 @@ unsafe extern "C" fn on_rndv_done(
     unsafe {
         let ctx = Box::from_raw(user_data.cast::<RecvCtx>());
         if status == sys::ucs_status_t_UCS_OK {
-            deliver(
-                &*ctx.callbacks,
-                ctx.kind,
-                ctx.conn,
-                &ctx.lens,
-                ctx.reply_ep,
-                ctx.buf,
-            );
+            deliver(&*ctx.callbacks, ctx.kind, ctx.head, ctx.reply_ep, ctx.buf);
         }
         sys::ucp_request_free(request);
     }
 }
 
 /// Hands a complete message to the data server or to its connection.
-fn deliver(
-    callbacks: &Callbacks,
-    kind: u32,
-    conn: u64,
-    lens: &[usize],
-    reply_ep: Ep,
-    buf: Vec<u8>,
-) {
+fn deliver(callbacks: &Callbacks, kind: u32, head: Header, reply_ep: Ep, buf: Vec<u8>) {
+    let conn = head.conn;
     let all = Bytes::from(buf);
-    let mut frames = Vec::with_capacity(lens.len());
+    let mut frames = Vec::with_capacity(head.lens.len());
+    let mut lens = head.lens.iter();
+    if let Some(first) = head.inline {
+        lens.next();
+        frames.push(first);
+    }
     let mut at = 0;
     for &l in lens {
         frames.push(all.slice(at..at + l));
