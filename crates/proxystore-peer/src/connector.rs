@@ -128,14 +128,21 @@ pub fn is_local_endpoint(endpoint: &str) -> bool {
 
 /// Starts a standalone data server (what `proxystore serve` runs): an empty
 /// table served on `config.address` until the returned server is stopped.
-pub fn serve<L: SocketLayer>(layer: &L, config: &PeerConfig) -> Result<DataServer> {
+pub fn serve<L: SocketLayer>(layer: Arc<L>, config: &PeerConfig) -> Result<DataServer> {
     check_exposure(config)?;
     let handler = Handler::new(
         Arc::new(ObjectTable::new()),
         secret_bytes(config),
         config.limits,
-    );
-    DataServer::start(layer, &config.address, handler)
+    )
+    .with_exposer(exposer(&layer));
+    DataServer::start(layer.as_ref(), &config.address, handler)
+}
+
+/// The handler's hook into the layer's one-sided reads.
+fn exposer<L: SocketLayer>(layer: &Arc<L>) -> crate::Exposer {
+    let layer = Arc::clone(layer);
+    Arc::new(move |id, data: &Bytes| layer.expose(id, data))
 }
 
 fn secret_bytes(config: &PeerConfig) -> Option<Bytes> {
@@ -225,7 +232,8 @@ impl<L: SocketLayer> PeerConnector<L> {
             Arc::clone(&self.table),
             secret_bytes(&self.config),
             self.config.limits,
-        );
+        )
+        .with_exposer(exposer(&self.layer));
         let started = DataServer::start(self.layer.as_ref(), &self.config.address, handler)?;
         let address = started.address().to_string();
         tracing::debug!(connector = %self.config.kind, %address, "data server started");
@@ -276,7 +284,10 @@ impl<L: SocketLayer> PeerConnector<L> {
 
     /// One request to `address`; a refusal becomes a typed error.
     fn remote(&self, address: &str, op: Op, items: Vec<Item>) -> Result<Message> {
-        let req = Message::request(op, 0, self.config.auth(), items);
+        let mut req = Message::request(op, 0, self.config.auth(), items);
+        if op == Op::Get && self.layer.reads_remote() {
+            req.flags |= crate::wire::ACCEPTS_REMOTE;
+        }
         let mut replies = self.clients.call(address, vec![req], self.config.timeout)?;
         let reply = replies
             .pop()
@@ -294,6 +305,17 @@ impl<L: SocketLayer> PeerConnector<L> {
             });
         }
         Ok(reply)
+    }
+
+    /// `d` if its length matches the key's size (when the key has one).
+    fn sized(&self, key: &Key, d: Bytes) -> Result<Bytes> {
+        match key.size() {
+            Some(size) if size != d.len() as u64 => Err(self.transport_error(
+                key.location().unwrap_or_default(),
+                format!("object {key} came back with {} bytes", d.len()),
+            )),
+            _ => Ok(d),
+        }
     }
 
     fn transport_error(&self, address: &str, what: String) -> Error {
@@ -415,13 +437,12 @@ impl<L: SocketLayer> Connector for PeerConnector<L> {
             Op::Get,
             |id| self.table.get(id),
             |key, value| match value {
-                Value::Data(d) => match key.size() {
-                    Some(size) if size != d.len() as u64 => Err(self.transport_error(
-                        key.location().unwrap_or_default(),
-                        format!("object {key} came back with {} bytes", d.len()),
-                    )),
-                    _ => Ok(Some(d)),
-                },
+                Value::Remote(desc) => {
+                    let owner = key.location().unwrap_or_default();
+                    let d = self.layer.read_remote(owner, &desc, self.config.timeout)?;
+                    self.sized(key, d).map(Some)
+                }
+                Value::Data(d) => self.sized(key, d).map(Some),
                 _ => Ok(None),
             },
         )

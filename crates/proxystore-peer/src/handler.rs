@@ -3,19 +3,38 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use proxystore_core::ObjectTable;
+use proxystore_core::{ObjectId, ObjectTable};
 
 use crate::transport::Frames;
-use crate::wire::{parse_head, Item, Limits, Message, Op, Status, Value, WireError};
+use crate::wire::{
+    parse_head, Item, Limits, Message, Op, Status, Value, WireError, ACCEPTS_REMOTE,
+};
 
 /// Answers requests from an object table. Malformed requests get an error
 /// reply (or none, when not even the head can be read); they never stop the
 /// server.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Handler {
     table: Arc<ObjectTable>,
     secret: Option<Bytes>,
     limits: Limits,
+    exposer: Option<Exposer>,
+}
+
+/// Turns a stored object into a one-sided read descriptor, if it can.
+pub type Exposer = Arc<dyn Fn(ObjectId, &Bytes) -> Option<Bytes> + Send + Sync>;
+
+/// Objects smaller than this are always sent inline: a one-sided read
+/// costs an extra round trip that only pays off for large objects.
+pub const REMOTE_MIN: usize = 64 << 10;
+
+impl std::fmt::Debug for Handler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handler")
+            .field("limits", &self.limits)
+            .field("one_sided", &self.exposer.is_some())
+            .finish()
+    }
 }
 
 impl Handler {
@@ -26,7 +45,15 @@ impl Handler {
             table,
             secret,
             limits,
+            exposer: None,
         }
+    }
+
+    /// Offers large objects as one-sided read descriptors to clients that
+    /// accept them.
+    pub fn with_exposer(mut self, exposer: Exposer) -> Self {
+        self.exposer = Some(exposer);
+        self
     }
 
     /// The limits requests are checked against.
@@ -106,13 +133,26 @@ impl Handler {
                 }
                 out
             }
-            Op::Get => items
-                .into_iter()
-                .map(|i| Item {
-                    id: i.id,
-                    value: self.table.get(i.id).map_or(Value::Absent, Value::Data),
-                })
-                .collect(),
+            Op::Get => {
+                let remote = if req.flags & ACCEPTS_REMOTE != 0 {
+                    self.exposer.as_ref()
+                } else {
+                    None
+                };
+                items
+                    .into_iter()
+                    .map(|i| {
+                        let value = match (self.table.get(i.id), remote) {
+                            (None, _) => Value::Absent,
+                            (Some(d), Some(expose)) if d.len() >= REMOTE_MIN => {
+                                expose(i.id, &d).map_or(Value::Data(d), Value::Remote)
+                            }
+                            (Some(d), _) => Value::Data(d),
+                        };
+                        Item { id: i.id, value }
+                    })
+                    .collect()
+            }
             Op::Exists => items
                 .into_iter()
                 .map(|i| Item {
@@ -146,7 +186,6 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proxystore_core::ObjectId;
 
     fn handler(secret: Option<&'static [u8]>) -> Handler {
         Handler::new(

@@ -20,5 +20,5 @@ mod transport;
 pub mod wire;
 
 pub use connector::{is_local_endpoint, register_kind, serve, PeerConfig, PeerConnector};
-pub use handler::Handler;
+pub use handler::{Exposer, Handler, REMOTE_MIN};
 pub use transport::{ClientPool, ClientSocket, DataServer, Frames, ServerSocket, SocketLayer};

@@ -13,7 +13,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use proxystore_core::{Error, Result};
+use proxystore_core::{Error, ObjectId, Result};
 
 use crate::handler::Handler;
 use crate::wire::{Limits, Message};
@@ -48,6 +48,30 @@ pub trait SocketLayer: Send + Sync + 'static {
     /// (another process, or this one) never collides with the first.
     fn any_port(&self, endpoint: &str) -> String {
         endpoint.to_string()
+    }
+
+    /// Makes `data` (stored under `id`) readable one-sided by other
+    /// processes and returns the descriptor to send instead of the bytes;
+    /// `None` where the transport has no one-sided reads (the default).
+    fn expose(&self, id: ObjectId, data: &Bytes) -> Option<Bytes> {
+        let _ = (id, data);
+        None
+    }
+
+    /// Whether this process reads objects one-sided when an owner offers a
+    /// descriptor (sets [`ACCEPTS_REMOTE`](crate::wire::ACCEPTS_REMOTE)).
+    fn reads_remote(&self) -> bool {
+        false
+    }
+
+    /// Reads the object that `desc` (from [`SocketLayer::expose`] in the
+    /// owner at `address`) describes.
+    fn read_remote(&self, address: &str, desc: &Bytes, timeout: Duration) -> Result<Bytes> {
+        let _ = (address, desc, timeout);
+        Err(Error::Unsupported {
+            connector: self.name().into(),
+            op: "one-sided read",
+        })
     }
 }
 

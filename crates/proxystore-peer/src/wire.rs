@@ -36,6 +36,11 @@ const HEAD_LEN: usize = 24;
 const ITEM_LEN: usize = 24;
 const ABSENT: u64 = u64::MAX;
 const RESPONSE: u8 = 0x80;
+/// Item word bit: the frame is a remote descriptor, not the object.
+const REMOTE: u64 = 1 << 63;
+/// Request flag: the client can read objects one-sided from a remote
+/// descriptor ([`Value::Remote`]) instead of receiving their bytes.
+pub const ACCEPTS_REMOTE: u8 = 1;
 
 /// Operation of a message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -109,6 +114,9 @@ pub enum Value {
     Absent,
     /// Whether the object exists (exists responses).
     Flag(bool),
+    /// Where to read the object one-sided (get responses to requests with
+    /// [`ACCEPTS_REMOTE`]); the format is the transport's.
+    Remote(Bytes),
 }
 
 /// One object named in a message.
@@ -133,6 +141,8 @@ pub struct Message {
     pub request_id: u64,
     /// Auth token (requests) or error text (responses).
     pub aux: Bytes,
+    /// Request flags ([`ACCEPTS_REMOTE`]); 0 in responses.
+    pub flags: u8,
     /// The objects.
     pub items: Vec<Item>,
 }
@@ -146,6 +156,7 @@ impl Message {
             status: Status::Ok,
             request_id,
             aux: auth,
+            flags: 0,
             items,
         }
     }
@@ -158,6 +169,7 @@ impl Message {
             status: Status::Ok,
             request_id,
             aux: Bytes::new(),
+            flags: 0,
             items,
         }
     }
@@ -170,6 +182,7 @@ impl Message {
             status,
             request_id,
             aux: Bytes::copy_from_slice(reason.as_bytes()),
+            flags: 0,
             items: Vec::new(),
         }
     }
@@ -182,7 +195,7 @@ impl Message {
         head.put_u8(VERSION);
         head.put_u8(self.op as u8 | if self.response { RESPONSE } else { 0 });
         head.put_u8(self.status as u8);
-        head.put_u8(0);
+        head.put_u8(self.flags);
         head.put_u64_le(self.request_id);
         head.put_u32_le(self.items.len() as u32);
         head.put_u32_le(self.aux.len() as u32);
@@ -197,6 +210,10 @@ impl Message {
                 Value::Data(d) => {
                     frames.push(d.clone());
                     d.len() as u64
+                }
+                Value::Remote(desc) => {
+                    frames.push(desc.clone());
+                    REMOTE | desc.len() as u64
                 }
             };
             head.put_u64_le(word);
@@ -256,6 +273,20 @@ impl Message {
             } else {
                 match fixed.op {
                     Op::Get if word == ABSENT => Value::Absent,
+                    Op::Get if word & REMOTE != 0 => {
+                        let len = word & !REMOTE;
+                        if len > u64::from(limits.max_aux) {
+                            return Err(WireError::TooLarge {
+                                what: "remote descriptor",
+                                size: len,
+                                limit: limits.max_aux.into(),
+                            });
+                        }
+                        match data_item(len, &mut payloads, limits)? {
+                            Value::Data(d) => Value::Remote(d),
+                            other => other,
+                        }
+                    }
                     Op::Get => data_item(word, &mut payloads, limits)?,
                     Op::Exists => match word {
                         0 => Value::Flag(false),
@@ -280,6 +311,7 @@ impl Message {
             status: fixed.status,
             request_id: fixed.request_id,
             aux,
+            flags: fixed.flags,
             items,
         })
     }
@@ -298,6 +330,7 @@ pub struct HeadInfo {
     pub request_id: u64,
     count: u32,
     aux_len: u32,
+    flags: u8,
 }
 
 /// Reads the fixed 24 bytes of a head (magic, version, op, ids, counts).
@@ -319,6 +352,7 @@ pub fn parse_head(head: &[u8]) -> Result<HeadInfo, WireError> {
         request_id: word(8),
         count: half(16),
         aux_len: half(20),
+        flags: head[7],
     };
     if head[4] != VERSION {
         return Err(WireError::BadVersion {
@@ -502,6 +536,39 @@ mod tests {
                 Item {
                     id: id(2),
                     value: Value::Data(Bytes::from_static(b"x")),
+                },
+            ],
+        );
+        assert_eq!(Message::decode(m.encode(), &Limits::default()).unwrap(), m);
+    }
+
+    #[test]
+    fn remote_descriptors_and_flags_round_trip() {
+        let mut req = Message::request(
+            Op::Get,
+            3,
+            Bytes::new(),
+            vec![Item {
+                id: id(1),
+                value: Value::Id,
+            }],
+        );
+        req.flags = ACCEPTS_REMOTE;
+        assert_eq!(
+            Message::decode(req.encode(), &Limits::default()).unwrap(),
+            req
+        );
+        let m = Message::ok(
+            Op::Get,
+            3,
+            vec![
+                Item {
+                    id: id(1),
+                    value: Value::Remote(Bytes::from_static(b"addr+rkey")),
+                },
+                Item {
+                    id: id(2),
+                    value: Value::Data(Bytes::from_static(b"xyz")),
                 },
             ],
         );

@@ -174,7 +174,7 @@ fn objects_over_the_limit_are_refused_before_sending() {
 
 #[test]
 fn a_standalone_server_keeps_data_after_its_producer_closes() {
-    let daemon = serve(&MockLayer, &PeerConfig::new("mock", "mock://")).unwrap();
+    let daemon = serve(Arc::new(MockLayer), &PeerConfig::new("mock", "mock://")).unwrap();
     let mut config = PeerConfig::new("mock", "mock://");
     config.server = Some(daemon.address().to_string());
     let producer = connector(config);

@@ -44,7 +44,7 @@ pub struct ReplyTo {
 
 /// A UCP endpoint handle, only ever used on the engine thread.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
-struct Ep(sys::ucp_ep_h);
+pub(crate) struct Ep(pub(crate) sys::ucp_ep_h);
 
 // SAFETY: the handle is an opaque pointer that other threads only carry
 // back to the engine thread, which alone passes it to UCX.
@@ -62,6 +62,15 @@ unsafe impl Send for WorkerHandle {}
 unsafe impl Sync for WorkerHandle {}
 
 enum Command {
+    Expose {
+        data: Bytes,
+        done: Sender<Option<Bytes>>,
+    },
+    Read {
+        owner: Vec<u8>,
+        desc: Bytes,
+        done: Sender<Result<Bytes>>,
+    },
     Connect {
         address: Vec<u8>,
         done: Sender<Result<u64>>,
@@ -101,7 +110,7 @@ pub(crate) struct Engine {
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
-fn status_error(what: &str, status: sys::ucs_status_t) -> Error {
+pub(crate) fn status_error(what: &str, status: sys::ucs_status_t) -> Error {
     // SAFETY: ucs_status_string returns a static C string for any status.
     let text = unsafe { std::ffi::CStr::from_ptr(sys::ucs_status_string(status)) };
     let reason = format!("{what}: {}", text.to_string_lossy());
@@ -122,7 +131,7 @@ fn status_error(what: &str, status: sys::ucs_status_t) -> Error {
 }
 
 /// `UCS_PTR_IS_ERR`: status pointers are small negative numbers.
-fn ptr_status(p: sys::ucs_status_ptr_t) -> Option<sys::ucs_status_t> {
+pub(crate) fn ptr_status(p: sys::ucs_status_ptr_t) -> Option<sys::ucs_status_t> {
     let v = p as isize;
     (v < 0 && v >= sys::ucs_status_t_UCS_ERR_LAST as isize).then_some(v as sys::ucs_status_t)
 }
@@ -229,6 +238,25 @@ impl Engine {
         })?
     }
 
+    /// A one-sided read descriptor for `data` (registered on first use), or
+    /// `None` if UCX could not register it.
+    pub(crate) fn expose(&self, data: Bytes, timeout: Duration) -> Option<Bytes> {
+        let (done, rx) = channel();
+        self.submit(Command::Expose { data, done }).ok()?;
+        rx.recv_timeout(timeout).ok().flatten()
+    }
+
+    /// Reads what `desc` describes from the worker at `owner`, one-sided.
+    pub(crate) fn read(&self, owner: Vec<u8>, desc: Bytes, timeout: Duration) -> Result<Bytes> {
+        let (done, rx) = channel();
+        self.submit(Command::Read { owner, desc, done })?;
+        rx.recv_timeout(timeout).map_err(|_| Error::Timeout {
+            connector: "ucx".into(),
+            op: "one-sided read",
+            after: timeout,
+        })?
+    }
+
     /// Answers a request.
     pub(crate) fn reply(&self, to: ReplyTo, frames: Frames) -> Result<()> {
         self.submit(Command::Reply { to, frames })
@@ -305,6 +333,7 @@ fn run(
         sys::ucp_worker_release_address(worker, addr_ptr);
         let _ = ready.send(Ok((WorkerHandle(worker), address)));
 
+        let mut rma = crate::rma::Rma::new(context, worker);
         let mut eps: HashMap<u64, Ep> = HashMap::new();
         let mut next_ep = 1u64;
         let mut idle_since: Option<Instant> = None;
@@ -313,6 +342,13 @@ fn run(
                 match commands.try_recv() {
                     Ok(Command::Shutdown) | Err(std::sync::mpsc::TryRecvError::Disconnected) => {
                         break 'outer
+                    }
+                    Ok(Command::Expose { data, done }) => {
+                        let _ = done.send(rma.expose(data));
+                    }
+                    Ok(Command::Read { owner, desc, done }) => {
+                        idle_since = None;
+                        rma.read(owner, desc, done);
                     }
                     Ok(cmd) => {
                         idle_since = None;
@@ -325,6 +361,7 @@ fn run(
                 idle_since = None;
                 continue;
             }
+            rma.sweep();
             let since = *idle_since.get_or_insert_with(Instant::now);
             if since.elapsed() < SPIN {
                 continue;
@@ -335,6 +372,7 @@ fn run(
                 sys::ucp_worker_wait(worker);
             }
         }
+        rma.shutdown();
         for (_, ep) in eps.drain() {
             close_ep(worker, ep);
         }
@@ -437,12 +475,16 @@ unsafe fn handle(
                     close_ep(worker, ep);
                 }
             }
-            Command::Shutdown => {}
+            Command::Shutdown | Command::Expose { .. } | Command::Read { .. } => {}
         }
     }
 }
 
-unsafe fn create_ep(worker: sys::ucp_worker_h, address: &[u8], peer_errors: bool) -> Result<Ep> {
+pub(crate) unsafe fn create_ep(
+    worker: sys::ucp_worker_h,
+    address: &[u8],
+    peer_errors: bool,
+) -> Result<Ep> {
     let mut field_mask = sys::ucp_ep_params_field_UCP_EP_PARAM_FIELD_REMOTE_ADDRESS as u64;
     if peer_errors {
         field_mask |= (sys::ucp_ep_params_field_UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE
@@ -475,7 +517,7 @@ unsafe extern "C" fn on_ep_error(_arg: *mut c_void, _ep: sys::ucp_ep_h, status: 
     tracing::debug!(status, "ucx endpoint failed");
 }
 
-unsafe fn close_ep(_worker: sys::ucp_worker_h, ep: Ep) {
+pub(crate) unsafe fn close_ep(_worker: sys::ucp_worker_h, ep: Ep) {
     let param = sys::ucp_request_param_t {
         op_attr_mask: sys::ucp_op_attr_t_UCP_OP_ATTR_FIELD_FLAGS,
         flags: sys::ucp_ep_close_flags_t_UCP_EP_CLOSE_FLAG_FORCE,

@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
-use proxystore_core::{Error, Result};
+use bytes::Bytes;
+use proxystore_core::{Error, ObjectId, Result};
 use proxystore_peer::wire::Limits;
 use proxystore_peer::{ClientSocket, Frames, ServerSocket, SocketLayer};
 
@@ -94,15 +95,30 @@ impl SocketLayer for UcxLayer {
         SCHEME.into()
     }
 
+    fn expose(&self, _id: ObjectId, data: &Bytes) -> Option<Bytes> {
+        self.engine().ok()?.expose(data.clone(), EXPOSE_TIMEOUT)
+    }
+
+    fn reads_remote(&self) -> bool {
+        one_sided_enabled()
+    }
+
+    fn read_remote(&self, address: &str, desc: &Bytes, timeout: Duration) -> Result<Bytes> {
+        let blob = worker_address(address)?;
+        ONE_SIDED_READS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.engine()?
+            .read(blob, desc.clone(), timeout)
+            .map_err(|e| match e {
+                Error::PeerUnreachable { reason, .. } => Error::PeerUnreachable {
+                    address: abbreviate(address),
+                    reason,
+                },
+                other => other,
+            })
+    }
+
     fn connect(&self, address: &str, _limits: &Limits) -> Result<UcxClient> {
-        let blob = address
-            .strip_prefix(SCHEME)
-            .and_then(|b| b64().decode(b).ok())
-            .filter(|b| !b.is_empty())
-            .ok_or_else(|| Error::InvalidKey {
-                text: address.chars().take(200).collect(),
-                reason: "a ucx owner address is ucx://<base64url worker address>",
-            })?;
+        let blob = worker_address(address)?;
         let engine = self.engine()?;
         let ep = engine
             .connect(blob, CONNECT_TIMEOUT)
@@ -119,6 +135,38 @@ impl SocketLayer for UcxLayer {
             replies,
         })
     }
+}
+
+/// One-sided reads started by this process (see [`one_sided_reads`]).
+static ONE_SIDED_READS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many gets of this process were served by one-sided reads.
+pub fn one_sided_reads() -> u64 {
+    ONE_SIDED_READS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// How long the data server waits for the engine to register an object.
+const EXPOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The worker address inside `ucx://<base64url>`.
+fn worker_address(address: &str) -> Result<Vec<u8>> {
+    address
+        .strip_prefix(SCHEME)
+        .and_then(|b| b64().decode(b).ok())
+        .filter(|b| !b.is_empty())
+        .ok_or_else(|| Error::InvalidKey {
+            text: address.chars().take(200).collect(),
+            reason: "a ucx owner address is ucx://<base64url worker address>",
+        })
+}
+
+/// Whether gets use one-sided reads: only with `PROXYSTORE_UCX_ONE_SIDED=on`
+/// for now. Measured here (UCX 1.13, two processes), `ucp_get` into a fresh
+/// buffer was no faster than the active-message path on shared memory and
+/// much slower with the default transports (UCX picked an emulated RMA
+/// lane), so it stays opt-in until the reader side uses registered buffers.
+pub(crate) fn one_sided_enabled() -> bool {
+    std::env::var("PROXYSTORE_UCX_ONE_SIDED").as_deref() == Ok("on")
 }
 
 /// Worker addresses run to hundreds of characters; messages show the start.

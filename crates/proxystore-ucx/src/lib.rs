@@ -18,11 +18,12 @@
 pub mod baseline;
 mod engine;
 mod layer;
+mod rma;
 
 use std::sync::Arc;
 
 pub use engine::ReplyTo;
-pub use layer::{UcxClient, UcxLayer, UcxServer};
+pub use layer::{one_sided_reads, UcxClient, UcxLayer, UcxServer};
 use proxystore_core::Result;
 pub use proxystore_peer::PeerConfig;
 use proxystore_peer::{DataServer, PeerConnector};
@@ -58,7 +59,7 @@ impl UcxConnectorExt for UcxConnector {
 /// Starts a standalone data server (what `proxystore serve --connector
 /// ucx` runs); it answers until stopped or dropped.
 pub fn serve(config: &PeerConfig) -> Result<DataServer> {
-    proxystore_peer::serve(&UcxLayer::default(), config)
+    proxystore_peer::serve(Arc::new(UcxLayer::default()), config)
 }
 
 /// Registers the `ucx` kind so proxies naming it resolve in this process.

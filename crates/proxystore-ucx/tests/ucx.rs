@@ -56,6 +56,7 @@ fn child_entry() {
             assert!(c.exists(&keys[1]).unwrap());
             c.evict(&keys[1]).unwrap();
             assert!(!c.exists(&keys[1]).unwrap());
+            println!("ONE_SIDED_READS={}", proxystore_ucx::one_sided_reads());
             println!("CONSUMER=ok");
         }
         other => panic!("unknown role {other}"),
@@ -81,10 +82,15 @@ fn owner(tls: Option<&str>) -> (Child, String) {
 }
 
 fn two_processes(tls: &str) {
+    two_processes_with(tls, "off");
+}
+
+fn two_processes_with(tls: &str, one_sided: &str) {
     let (mut owner, keys) = owner(Some(tls));
     let out = child_command("child_entry", "consumer")
         .env("UCX_TLS", tls)
         .env("KEYS", &keys)
+        .env("PROXYSTORE_UCX_ONE_SIDED", one_sided)
         .output()
         .unwrap();
     owner.kill().unwrap();
@@ -96,6 +102,12 @@ fn two_processes(tls: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(output_field(&stdout, "CONSUMER"), "ok");
+    let reads: u64 = output_field(&stdout, "ONE_SIDED_READS").parse().unwrap();
+    let expected = u64::from(one_sided == "on");
+    assert_eq!(
+        reads, expected,
+        "one-sided reads of the 3 MiB object with PROXYSTORE_UCX_ONE_SIDED={one_sided}"
+    );
 }
 
 #[test]
@@ -106,6 +118,18 @@ fn two_processes_over_tcp() {
 #[test]
 fn two_processes_over_shared_memory() {
     two_processes("posix,cma,self");
+}
+
+#[test]
+fn two_processes_reading_one_sided_over_shared_memory() {
+    // The 3 MiB object is above the one-sided threshold: the owner registers
+    // it and the reader ucp_gets it.
+    two_processes_with("posix,cma,self", "on");
+}
+
+#[test]
+fn two_processes_reading_one_sided_over_tcp() {
+    two_processes_with("tcp", "on");
 }
 
 #[test]

@@ -65,7 +65,7 @@ impl ZmqConnectorExt for ZmqConnector {
 /// Starts a standalone data server on `config.address` (what `proxystore
 /// serve --connector zmq` runs); it answers until stopped or dropped.
 pub fn serve(config: &PeerConfig) -> Result<DataServer> {
-    proxystore_peer::serve(&ZmqLayer::default(), config)
+    proxystore_peer::serve(Arc::new(ZmqLayer::default()), config)
 }
 
 /// Registers the `zmq` kind so proxies naming it resolve in this process.
