@@ -4,12 +4,9 @@
 //! with `ucp_worker_signal`; between commands it progresses the worker,
 //! spinning briefly and then sleeping on the worker's event fd.
 //!
-//! Messages are UCP active messages. Id [`AM_REQUEST`] carries requests to
-//! the data server, id [`AM_REPLY`] replies back to a client connection.
-//! The AM header is `[connection id u64][frame count u32][frame length u64
-//! x n]`; the AM data is the frames back to back, sent as an iov straight
-//! from their `Bytes` (no copy) and received into one buffer (eagerly or by
-//! rendezvous, as UCX chooses) that the frames then slice.
+//! Messages are UCP active messages (see `am`): id [`AM_REQUEST`] carries
+//! requests to the data server, id [`AM_REPLY`] replies back to a client
+//! connection; one-sided reads are in `rma`.
 
 use std::collections::HashMap;
 use std::ffi::c_void;
@@ -23,6 +20,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use proxystore_core::{Error, Result};
 use ucx_sys as sys;
+
+use crate::am::{am_send, on_reply, on_request, AmCallback};
 
 /// AM id of requests to a data server.
 pub(crate) const AM_REQUEST: u32 = 1;
@@ -38,8 +37,8 @@ pub(crate) type Frames = Vec<Bytes>;
 /// Where a request came from: the endpoint to answer on and the client's
 /// connection id.
 pub struct ReplyTo {
-    ep: Ep,
-    conn: u64,
+    pub(crate) ep: Ep,
+    pub(crate) conn: u64,
 }
 
 /// A UCP endpoint handle, only ever used on the engine thread.
@@ -93,10 +92,10 @@ enum Command {
 
 /// What the AM callbacks need; owned by the engine thread, alive until the
 /// worker is destroyed.
-struct Callbacks {
-    worker: sys::ucp_worker_h,
-    requests: Sender<(ReplyTo, Frames)>,
-    routes: Arc<Mutex<HashMap<u64, Sender<Frames>>>>,
+pub(crate) struct Callbacks {
+    pub(crate) worker: sys::ucp_worker_h,
+    pub(crate) requests: Sender<(ReplyTo, Frames)>,
+    pub(crate) routes: Arc<Mutex<HashMap<u64, Sender<Frames>>>>,
 }
 
 /// The engine handle other threads hold.
@@ -530,344 +529,5 @@ pub(crate) unsafe fn close_ep(_worker: sys::ucp_worker_h, ep: Ep) {
         if !req.is_null() && ptr_status(req).is_none() {
             sys::ucp_request_free(req);
         }
-    }
-}
-
-/// What a send keeps alive until UCX is done with its buffers.
-struct SendCtx {
-    header: Vec<u8>,
-    _frames: Frames,
-    iov: Vec<sys::ucp_dt_iov_t>,
-    done: Option<Sender<Result<()>>>,
-}
-
-/// `ucp_dt_make_contig(1)`: a contiguous buffer of bytes.
-const CONTIG_BYTES: sys::ucp_datatype_t = ((1 as sys::ucp_datatype_t)
-    << sys::ucp_dt_type_UCP_DATATYPE_SHIFT)
-    | sys::ucp_dt_type_UCP_DATATYPE_CONTIG as sys::ucp_datatype_t;
-
-/// Frame 0 (the peer head) rides in the AM header when at most this big,
-/// so a reply's payload is the AM data alone and goes out contiguous: UCX
-/// moves contiguous rendezvous data far faster than an iov.
-const INLINE_HEAD_MAX: usize = 1024;
-
-/// `[conn u64][frame count u32][flags u32][frame lengths u64 x n][frame 0
-/// if inline]`; flag bit 0: frame 0 is inline (not in the AM data).
-fn encode_header(conn: u64, frames: &Frames) -> (Vec<u8>, bool) {
-    let inline = frames.first().is_some_and(|f| f.len() <= INLINE_HEAD_MAX);
-    let mut h =
-        Vec::with_capacity(16 + 8 * frames.len() + if inline { frames[0].len() } else { 0 });
-    h.extend_from_slice(&conn.to_le_bytes());
-    h.extend_from_slice(&(frames.len() as u32).to_le_bytes());
-    h.extend_from_slice(&u32::from(inline).to_le_bytes());
-    for f in frames {
-        h.extend_from_slice(&(f.len() as u64).to_le_bytes());
-    }
-    if inline {
-        h.extend_from_slice(&frames[0]);
-    }
-    (h, inline)
-}
-
-/// A parsed header: connection id, frame lengths, and frame 0 when it came
-/// inline (copied: the header is only valid during the callback).
-struct Header {
-    conn: u64,
-    lens: Vec<usize>,
-    inline: Option<Bytes>,
-}
-
-impl Header {
-    /// Bytes the AM data must hold.
-    fn data_len(&self) -> usize {
-        let skip = usize::from(self.inline.is_some());
-        self.lens.iter().skip(skip).sum()
-    }
-}
-
-fn decode_header(h: &[u8]) -> Option<Header> {
-    let conn = u64::from_le_bytes(h.get(0..8)?.try_into().ok()?);
-    let n = u32::from_le_bytes(h.get(8..12)?.try_into().ok()?) as usize;
-    let flags = u32::from_le_bytes(h.get(12..16)?.try_into().ok()?);
-    let lens_end = 16usize.checked_add(n.checked_mul(8)?)?;
-    let lens: Vec<usize> = (0..n)
-        .map(|i| {
-            u64::from_le_bytes(h[16 + 8 * i..24 + 8 * i].try_into().unwrap_or([0; 8])) as usize
-        })
-        .collect::<Vec<_>>();
-    if h.len() < lens_end {
-        return None;
-    }
-    let inline = if flags & 1 != 0 {
-        let first = *lens.first()?;
-        if h.len() != lens_end.checked_add(first)? {
-            return None;
-        }
-        Some(Bytes::copy_from_slice(&h[lens_end..]))
-    } else {
-        if h.len() != lens_end {
-            return None;
-        }
-        None
-    };
-    Some(Header { conn, lens, inline })
-}
-
-unsafe fn am_send(
-    ep: Ep,
-    id: u32,
-    conn: u64,
-    frames: Frames,
-    want_reply: bool,
-    done: Option<Sender<Result<()>>>,
-) {
-    let (header, inline) = encode_header(conn, &frames);
-    let iov: Vec<sys::ucp_dt_iov_t> = frames
-        .iter()
-        .skip(usize::from(inline))
-        .filter(|f| !f.is_empty())
-        .map(|f| sys::ucp_dt_iov_t {
-            buffer: f.as_ptr().cast_mut().cast(),
-            length: f.len(),
-        })
-        .collect();
-    let ctx = Box::into_raw(Box::new(SendCtx {
-        header,
-        _frames: frames,
-        iov,
-        done,
-    }));
-    // SAFETY: `ctx` stays allocated until UCX reports completion (callback)
-    // or returns without a request (reclaimed below); the header and iov it
-    // owns are what UCX reads.
-    unsafe {
-        let c = &*ctx;
-        // One buffer (the usual reply: a payload) goes out contiguous, which
-        // UCX's rendezvous handles zero-copy; several go as an iov.
-        let (buffer, count, datatype): (*const c_void, usize, sys::ucp_datatype_t) =
-            match c.iov.as_slice() {
-                [] => (ptr::null(), 0, CONTIG_BYTES),
-                [one] => (one.buffer.cast_const(), one.length, CONTIG_BYTES),
-                many => (
-                    many.as_ptr().cast(),
-                    many.len(),
-                    sys::ucp_dt_type_UCP_DATATYPE_IOV as sys::ucp_datatype_t,
-                ),
-            };
-        let mut param = sys::ucp_request_param_t {
-            op_attr_mask: sys::ucp_op_attr_t_UCP_OP_ATTR_FIELD_CALLBACK
-                | sys::ucp_op_attr_t_UCP_OP_ATTR_FIELD_USER_DATA
-                | sys::ucp_op_attr_t_UCP_OP_ATTR_FIELD_DATATYPE
-                | sys::ucp_op_attr_t_UCP_OP_ATTR_FIELD_FLAGS,
-            flags: if want_reply {
-                sys::ucp_send_am_flags_UCP_AM_SEND_FLAG_REPLY
-            } else {
-                0
-            },
-            user_data: ctx.cast(),
-            datatype,
-            ..Default::default()
-        };
-        param.cb.send = Some(on_send_done);
-        let st = sys::ucp_am_send_nbx(
-            ep.0,
-            id,
-            c.header.as_ptr().cast(),
-            c.header.len(),
-            buffer,
-            count,
-            &param,
-        );
-        if st.is_null() {
-            finish(*Box::from_raw(ctx), Ok(()));
-        } else if let Some(status) = ptr_status(st) {
-            finish(
-                *Box::from_raw(ctx),
-                Err(status_error("ucp_am_send_nbx", status)),
-            );
-        }
-    }
-}
-
-fn finish(ctx: SendCtx, result: Result<()>) {
-    if let Some(done) = ctx.done {
-        let _ = done.send(result);
-    }
-}
-
-unsafe extern "C" fn on_send_done(
-    request: *mut c_void,
-    status: sys::ucs_status_t,
-    user_data: *mut c_void,
-) {
-    // SAFETY: `user_data` is the SendCtx leaked in `am_send` for exactly
-    // this request; `request` is UCX's and is freed once.
-    unsafe {
-        let ctx = Box::from_raw(user_data.cast::<SendCtx>());
-        let result = if status == sys::ucs_status_t_UCS_OK {
-            Ok(())
-        } else {
-            Err(status_error("active message send", status))
-        };
-        finish(*ctx, result);
-        sys::ucp_request_free(request);
-    }
-}
-
-type AmCallback = unsafe extern "C" fn(
-    *mut c_void,
-    *const c_void,
-    usize,
-    *mut c_void,
-    usize,
-    *const sys::ucp_am_recv_param_t,
-) -> sys::ucs_status_t;
-
-/// A message being received by rendezvous.
-struct RecvCtx {
-    buf: Vec<u8>,
-    kind: u32,
-    head: Header,
-    reply_ep: Ep,
-    callbacks: *const Callbacks,
-}
-
-unsafe extern "C" fn on_request(
-    arg: *mut c_void,
-    header: *const c_void,
-    header_len: usize,
-    data: *mut c_void,
-    len: usize,
-    param: *const sys::ucp_am_recv_param_t,
-) -> sys::ucs_status_t {
-    // SAFETY: UCX passes back our Callbacks pointer and valid header/data
-    // for the duration of the call.
-    unsafe { on_am(AM_REQUEST, arg, header, header_len, data, len, param) }
-}
-
-unsafe extern "C" fn on_reply(
-    arg: *mut c_void,
-    header: *const c_void,
-    header_len: usize,
-    data: *mut c_void,
-    len: usize,
-    param: *const sys::ucp_am_recv_param_t,
-) -> sys::ucs_status_t {
-    // SAFETY: as in `on_request`.
-    unsafe { on_am(AM_REPLY, arg, header, header_len, data, len, param) }
-}
-
-unsafe fn on_am(
-    kind: u32,
-    arg: *mut c_void,
-    header: *const c_void,
-    header_len: usize,
-    data: *mut c_void,
-    len: usize,
-    param: *const sys::ucp_am_recv_param_t,
-) -> sys::ucs_status_t {
-    // SAFETY: pointers come from UCX for this call; `arg` is the
-    // engine's Callbacks, alive until the worker is destroyed.
-    unsafe {
-        let callbacks = arg.cast::<Callbacks>().cast_const();
-        let header = std::slice::from_raw_parts(header.cast::<u8>(), header_len);
-        let Some(head) = decode_header(header) else {
-            return sys::ucs_status_t_UCS_OK; // not ours: drop it
-        };
-        if head.data_len() != len {
-            return sys::ucs_status_t_UCS_OK;
-        }
-        let p = &*param;
-        let reply_ep =
-            if p.recv_attr & sys::ucp_am_recv_attr_t_UCP_AM_RECV_ATTR_FIELD_REPLY_EP as u64 != 0 {
-                p.reply_ep
-            } else {
-                ptr::null_mut()
-            };
-        let rndv = p.recv_attr & sys::ucp_am_recv_attr_t_UCP_AM_RECV_ATTR_FLAG_RNDV as u64 != 0;
-        if !rndv {
-            let buf = if len == 0 {
-                Vec::new()
-            } else {
-                std::slice::from_raw_parts(data.cast::<u8>(), len).to_vec()
-            };
-            deliver(&*callbacks, kind, head, Ep(reply_ep), buf);
-            return sys::ucs_status_t_UCS_OK;
-        }
-        let ctx = Box::into_raw(Box::new(RecvCtx {
-            buf: vec![0u8; len],
-            kind,
-            head,
-            reply_ep: Ep(reply_ep),
-            callbacks,
-        }));
-        let mut rparam = sys::ucp_request_param_t {
-            op_attr_mask: sys::ucp_op_attr_t_UCP_OP_ATTR_FIELD_CALLBACK
-                | sys::ucp_op_attr_t_UCP_OP_ATTR_FIELD_USER_DATA,
-            user_data: ctx.cast(),
-            ..Default::default()
-        };
-        rparam.cb.recv_am = Some(on_rndv_done);
-        let st = sys::ucp_am_recv_data_nbx(
-            (*callbacks).worker,
-            data,
-            (*ctx).buf.as_mut_ptr().cast(),
-            len,
-            &rparam,
-        );
-        if st.is_null() {
-            let ctx = Box::from_raw(ctx);
-            deliver(&*ctx.callbacks, ctx.kind, ctx.head, ctx.reply_ep, ctx.buf);
-        } else if ptr_status(st).is_some() {
-            drop(Box::from_raw(ctx));
-        }
-        sys::ucs_status_t_UCS_OK
-    }
-}
-
-unsafe extern "C" fn on_rndv_done(
-    request: *mut c_void,
-    status: sys::ucs_status_t,
-    _len: usize,
-    user_data: *mut c_void,
-) {
-    // SAFETY: `user_data` is the RecvCtx leaked for this receive.
-    unsafe {
-        let ctx = Box::from_raw(user_data.cast::<RecvCtx>());
-        if status == sys::ucs_status_t_UCS_OK {
-            deliver(&*ctx.callbacks, ctx.kind, ctx.head, ctx.reply_ep, ctx.buf);
-        }
-        sys::ucp_request_free(request);
-    }
-}
-
-/// Hands a complete message to the data server or to its connection.
-fn deliver(callbacks: &Callbacks, kind: u32, head: Header, reply_ep: Ep, buf: Vec<u8>) {
-    let conn = head.conn;
-    let all = Bytes::from(buf);
-    let mut frames = Vec::with_capacity(head.lens.len());
-    let mut lens = head.lens.iter();
-    if let Some(first) = head.inline {
-        lens.next();
-        frames.push(first);
-    }
-    let mut at = 0;
-    for &l in lens {
-        frames.push(all.slice(at..at + l));
-        at += l;
-    }
-    if kind == AM_REQUEST {
-        if !reply_ep.0.is_null() {
-            let _ = callbacks
-                .requests
-                .send((ReplyTo { ep: reply_ep, conn }, frames));
-        }
-    } else if let Some(tx) = callbacks
-        .routes
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get(&conn)
-    {
-        let _ = tx.send(frames);
     }
 }

@@ -15,6 +15,7 @@
 //! Status: active-message data path. One-sided `ucp_get` of registered
 //! memory (for shared memory and RDMA transports) is the next step.
 
+mod am;
 pub mod baseline;
 mod engine;
 mod layer;
