@@ -13,6 +13,7 @@ use ucx_sys as sys;
 use crate::engine::{
     ptr_status, status_error, Callbacks, Ep, Frames, ReplyTo, AM_REPLY, AM_REQUEST,
 };
+use crate::pool::{self, POOLED_MIN};
 
 /// What a send keeps alive until UCX is done with its buffers.
 struct SendCtx {
@@ -206,7 +207,8 @@ pub(crate) type AmCallback = unsafe extern "C" fn(
 
 /// A message being received by rendezvous.
 struct RecvCtx {
-    buf: Vec<u8>,
+    buf: Box<[u8]>,
+    len: usize,
     kind: u32,
     head: Header,
     reply_ep: Ep,
@@ -268,15 +270,20 @@ unsafe fn on_am(
         let rndv = p.recv_attr & sys::ucp_am_recv_attr_t_UCP_AM_RECV_ATTR_FLAG_RNDV as u64 != 0;
         if !rndv {
             let buf = if len == 0 {
-                Vec::new()
+                Bytes::new()
             } else {
-                std::slice::from_raw_parts(data.cast::<u8>(), len).to_vec()
+                Bytes::copy_from_slice(std::slice::from_raw_parts(data.cast::<u8>(), len))
             };
             deliver(&*callbacks, kind, head, Ep(reply_ep), buf);
             return sys::ucs_status_t_UCS_OK;
         }
         let ctx = Box::into_raw(Box::new(RecvCtx {
-            buf: vec![0u8; len],
+            buf: if len >= POOLED_MIN {
+                pool::take(len)
+            } else {
+                vec![0u8; len].into_boxed_slice()
+            },
+            len,
             kind,
             head,
             reply_ep: Ep(reply_ep),
@@ -298,7 +305,8 @@ unsafe fn on_am(
         );
         if st.is_null() {
             let ctx = Box::from_raw(ctx);
-            deliver(&*ctx.callbacks, ctx.kind, ctx.head, ctx.reply_ep, ctx.buf);
+            let data = received(ctx.buf, ctx.len);
+            deliver(&*ctx.callbacks, ctx.kind, ctx.head, ctx.reply_ep, data);
         } else if ptr_status(st).is_some() {
             drop(Box::from_raw(ctx));
         }
@@ -316,16 +324,25 @@ unsafe extern "C" fn on_rndv_done(
     unsafe {
         let ctx = Box::from_raw(user_data.cast::<RecvCtx>());
         if status == sys::ucs_status_t_UCS_OK {
-            deliver(&*ctx.callbacks, ctx.kind, ctx.head, ctx.reply_ep, ctx.buf);
+            let data = received(ctx.buf, ctx.len);
+            deliver(&*ctx.callbacks, ctx.kind, ctx.head, ctx.reply_ep, data);
         }
         sys::ucp_request_free(request);
     }
 }
 
 /// Hands a complete message to the data server or to its connection.
-fn deliver(callbacks: &Callbacks, kind: u32, head: Header, reply_ep: Ep, buf: Vec<u8>) {
+/// A filled receive buffer as `Bytes` (pooled ones go back when dropped).
+fn received(buf: Box<[u8]>, len: usize) -> Bytes {
+    if buf.len() > len || len >= POOLED_MIN {
+        pool::into_bytes(buf, len)
+    } else {
+        Bytes::from(buf)
+    }
+}
+
+fn deliver(callbacks: &Callbacks, kind: u32, head: Header, reply_ep: Ep, all: Bytes) {
     let conn = head.conn;
-    let all = Bytes::from(buf);
     let mut frames = Vec::with_capacity(head.lens.len());
     let mut lens = head.lens.iter();
     if let Some(first) = head.inline {

@@ -19,6 +19,7 @@ mod am;
 pub mod baseline;
 mod engine;
 mod layer;
+mod pool;
 mod rma;
 
 use std::sync::Arc;

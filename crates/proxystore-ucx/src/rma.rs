@@ -41,7 +41,8 @@ pub(crate) struct Rma {
 }
 
 struct ReadCtx {
-    buf: Vec<u8>,
+    buf: Box<[u8]>,
+    len: usize,
     done: Sender<Result<Bytes>>,
 }
 
@@ -159,7 +160,8 @@ impl Rma {
             }
         };
         let ctx = Box::into_raw(Box::new(ReadCtx {
-            buf: vec![0u8; len],
+            buf: crate::pool::take(len.max(1)),
+            len,
             done,
         }));
         let mut param = sys::ucp_request_param_t {
@@ -182,7 +184,7 @@ impl Rma {
             );
             if st.is_null() {
                 let ctx = Box::from_raw(ctx);
-                let _ = ctx.done.send(Ok(Bytes::from(ctx.buf)));
+                let _ = ctx.done.send(Ok(crate::pool::into_bytes(ctx.buf, ctx.len)));
             } else if let Some(status) = ptr_status(st) {
                 let ctx = Box::from_raw(ctx);
                 let _ = ctx.done.send(Err(status_error("ucp_get_nbx", status)));
@@ -238,7 +240,7 @@ unsafe extern "C" fn on_read_done(
     unsafe {
         let ctx = Box::from_raw(user_data.cast::<ReadCtx>());
         let result = if status == sys::ucs_status_t_UCS_OK {
-            Ok(Bytes::from(ctx.buf))
+            Ok(crate::pool::into_bytes(ctx.buf, ctx.len))
         } else {
             Err(status_error("one-sided read", status))
         };
