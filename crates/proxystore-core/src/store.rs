@@ -329,28 +329,26 @@ impl Store {
     /// [`StoreFuture::set`]) and consumers wait on. Needs a connector that
     /// can name keys before their data exists.
     pub fn future<T>(&self) -> Result<StoreFuture<T>> {
-        let connector = self
-            .inner
+        let key = self
+            .deferrable("future (needs a deferrable connector)")?
+            .new_key()?;
+        Ok(StoreFuture::new(self.factory(key)))
+    }
+
+    /// The connector as a deferrable one, or `Unsupported` naming `op`.
+    fn deferrable(&self, op: &'static str) -> Result<&dyn crate::DeferrableConnector> {
+        self.inner
             .connector
             .as_deferrable()
             .ok_or_else(|| Error::Unsupported {
                 connector: self.inner.connector.kind().to_owned(),
-                op: "future (needs a deferrable connector)",
-            })?;
-        let key = connector.new_key()?;
-        Ok(StoreFuture::new(self.factory(key)))
+                op,
+            })
     }
 
     /// Stores `data` under a key from the connector's `new_key`.
     pub(crate) fn set_bytes(&self, key: &Key, data: Bytes) -> Result<()> {
-        let connector = self
-            .inner
-            .connector
-            .as_deferrable()
-            .ok_or_else(|| Error::Unsupported {
-                connector: self.inner.connector.kind().to_owned(),
-                op: "set",
-            })?;
+        let connector = self.deferrable("set")?;
         self.instrumented(Op::Put, Some(key), |_| {
             let len = data.len() as u64;
             connector.set(key, data)?;

@@ -10,9 +10,7 @@ use bytes::Bytes;
 use proxystore_core::Result;
 use ucx_sys as sys;
 
-use crate::engine::{
-    ptr_status, status_error, Callbacks, Ep, Frames, ReplyTo, AM_REPLY, AM_REQUEST,
-};
+use crate::engine::{ptr_status, status_error, Callbacks, Ep, Frames, ReplyTo, AM_REQUEST};
 use crate::pool::{self, POOLED_MIN};
 
 /// What a send keeps alive until UCX is done with its buffers.
@@ -215,7 +213,9 @@ struct RecvCtx {
     callbacks: *const Callbacks,
 }
 
-pub(crate) unsafe extern "C" fn on_request(
+/// The AM receive callback for messages of id `KIND` (registered once per
+/// id: `AM_REQUEST`, `AM_REPLY`).
+pub(crate) unsafe extern "C" fn on_message<const KIND: u32>(
     arg: *mut c_void,
     header: *const c_void,
     header_len: usize,
@@ -225,19 +225,7 @@ pub(crate) unsafe extern "C" fn on_request(
 ) -> sys::ucs_status_t {
     // SAFETY: UCX passes back our Callbacks pointer and valid header/data
     // for the duration of the call.
-    unsafe { on_am(AM_REQUEST, arg, header, header_len, data, len, param) }
-}
-
-pub(crate) unsafe extern "C" fn on_reply(
-    arg: *mut c_void,
-    header: *const c_void,
-    header_len: usize,
-    data: *mut c_void,
-    len: usize,
-    param: *const sys::ucp_am_recv_param_t,
-) -> sys::ucs_status_t {
-    // SAFETY: as in `on_request`.
-    unsafe { on_am(AM_REPLY, arg, header, header_len, data, len, param) }
+    unsafe { on_am(KIND, arg, header, header_len, data, len, param) }
 }
 
 unsafe fn on_am(

@@ -21,7 +21,7 @@ use bytes::Bytes;
 use proxystore_core::{Error, Result};
 use ucx_sys as sys;
 
-use crate::am::{am_send, on_reply, on_request, AmCallback};
+use crate::am::{am_send, on_message, AmCallback};
 
 /// AM id of requests to a data server.
 pub(crate) const AM_REQUEST: u32 = 1;
@@ -298,8 +298,8 @@ fn run(
             .cast_mut()
             .cast::<c_void>();
         for (id, cb) in [
-            (AM_REQUEST, on_request as AmCallback),
-            (AM_REPLY, on_reply as AmCallback),
+            (AM_REQUEST, on_message::<AM_REQUEST> as AmCallback),
+            (AM_REPLY, on_message::<AM_REPLY> as AmCallback),
         ] {
             let param = sys::ucp_am_handler_param_t {
                 field_mask: (sys::ucp_am_handler_param_field_UCP_AM_HANDLER_PARAM_FIELD_ID
