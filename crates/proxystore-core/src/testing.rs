@@ -338,3 +338,41 @@ pub fn output_field<'a>(stdout: &'a str, name: &str) -> &'a str {
         .find_map(|l| l.split_once(tag.as_str()).map(|(_, v)| v.trim()))
         .unwrap_or_else(|| panic!("child did not print {name}: {stdout}"))
 }
+
+/// Runs a child to completion and returns its stdout; panics with both
+/// streams if it failed.
+pub fn run_child(mut cmd: std::process::Command) -> String {
+    let out = cmd.output().expect("spawn child process");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "child failed ({}): {stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// Spawns a child and reads its stdout until it prints `NAME=value`;
+/// returns the still-running child and the value. Panics if the child
+/// exits first.
+pub fn spawn_child_until(
+    mut cmd: std::process::Command,
+    name: &str,
+) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn child process");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let tag = format!("{name}=");
+    for line in std::io::BufReader::new(stdout).lines() {
+        let line = line.expect("read child stdout");
+        if let Some((_, value)) = line.split_once(tag.as_str()) {
+            return (child, value.trim().to_string());
+        }
+    }
+    let status = child.wait().expect("wait for child");
+    panic!("child exited ({status}) without printing {name}");
+}

@@ -7,7 +7,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use proxystore_core::testing::{child_command, child_role, output_field, pattern, WithGuard};
+use proxystore_core::testing::{
+    child_command, child_role, output_field, pattern, run_child, WithGuard,
+};
 use proxystore_core::{Connector, Error, LeaseLifetime, Lifetime, Proxy, Store};
 use proxystore_redis::mock::MockRedis;
 use proxystore_redis::server::{available, LocalRedisServer};
@@ -71,16 +73,9 @@ fn another_process_resolves_a_proxy_through_the_server() {
     .cache_size(0)
     .build();
     let proxy = store.proxy(&(1..=1000u64).collect::<Vec<_>>()).unwrap();
-    let out = child_command("child_entry", "consumer")
-        .env("PROXY_JSON", serde_json::to_string(&proxy).unwrap())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut cmd = child_command("child_entry", "consumer");
+    cmd.env("PROXY_JSON", serde_json::to_string(&proxy).unwrap());
+    let stdout = run_child(cmd);
     assert_eq!(output_field(&stdout, "CHILD_SUM"), "500500");
 }
 

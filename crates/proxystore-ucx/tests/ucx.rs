@@ -4,12 +4,13 @@
 
 #![allow(clippy::unwrap_used)] // Tests fail loudly by design.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::sync::Once;
 use std::time::{Duration, Instant};
 
-use proxystore_core::testing::{child_command, child_role, output_field, pattern};
+use proxystore_core::testing::{
+    child_command, child_role, output_field, pattern, spawn_child_until,
+};
 use proxystore_core::{Connector, Error, Key};
 use proxystore_ucx::{PeerConfig, UcxConnector, UcxConnectorExt, ADDRESS, KIND};
 
@@ -70,15 +71,7 @@ fn owner(tls: Option<&str>) -> (Child, String) {
     if let Some(tls) = tls {
         cmd.env("UCX_TLS", tls);
     }
-    let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let keys = loop {
-        let line = lines.next().expect("owner exited early").unwrap();
-        if let Some((_, k)) = line.split_once("OWNER_KEYS=") {
-            break k.trim().to_string();
-        }
-    };
-    (child, keys)
+    spawn_child_until(cmd, "OWNER_KEYS")
 }
 
 fn two_processes(tls: &str) {

@@ -4,12 +4,12 @@
 
 #![allow(clippy::unwrap_used)] // Tests fail loudly by design.
 
-use std::io::{BufRead, BufReader};
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use proxystore_core::testing::{child_command, child_role, output_field, pattern};
+use proxystore_core::testing::{
+    child_command, child_role, output_field, pattern, run_child, spawn_child_until,
+};
 use proxystore_core::{Connector, Error, Key, Proxy, Store};
 use proxystore_zmq::{serve, PeerConfig, ZmqConnector, ZmqConnectorExt, KIND};
 
@@ -74,32 +74,16 @@ fn another_process_resolves_a_proxy_from_this_one() {
     let values: Vec<f64> = (1..=100_000).map(f64::from).collect();
     let proxy = store.proxy(&values).unwrap();
     let wire = serde_json::to_string(&proxy).unwrap();
-    let out = child_command("child_entry", "consumer")
-        .env("PROXY_JSON", &wire)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "child failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut cmd = child_command("child_entry", "consumer");
+    cmd.env("PROXY_JSON", &wire);
+    let stdout = run_child(cmd);
     assert_eq!(output_field(&stdout, "CHILD_SUM"), "5000050000");
 }
 
 #[test]
 fn a_killed_owner_gives_an_error_naming_it_not_a_hang() {
-    let mut child = child_command("child_entry", "owner")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let key: Key = loop {
-        let line = lines.next().expect("owner exited early").unwrap();
-        if let Some((_, k)) = line.split_once("OWNER_KEY=") {
-            break k.trim().parse().unwrap();
-        }
-    };
+    let (mut child, key) = spawn_child_until(child_command("child_entry", "owner"), "OWNER_KEY");
+    let key: Key = key.parse().unwrap();
     let reader = short_timeout();
     assert_eq!(reader.get(&key).unwrap(), Some(pattern(100_000, 5)));
     child.kill().unwrap();
