@@ -35,7 +35,6 @@ import argparse
 import json
 import math
 import os
-import re
 import shutil
 import statistics
 import sys
@@ -45,6 +44,7 @@ import time
 from proxystore.connectors.file import FileConnector
 from proxystore.connectors.local import LocalConnector
 from proxystore.store import Store
+from units import fmt_ns, fmt_size, parse_size
 
 DEFAULT_SIZES = '1KiB,64KiB,1MiB,16MiB,64MiB'
 DEFAULT_CONNECTORS = 'local,file,shm'
@@ -52,31 +52,6 @@ OPS = ('put', 'get', 'roundtrip')
 WARMUP = 2
 ADAPTIVE_BYTES = 256 * 2**20
 PAGE = 4096
-_UNITS = {'': 1, 'b': 1, 'kib': 2**10, 'mib': 2**20, 'gib': 2**30}
-
-
-def parse_size(text: str) -> int:
-    """Parse ``'64KiB'``, ``'1MiB'``, ``'2GiB'`` or a plain byte count."""
-    m = re.fullmatch(r'\s*(\d+)\s*([A-Za-z]*)\s*', text)
-    if m is None or m.group(2).lower() not in _UNITS:
-        raise argparse.ArgumentTypeError(f'invalid size: {text!r}')
-    return int(m.group(1)) * _UNITS[m.group(2).lower()]
-
-
-def fmt_size(n: int) -> str:
-    for unit, mult in (('GiB', 2**30), ('MiB', 2**20), ('KiB', 2**10)):
-        if n >= mult and n % mult == 0:
-            return f'{n // mult}{unit}'
-    return f'{n}B'
-
-
-def fmt_ns(ns: float) -> str:
-    for unit, div in (('s', 1e9), ('ms', 1e6), ('us', 1e3)):
-        if ns >= div:
-            return f'{ns / div:.2f} {unit}'
-    return f'{ns:.0f} ns'
-
-
 def touch(buf: bytes) -> int:
     """Read one byte every 4096 bytes so lazily mapped data is paged in."""
     return len(buf[::PAGE])
