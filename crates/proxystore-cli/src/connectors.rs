@@ -67,7 +67,6 @@ impl ConnectorArgs {
             #[cfg(feature = "zmq")]
             "zmq" => {
                 use proxystore::zmq::{PeerConfig, KIND};
-                use proxystore::ZmqConnectorExt;
                 // This process exits after one command, so its puts go to
                 // the standalone server; gets follow the owner in the key.
                 let mut config = PeerConfig::new(KIND, proxystore::zmq::DEFAULT_ADDRESS);
@@ -87,7 +86,6 @@ impl ConnectorArgs {
             #[cfg(feature = "ucx")]
             "ucx" => {
                 use proxystore::ucx::{PeerConfig, ADDRESS, KIND};
-                use proxystore::UcxConnectorExt;
                 let mut config = PeerConfig::new(KIND, ADDRESS);
                 config.server = self.address.clone();
                 config.timeout = std::time::Duration::from_millis(self.timeout_ms);

@@ -101,7 +101,6 @@ pub(crate) fn open(name: &str, dir: Option<&Path>) -> Result<BenchTarget, CliErr
         #[cfg(feature = "ucx")]
         "ucx" => {
             use proxystore::ucx::{PeerConfig, ADDRESS, KIND};
-            use proxystore::UcxConnectorExt;
             // A UCP worker is reachable over the network: a one-run secret.
             let mut config = PeerConfig::new(KIND, ADDRESS);
             config.secret = Some(format!("{:032x}", proxystore::ObjectId::random().as_u128()));

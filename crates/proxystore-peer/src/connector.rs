@@ -173,10 +173,8 @@ pub fn register_kind<L: SocketLayer + Default>(kind: &str) {
 fn build_from_config<L: SocketLayer + Default>(
     config: &ConnectorConfig,
 ) -> Result<Box<dyn Connector>> {
-    let config = PeerConfig::from_connector_config(config)?;
-    Ok(Box::new(PeerConnector::new(
-        Arc::new(L::default()),
-        config,
+    Ok(Box::new(PeerConnector::<L>::with_config(
+        PeerConfig::from_connector_config(config)?,
     )?))
 }
 
@@ -195,6 +193,13 @@ impl<L: SocketLayer> fmt::Debug for PeerConnector<L> {
         f.debug_struct("PeerConnector")
             .field("config", &self.config)
             .finish()
+    }
+}
+
+impl<L: SocketLayer + Default> PeerConnector<L> {
+    /// A connector over a fresh `L`; its data server starts on the first put.
+    pub fn with_config(config: PeerConfig) -> Result<Self> {
+        Self::new(Arc::new(L::default()), config)
     }
 }
 

@@ -44,17 +44,11 @@ pub trait UcxConnectorExt: Sized {
     /// A connector with default settings (secret from
     /// `PROXYSTORE_UCX_SECRET`, which UCX's network reach requires).
     fn open() -> Result<Self>;
-    /// A connector with explicit settings.
-    fn with_config(config: PeerConfig) -> Result<Self>;
 }
 
 impl UcxConnectorExt for UcxConnector {
     fn open() -> Result<Self> {
         Self::with_config(PeerConfig::new(KIND, ADDRESS))
-    }
-
-    fn with_config(config: PeerConfig) -> Result<Self> {
-        PeerConnector::new(Arc::new(UcxLayer::default()), config)
     }
 }
 

@@ -44,8 +44,6 @@ pub trait ZmqConnectorExt: Sized {
     fn bind(address: &str) -> Result<Self>;
     /// Serves from this process on loopback, any free port.
     fn loopback() -> Result<Self>;
-    /// Connector with explicit settings.
-    fn with_config(config: PeerConfig) -> Result<Self>;
 }
 
 impl ZmqConnectorExt for ZmqConnector {
@@ -55,10 +53,6 @@ impl ZmqConnectorExt for ZmqConnector {
 
     fn loopback() -> Result<Self> {
         Self::bind(DEFAULT_ADDRESS)
-    }
-
-    fn with_config(config: PeerConfig) -> Result<Self> {
-        PeerConnector::new(Arc::new(ZmqLayer::default()), config)
     }
 }
 
