@@ -64,6 +64,20 @@ impl Handler {
     /// The reply to one request, or `None` if the frames are not a request
     /// at all (nothing to answer to).
     pub fn handle(&self, frames: Frames) -> Option<Frames> {
+        match &self.exposer {
+            Some(e) => self.handle_exposing(frames, &mut |id, d| e(id, d)),
+            None => self.handle_exposing(frames, &mut |_, _| None),
+        }
+    }
+
+    /// Like [`Handler::handle`], with `expose` in place of the handler's
+    /// own exposer: for transports that answer on their progress thread
+    /// and register memory there directly.
+    pub fn handle_exposing(
+        &self,
+        frames: Frames,
+        expose: &mut dyn FnMut(ObjectId, &Bytes) -> Option<Bytes>,
+    ) -> Option<Frames> {
         let head_info = frames.first().and_then(|h| parse_head(h).ok());
         let request = match Message::decode(frames, &self.limits) {
             Ok(m) if !m.response => m,
@@ -100,7 +114,7 @@ impl Handler {
                 .encode(),
             );
         }
-        Some(self.execute(request).encode())
+        Some(self.execute(request, expose).encode())
     }
 
     fn authorized(&self, token: &[u8]) -> bool {
@@ -110,7 +124,11 @@ impl Handler {
         }
     }
 
-    fn execute(&self, req: Message) -> Message {
+    fn execute(
+        &self,
+        req: Message,
+        expose: &mut dyn FnMut(ObjectId, &Bytes) -> Option<Bytes>,
+    ) -> Message {
         let items = req.items;
         let rid = req.request_id;
         let out: Vec<Item> = match req.op {
@@ -134,20 +152,16 @@ impl Handler {
                 out
             }
             Op::Get => {
-                let remote = if req.flags & ACCEPTS_REMOTE != 0 {
-                    self.exposer.as_ref()
-                } else {
-                    None
-                };
+                let remote = req.flags & ACCEPTS_REMOTE != 0;
                 items
                     .into_iter()
                     .map(|i| {
-                        let value = match (self.table.get(i.id), remote) {
-                            (None, _) => Value::Absent,
-                            (Some(d), Some(expose)) if d.len() >= REMOTE_MIN => {
+                        let value = match self.table.get(i.id) {
+                            None => Value::Absent,
+                            Some(d) if remote && d.len() >= REMOTE_MIN => {
                                 expose(i.id, &d).map_or(Value::Data(d), Value::Remote)
                             }
-                            (Some(d), _) => Value::Data(d),
+                            Some(d) => Value::Data(d),
                         };
                         Item { id: i.id, value }
                     })

@@ -21,4 +21,6 @@ pub mod wire;
 
 pub use connector::{is_local_endpoint, register_kind, serve, PeerConfig, PeerConnector};
 pub use handler::{Exposer, Handler, REMOTE_MIN};
-pub use transport::{ClientPool, ClientSocket, DataServer, Frames, ServerSocket, SocketLayer};
+pub use transport::{
+    ClientPool, ClientSocket, DataServer, Frames, InlineServer, ServerSocket, SocketLayer,
+};

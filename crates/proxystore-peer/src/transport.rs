@@ -40,6 +40,20 @@ pub trait SocketLayer: Send + Sync + 'static {
     /// `limits.max_frame()` must be refused before they are buffered.
     fn bind(&self, endpoint: &str, limits: &Limits) -> Result<(Self::Server, String)>;
 
+    /// Answers requests with `handler` on the transport's own progress
+    /// thread instead of a server thread, saving a thread hop per request.
+    /// Returns what keeps it serving (dropping it stops) and the address,
+    /// or `None` where the transport cannot (the default): then
+    /// [`DataServer`] runs its own loop over [`SocketLayer::bind`].
+    fn serve_inline(
+        &self,
+        endpoint: &str,
+        handler: &Handler,
+    ) -> Option<Result<(InlineServer, String)>> {
+        let _ = (endpoint, handler);
+        None
+    }
+
     /// Opens a connection to the server at `address`.
     fn connect(&self, address: &str, limits: &Limits) -> Result<Self::Client>;
 
@@ -96,12 +110,18 @@ pub trait ClientSocket: Send + 'static {
     fn recv(&mut self, timeout: Duration) -> Result<Option<Frames>>;
 }
 
-/// A data server: a thread answering requests on a bound socket until
+/// What keeps a [`SocketLayer::serve_inline`] server answering; dropping
+/// it stops the server.
+pub type InlineServer = Box<dyn Send + Sync>;
+
+/// A data server: a thread answering requests on a bound socket (or the
+/// transport's own thread, see [`SocketLayer::serve_inline`]) until
 /// stopped (or dropped).
 pub struct DataServer {
     address: String,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+    inline: Option<InlineServer>,
 }
 
 impl fmt::Debug for DataServer {
@@ -120,6 +140,15 @@ impl DataServer {
         endpoint: &str,
         handler: Handler,
     ) -> Result<DataServer> {
+        if let Some(served) = layer.serve_inline(endpoint, &handler) {
+            let (inline, address) = served?;
+            return Ok(DataServer {
+                address,
+                stop: Arc::new(AtomicBool::new(true)),
+                thread: None,
+                inline: Some(inline),
+            });
+        }
         let (mut socket, address) = layer.bind(endpoint, handler.limits())?;
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
@@ -149,6 +178,7 @@ impl DataServer {
             address,
             stop,
             thread: Some(thread),
+            inline: None,
         })
     }
 
@@ -163,6 +193,7 @@ impl DataServer {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+        self.inline = None;
     }
 }
 

@@ -11,6 +11,10 @@ use proxystore_core::Result;
 use ucx_sys as sys;
 
 use crate::engine::{ptr_status, status_error, Callbacks, Ep, Frames, ReplyTo, AM_REQUEST};
+
+/// Where a failed send reports: the route of the connection waiting for
+/// the reply.
+pub(crate) type OnError = Option<Sender<Result<Frames>>>;
 use crate::pool::{self, POOLED_MIN};
 
 /// What a send keeps alive until UCX is done with its buffers.
@@ -18,7 +22,7 @@ struct SendCtx {
     header: Vec<u8>,
     _frames: Frames,
     iov: Vec<sys::ucp_dt_iov_t>,
-    done: Option<Sender<Result<()>>>,
+    on_error: OnError,
 }
 
 /// `ucp_dt_make_contig(1)`: a contiguous buffer of bytes.
@@ -99,7 +103,7 @@ pub(crate) unsafe fn am_send(
     conn: u64,
     frames: Frames,
     want_reply: bool,
-    done: Option<Sender<Result<()>>>,
+    on_error: OnError,
 ) {
     let (header, inline) = encode_header(conn, &frames);
     let iov: Vec<sys::ucp_dt_iov_t> = frames
@@ -115,7 +119,7 @@ pub(crate) unsafe fn am_send(
         header,
         _frames: frames,
         iov,
-        done,
+        on_error,
     }));
     // SAFETY: `ctx` stays allocated until UCX reports completion (callback)
     // or returns without a request (reclaimed below); the header and iov it
@@ -170,8 +174,8 @@ pub(crate) unsafe fn am_send(
 }
 
 fn finish(ctx: SendCtx, result: Result<()>) {
-    if let Some(done) = ctx.done {
-        let _ = done.send(result);
+    if let (Err(e), Some(route)) = (result, ctx.on_error) {
+        let _ = route.send(Err(e));
     }
 }
 
@@ -245,17 +249,26 @@ unsafe fn on_am(
         let Some(head) = decode_header(header) else {
             return sys::ucs_status_t_UCS_OK; // not ours: drop it
         };
-        if head.data_len() != len {
+        let p = &*param;
+        let rndv = p.recv_attr & sys::ucp_am_recv_attr_t_UCP_AM_RECV_ATTR_FLAG_RNDV as u64 != 0;
+        let too_big = kind == AM_REQUEST
+            && head
+                .lens
+                .iter()
+                .any(|&l| l > (*callbacks).max_request.get());
+        if head.data_len() != len || too_big {
+            // Not a message we accept: drop it unread.
+            if rndv {
+                sys::ucp_am_data_release((*callbacks).worker, data);
+            }
             return sys::ucs_status_t_UCS_OK;
         }
-        let p = &*param;
         let reply_ep =
             if p.recv_attr & sys::ucp_am_recv_attr_t_UCP_AM_RECV_ATTR_FIELD_REPLY_EP as u64 != 0 {
                 p.reply_ep
             } else {
                 ptr::null_mut()
             };
-        let rndv = p.recv_attr & sys::ucp_am_recv_attr_t_UCP_AM_RECV_ATTR_FLAG_RNDV as u64 != 0;
         if !rndv {
             let buf = if len == 0 {
                 Bytes::new()
@@ -319,7 +332,6 @@ unsafe extern "C" fn on_rndv_done(
     }
 }
 
-/// Hands a complete message to the data server or to its connection.
 /// A filled receive buffer as `Bytes` (pooled ones go back when dropped).
 fn received(buf: Box<[u8]>, len: usize) -> Bytes {
     if buf.len() > len || len >= POOLED_MIN {
@@ -329,6 +341,8 @@ fn received(buf: Box<[u8]>, len: usize) -> Bytes {
     }
 }
 
+/// Hands a complete message to the engine's inbox (requests) or to its
+/// connection's route (replies).
 fn deliver(callbacks: &Callbacks, kind: u32, head: Header, reply_ep: Ep, all: Bytes) {
     let conn = head.conn;
     let mut frames = Vec::with_capacity(head.lens.len());
@@ -344,9 +358,10 @@ fn deliver(callbacks: &Callbacks, kind: u32, head: Header, reply_ep: Ep, all: By
     }
     if kind == AM_REQUEST {
         if !reply_ep.0.is_null() {
-            let _ = callbacks
-                .requests
-                .send((ReplyTo { ep: reply_ep, conn }, frames));
+            callbacks
+                .inbox
+                .borrow_mut()
+                .push((ReplyTo { ep: reply_ep, conn }, frames));
         }
     } else if let Some(tx) = callbacks
         .routes
@@ -354,6 +369,6 @@ fn deliver(callbacks: &Callbacks, kind: u32, head: Header, reply_ep: Ep, all: By
         .unwrap_or_else(|e| e.into_inner())
         .get(&conn)
     {
-        let _ = tx.send(frames);
+        let _ = tx.send(Ok(frames));
     }
 }

@@ -1,20 +1,24 @@
-//! The UCX engine: one thread that owns a UCP context and worker and does
-//! every UCX call, so the worker runs in UCX's cheapest (single-thread)
-//! mode. Other threads talk to it through a command channel and wake it
-//! with `ucp_worker_signal`; between commands it progresses the worker,
-//! spinning briefly and then sleeping on the worker's event fd.
+//! The UCX engine: a UCP context and worker behind one lock. Whoever holds
+//! the lock may call UCX (the worker runs in serialized mode), so a thread
+//! waiting for its own reply or read progresses the worker itself, with no
+//! thread hop on the data path (what MPI libraries do). A background thread
+//! progresses the worker when no caller does: it answers requests, finishes
+//! sends and sweeps registrations, spinning briefly and then sleeping on the
+//! worker's event fd.
 //!
 //! Messages are UCP active messages (see `am`): id [`AM_REQUEST`] carries
 //! requests to the data server, id [`AM_REPLY`] replies back to a client
-//! connection; one-sided reads are in `rma`.
+//! connection; one-sided reads are in `rma`. Requests are answered by the
+//! installed [`InlineHandler`] right where progress delivered them.
 
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::ffi::c_void;
 use std::ptr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, TryLockError};
+use std::thread::{JoinHandle, Thread};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -22,17 +26,34 @@ use proxystore_core::{Error, Result};
 use ucx_sys as sys;
 
 use crate::am::{am_send, on_message, AmCallback};
+use crate::rma::Rma;
 
 /// AM id of requests to a data server.
 pub(crate) const AM_REQUEST: u32 = 1;
 /// AM id of replies to a client connection.
 pub(crate) const AM_REPLY: u32 = 2;
 
-/// How long the engine spins on an idle worker before sleeping.
-const SPIN: Duration = Duration::from_micros(50);
+/// How long the background thread spins on an idle worker before sleeping.
+const SPIN: Duration = Duration::from_micros(200);
+/// How long a waiting caller keeps progressing the worker after the last
+/// event before it hands progress back to the background thread and
+/// blocks: short waits (a reply, a read) then never cross threads, long
+/// ones (a dead peer) do not burn a core.
+const CALLER_SPIN: Duration = Duration::from_micros(200);
+/// Longest sleep of the background thread between checks of its stop flag
+/// and registration sweeps.
+const SLEEP_MAX: Duration = Duration::from_millis(100);
 
 /// A message as the peer layer sees it.
 pub(crate) type Frames = Vec<Bytes>;
+
+/// Answers one request on the thread that progressed it; the second
+/// argument registers a stored object for one-sided reads.
+pub(crate) type InlineHandler =
+    Box<dyn Fn(Frames, &mut dyn FnMut(&Bytes) -> Option<Bytes>) -> Option<Frames> + Send>;
+
+/// Where replies for one client connection go (errors of its sends too).
+pub(crate) type Routes = Mutex<HashMap<u64, Sender<Result<Frames>>>>;
 
 /// Where a request came from: the endpoint to answer on and the client's
 /// connection id.
@@ -41,12 +62,12 @@ pub struct ReplyTo {
     pub(crate) conn: u64,
 }
 
-/// A UCP endpoint handle, only ever used on the engine thread.
+/// A UCP endpoint handle, only ever used under the engine lock.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) struct Ep(pub(crate) sys::ucp_ep_h);
 
-// SAFETY: the handle is an opaque pointer that other threads only carry
-// back to the engine thread, which alone passes it to UCX.
+// SAFETY: the handle is an opaque pointer that is only passed to UCX by
+// the holder of the engine lock.
 unsafe impl Send for Ep {}
 
 /// A raw worker handle for `ucp_worker_signal`, which UCX allows from any
@@ -54,57 +75,60 @@ unsafe impl Send for Ep {}
 #[derive(Clone, Copy)]
 struct WorkerHandle(sys::ucp_worker_h);
 
-// SAFETY: only `ucp_worker_signal` is called through it from other threads,
-// and only while the engine (which destroys the worker last) is alive.
+// SAFETY: only `ucp_worker_signal` is called through it without the lock,
+// and only while the worker is alive (the engine thread destroys it last).
 unsafe impl Send for WorkerHandle {}
 // SAFETY: as above; the handle is never dereferenced in Rust.
 unsafe impl Sync for WorkerHandle {}
 
-enum Command {
-    Expose {
-        data: Bytes,
-        done: Sender<Option<Bytes>>,
-    },
-    Read {
-        owner: Vec<u8>,
-        desc: Bytes,
-        done: Sender<Result<Bytes>>,
-    },
-    Connect {
-        address: Vec<u8>,
-        done: Sender<Result<u64>>,
-    },
-    Send {
-        ep: u64,
-        conn: u64,
-        frames: Frames,
-        done: Sender<Result<()>>,
-    },
-    Reply {
-        to: ReplyTo,
-        frames: Frames,
-    },
-    Close {
-        ep: u64,
-    },
-    Shutdown,
-}
-
-/// What the AM callbacks need; owned by the engine thread, alive until the
-/// worker is destroyed.
+/// What the AM callbacks need. They run inside `ucp_worker_progress`, so
+/// always under the engine lock; alive until the worker is destroyed.
 pub(crate) struct Callbacks {
     pub(crate) worker: sys::ucp_worker_h,
-    pub(crate) requests: Sender<(ReplyTo, Frames)>,
-    pub(crate) routes: Arc<Mutex<HashMap<u64, Sender<Frames>>>>,
+    /// Requests delivered during the current progress call.
+    pub(crate) inbox: RefCell<Vec<(ReplyTo, Frames)>>,
+    /// Requests with a larger frame are dropped before they are received.
+    pub(crate) max_request: Cell<usize>,
+    pub(crate) routes: Arc<Routes>,
+}
+
+/// Everything that calls UCX; only touched under the lock.
+struct State {
+    context: sys::ucp_context_h,
+    worker: sys::ucp_worker_h,
+    callbacks: Box<Callbacks>,
+    eps: HashMap<u64, Ep>,
+    next_ep: u64,
+    rma: Rma,
+    /// Answers requests where they are progressed; else they go to
+    /// `requests` (a server loop over [`Engine::take_requests`]).
+    server: Option<InlineHandler>,
+    requests: Sender<(ReplyTo, Frames)>,
+    /// Set once the worker is destroyed.
+    closed: bool,
+}
+
+// SAFETY: the raw UCX handles and the RefCell in Callbacks are only used by
+// the thread holding the mutex around State; UCX's serialized mode allows
+// any one thread at a time.
+unsafe impl Send for State {}
+
+/// What the engine thread and handles share.
+struct Shared {
+    state: Mutex<State>,
+    worker: WorkerHandle,
+    efd: i32,
+    callers: AtomicUsize,
+    stop: AtomicBool,
+    thread: OnceLock<Thread>,
 }
 
 /// The engine handle other threads hold.
 pub(crate) struct Engine {
-    commands: Mutex<Sender<Command>>,
-    worker: WorkerHandle,
+    shared: Arc<Shared>,
     address: Vec<u8>,
     requests: Mutex<Option<Receiver<(ReplyTo, Frames)>>>,
-    routes: Arc<Mutex<HashMap<u64, Sender<Frames>>>>,
+    routes: Arc<Routes>,
     next_conn: AtomicU64,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
@@ -135,25 +159,96 @@ pub(crate) fn ptr_status(p: sys::ucs_status_ptr_t) -> Option<sys::ucs_status_t> 
     (v < 0 && v >= sys::ucs_status_t_UCS_ERR_LAST as isize).then_some(v as sys::ucs_status_t)
 }
 
+fn closed() -> Error {
+    Error::Closed {
+        connector: "ucx".into(),
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Marks a thread as progressing the worker itself; the background thread
+/// stays out of the way meanwhile and resumes when the last caller leaves.
+struct Caller<'a>(&'a Shared);
+
+impl<'a> Caller<'a> {
+    fn enter(shared: &'a Shared) -> Self {
+        shared.callers.fetch_add(1, Ordering::SeqCst);
+        Caller(shared)
+    }
+}
+
+impl Drop for Caller<'_> {
+    fn drop(&mut self) {
+        if self.0.callers.fetch_sub(1, Ordering::SeqCst) == 1 {
+            if let Some(t) = self.0.thread.get() {
+                t.unpark();
+            }
+        }
+    }
+}
+
 impl Engine {
-    /// Starts the engine thread: context, worker, AM handlers.
+    /// Creates the context (AM, RMA, wakeup) and worker and starts the
+    /// background progress thread.
     pub(crate) fn start() -> Result<Arc<Engine>> {
-        let (cmd_tx, cmd_rx) = channel();
+        let routes: Arc<Routes> = Arc::default();
         let (req_tx, req_rx) = channel();
-        let routes: Arc<Mutex<HashMap<u64, Sender<Frames>>>> = Arc::default();
-        let (ready_tx, ready_rx) = channel::<Result<(WorkerHandle, Vec<u8>)>>();
-        let thread_routes = Arc::clone(&routes);
+        // SAFETY: fresh handles from `init`; the AM handlers get a pointer
+        // to the boxed Callbacks, which lives in State until after the
+        // worker is destroyed.
+        let (state, address, efd) = unsafe {
+            let (context, worker) = init()?;
+            let callbacks = Box::new(Callbacks {
+                worker,
+                inbox: RefCell::new(Vec::new()),
+                max_request: Cell::new(usize::MAX),
+                routes: Arc::clone(&routes),
+            });
+            let mut state = State {
+                context,
+                worker,
+                callbacks,
+                eps: HashMap::new(),
+                next_ep: 1,
+                rma: Rma::new(context, worker),
+                server: None,
+                requests: req_tx,
+                closed: false,
+            };
+            match state.setup() {
+                Ok((address, efd)) => (state, address, efd),
+                Err(e) => {
+                    state.teardown();
+                    return Err(e);
+                }
+            }
+        };
+        let worker = WorkerHandle(state.worker);
+        let shared = Arc::new(Shared {
+            state: Mutex::new(state),
+            worker,
+            efd,
+            callers: AtomicUsize::new(0),
+            stop: AtomicBool::new(false),
+            thread: OnceLock::new(),
+        });
+        let thread_shared = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("proxystore-ucx".into())
-            .spawn(move || run(cmd_rx, req_tx, thread_routes, ready_tx))
-            .map_err(|e| Error::io("spawning the UCX engine thread", e))?;
-        let (worker, address) = ready_rx.recv().map_err(|_| Error::Transport {
-            connector: "ucx".into(),
-            source: "UCX engine died at start".into(),
-        })??;
+            .spawn(move || run(&thread_shared))
+            .map_err(|e| {
+                // SAFETY: no other user of the state exists yet.
+                unsafe { shared.lock().teardown() };
+                Error::io("spawning the UCX progress thread", e)
+            })?;
+        let _ = shared.thread.set(thread.thread().clone());
         Ok(Arc::new(Engine {
-            commands: Mutex::new(cmd_tx),
-            worker,
+            shared,
             address,
             requests: Mutex::new(Some(req_rx)),
             routes,
@@ -167,7 +262,8 @@ impl Engine {
         &self.address
     }
 
-    /// The stream of incoming requests (once: for the data server).
+    /// The stream of incoming requests, for a server loop of its own
+    /// (once; not after [`Engine::serve`]).
     pub(crate) fn take_requests(&self) -> Option<Receiver<(ReplyTo, Frames)>> {
         self.requests
             .lock()
@@ -175,33 +271,45 @@ impl Engine {
             .take()
     }
 
-    fn submit(&self, cmd: Command) -> Result<()> {
-        self.commands
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .send(cmd)
-            .map_err(|_| Error::Closed {
-                connector: "ucx".into(),
-            })?;
-        // SAFETY: the worker outlives every Engine handle (destroyed by the
-        // engine thread after Shutdown, which only Drop sends).
-        unsafe { sys::ucp_worker_signal(self.worker.0) };
+    /// Answers requests with `handler` wherever the worker is progressed
+    /// (once; not after [`Engine::take_requests`]). Requests with a frame
+    /// over `max_frame` bytes are dropped unread.
+    pub(crate) fn serve(&self, handler: InlineHandler, max_frame: u64) -> Result<()> {
+        if self.take_requests().is_none() {
+            return Err(Error::Config(
+                "this UCX worker already has a data server".into(),
+            ));
+        }
+        let mut st = self.shared.lock();
+        st.server = Some(handler);
+        st.callbacks
+            .max_request
+            .set(usize::try_from(max_frame).unwrap_or(usize::MAX));
         Ok(())
     }
 
-    /// Opens an endpoint to the worker at `address`; returns its id.
-    pub(crate) fn connect(&self, address: Vec<u8>, timeout: Duration) -> Result<u64> {
-        let (done, rx) = channel();
-        self.submit(Command::Connect { address, done })?;
-        rx.recv_timeout(timeout).map_err(|_| Error::Timeout {
-            connector: "ucx".into(),
-            op: "connect",
-            after: timeout,
-        })?
+    /// Stops answering requests (they are dropped from now on).
+    pub(crate) fn stop_serving(&self) {
+        self.shared.lock().server = None;
     }
 
-    /// A new connection id whose replies arrive on the returned receiver.
-    pub(crate) fn open_route(&self) -> (u64, Receiver<Frames>) {
+    /// Opens an endpoint to the worker at `address`; returns its id.
+    pub(crate) fn connect(&self, address: &[u8]) -> Result<u64> {
+        let mut st = self.shared.lock();
+        if st.closed {
+            return Err(closed());
+        }
+        // SAFETY: under the lock, live worker.
+        let ep = unsafe { st.create_ep_any(address)? };
+        let id = st.next_ep;
+        st.next_ep += 1;
+        st.eps.insert(id, ep);
+        Ok(id)
+    }
+
+    /// A new connection id whose replies (and send errors) arrive on the
+    /// returned receiver.
+    pub(crate) fn open_route(&self) -> (u64, Receiver<Result<Frames>>) {
         let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = channel();
         self.routes
@@ -217,174 +325,269 @@ impl Engine {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&conn);
-        let _ = self.submit(Command::Close { ep });
+        let mut st = self.shared.lock();
+        if let Some(ep) = st.eps.remove(&ep) {
+            if !st.closed {
+                // SAFETY: a live endpoint of the live worker, under the lock.
+                unsafe { close_ep(ep) };
+            }
+        }
     }
 
-    /// Sends a request on `ep` for connection `conn`, waiting for local
-    /// completion (the buffers are free again) at most `timeout`.
-    pub(crate) fn send(&self, ep: u64, conn: u64, frames: Frames, timeout: Duration) -> Result<()> {
-        let (done, rx) = channel();
-        self.submit(Command::Send {
-            ep,
-            conn,
-            frames,
-            done,
-        })?;
-        rx.recv_timeout(timeout).map_err(|_| Error::Timeout {
-            connector: "ucx".into(),
-            op: "send",
-            after: timeout,
-        })?
+    /// Starts sending a request on `ep` for connection `conn`; the frames
+    /// are kept alive until UCX is done with them, and a failure arrives as
+    /// an error on the connection's route.
+    pub(crate) fn send(&self, ep: u64, conn: u64, frames: Frames) -> Result<()> {
+        let route = self
+            .routes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&conn)
+            .cloned();
+        let st = self.shared.lock();
+        let ep = match st.eps.get(&ep) {
+            Some(&ep) if !st.closed => ep,
+            _ => return Err(closed()),
+        };
+        // SAFETY: a live endpoint, under the lock.
+        unsafe { am_send(ep, AM_REQUEST, conn, frames, true, route) };
+        Ok(())
+    }
+
+    /// The next message on `rx` within `timeout`, progressing the worker
+    /// on this thread while the wait is short.
+    pub(crate) fn wait<T>(&self, rx: &Receiver<T>, timeout: Duration) -> Option<T> {
+        let deadline = Instant::now() + timeout;
+        {
+            let _caller = Caller::enter(&self.shared);
+            let mut last_event = Instant::now();
+            loop {
+                if let Ok(v) = rx.try_recv() {
+                    return Some(v);
+                }
+                let now = Instant::now();
+                if now >= deadline {
+                    return None;
+                }
+                if now - last_event > CALLER_SPIN {
+                    break;
+                }
+                let guard = match self.shared.state.try_lock() {
+                    Ok(g) => Some(g),
+                    Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
+                    Err(TryLockError::WouldBlock) => None,
+                };
+                match guard {
+                    Some(mut st) => {
+                        // SAFETY: under the lock.
+                        if unsafe { st.progress() } > 0 {
+                            last_event = Instant::now();
+                        }
+                    }
+                    None => std::hint::spin_loop(),
+                }
+            }
+        }
+        // Long wait: the background thread progresses, we sleep.
+        rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .ok()
     }
 
     /// A one-sided read descriptor for `data` (registered on first use), or
     /// `None` if UCX could not register it.
-    pub(crate) fn expose(&self, data: Bytes, timeout: Duration) -> Option<Bytes> {
-        let (done, rx) = channel();
-        self.submit(Command::Expose { data, done }).ok()?;
-        rx.recv_timeout(timeout).ok().flatten()
+    pub(crate) fn expose(&self, data: Bytes) -> Option<Bytes> {
+        let mut st = self.shared.lock();
+        if st.closed {
+            return None;
+        }
+        st.rma.expose(data)
     }
 
     /// Reads what `desc` describes from the worker at `owner`, one-sided.
     pub(crate) fn read(&self, owner: Vec<u8>, desc: Bytes, timeout: Duration) -> Result<Bytes> {
         let (done, rx) = channel();
-        self.submit(Command::Read { owner, desc, done })?;
-        rx.recv_timeout(timeout).map_err(|_| Error::Timeout {
+        {
+            let mut st = self.shared.lock();
+            if st.closed {
+                return Err(closed());
+            }
+            st.rma.read(owner, desc, done);
+        }
+        self.wait(&rx, timeout).unwrap_or(Err(Error::Timeout {
             connector: "ucx".into(),
             op: "one-sided read",
             after: timeout,
-        })?
+        }))
     }
 
-    /// Answers a request.
+    /// Answers a request taken from [`Engine::take_requests`].
     pub(crate) fn reply(&self, to: ReplyTo, frames: Frames) -> Result<()> {
-        self.submit(Command::Reply { to, frames })
+        let st = self.shared.lock();
+        if st.closed {
+            return Err(closed());
+        }
+        // SAFETY: the endpoint UCX gave with the request, under the lock.
+        unsafe { am_send(to.ep, AM_REPLY, to.conn, frames, false, None) };
+        Ok(())
     }
 }
 
 impl Drop for Engine {
     fn drop(&mut self) {
-        let _ = self.submit(Command::Shutdown);
+        self.shared.stop.store(true, Ordering::Release);
+        // SAFETY: the worker is alive until the teardown below.
+        unsafe { sys::ucp_worker_signal(self.shared.worker.0) };
         if let Some(t) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            t.thread().unpark();
             let _ = t.join();
         }
+        // SAFETY: the progress thread has exited; we hold the lock.
+        unsafe { self.shared.lock().teardown() };
     }
 }
 
-/// The engine thread.
-fn run(
-    commands: Receiver<Command>,
-    requests: Sender<(ReplyTo, Frames)>,
-    routes: Arc<Mutex<HashMap<u64, Sender<Frames>>>>,
-    ready: Sender<Result<(WorkerHandle, Vec<u8>)>>,
-) {
-    // SAFETY: every UCX call below happens on this thread, on handles this
-    // thread created, in the order UCX documents (init, worker, handlers,
-    // progress, close endpoints, destroy worker, cleanup).
-    unsafe {
-        let (context, worker) = match init() {
-            Ok(cw) => cw,
-            Err(e) => {
-                let _ = ready.send(Err(e));
-                return;
-            }
+/// The background progress thread.
+fn run(shared: &Shared) {
+    let mut idle_since: Option<Instant> = None;
+    while !shared.stop.load(Ordering::Acquire) {
+        if shared.callers.load(Ordering::SeqCst) > 0 {
+            std::thread::park_timeout(SLEEP_MAX);
+            idle_since = None;
+            continue;
+        }
+        // SAFETY: under the lock.
+        if unsafe { shared.lock().progress() } > 0 {
+            idle_since = None;
+            continue;
+        }
+        let since = *idle_since.get_or_insert_with(Instant::now);
+        if since.elapsed() < SPIN {
+            std::hint::spin_loop();
+            continue;
+        }
+        // Arm under the lock, sleep without it until network activity, a
+        // signal, or the next sweep; arm says BUSY when events are pending.
+        let armed = {
+            let mut st = shared.lock();
+            st.rma.sweep();
+            // SAFETY: under the lock, live worker.
+            !st.closed && unsafe { sys::ucp_worker_arm(st.worker) } == sys::ucs_status_t_UCS_OK
         };
-        let callbacks = Box::new(Callbacks {
-            worker,
-            requests,
-            routes,
-        });
-        let arg = (&*callbacks as *const Callbacks)
+        if armed {
+            let mut fd = libc::pollfd {
+                fd: shared.efd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd; the efd lives as long as the worker.
+            unsafe { libc::poll(&mut fd, 1, SLEEP_MAX.as_millis() as libc::c_int) };
+        }
+    }
+}
+
+impl State {
+    /// Registers the AM handlers; returns the worker address and event fd.
+    unsafe fn setup(&mut self) -> Result<(Vec<u8>, i32)> {
+        let arg = (&*self.callbacks as *const Callbacks)
             .cast_mut()
             .cast::<c_void>();
-        for (id, cb) in [
-            (AM_REQUEST, on_message::<AM_REQUEST> as AmCallback),
-            (AM_REPLY, on_message::<AM_REPLY> as AmCallback),
-        ] {
-            let param = sys::ucp_am_handler_param_t {
-                field_mask: (sys::ucp_am_handler_param_field_UCP_AM_HANDLER_PARAM_FIELD_ID
-                    | sys::ucp_am_handler_param_field_UCP_AM_HANDLER_PARAM_FIELD_CB
-                    | sys::ucp_am_handler_param_field_UCP_AM_HANDLER_PARAM_FIELD_ARG)
-                    as u64,
-                id,
-                flags: 0,
-                cb: Some(cb),
-                arg,
-            };
-            let st = sys::ucp_worker_set_am_recv_handler(worker, &param);
-            if st != sys::ucs_status_t_UCS_OK {
-                let _ = ready.send(Err(status_error("ucp_worker_set_am_recv_handler", st)));
-                sys::ucp_worker_destroy(worker);
-                sys::ucp_cleanup(context);
-                return;
-            }
-        }
-        let mut addr_ptr: *mut sys::ucp_address_t = ptr::null_mut();
-        let mut addr_len = 0usize;
-        let st = sys::ucp_worker_get_address(worker, &mut addr_ptr, &mut addr_len);
-        if st != sys::ucs_status_t_UCS_OK {
-            let _ = ready.send(Err(status_error("ucp_worker_get_address", st)));
-            sys::ucp_worker_destroy(worker);
-            sys::ucp_cleanup(context);
-            return;
-        }
-        let address = std::slice::from_raw_parts(addr_ptr.cast::<u8>(), addr_len).to_vec();
-        sys::ucp_worker_release_address(worker, addr_ptr);
-        let _ = ready.send(Ok((WorkerHandle(worker), address)));
-
-        let mut rma = crate::rma::Rma::new(context, worker);
-        let mut eps: HashMap<u64, Ep> = HashMap::new();
-        let mut next_ep = 1u64;
-        let mut idle_since: Option<Instant> = None;
-        'outer: loop {
-            loop {
-                match commands.try_recv() {
-                    Ok(Command::Shutdown) | Err(std::sync::mpsc::TryRecvError::Disconnected) => {
-                        break 'outer
-                    }
-                    Ok(Command::Expose { data, done }) => {
-                        let _ = done.send(rma.expose(data));
-                    }
-                    Ok(Command::Read { owner, desc, done }) => {
-                        idle_since = None;
-                        rma.read(owner, desc, done);
-                    }
-                    Ok(cmd) => {
-                        idle_since = None;
-                        handle(worker, cmd, &mut eps, &mut next_ep);
-                    }
-                    Err(std::sync::mpsc::TryRecvError::Empty) => break,
+        // SAFETY: live worker; `arg` outlives it (see Engine::start).
+        unsafe {
+            for (id, cb) in [
+                (AM_REQUEST, on_message::<AM_REQUEST> as AmCallback),
+                (AM_REPLY, on_message::<AM_REPLY> as AmCallback),
+            ] {
+                let param = sys::ucp_am_handler_param_t {
+                    field_mask: (sys::ucp_am_handler_param_field_UCP_AM_HANDLER_PARAM_FIELD_ID
+                        | sys::ucp_am_handler_param_field_UCP_AM_HANDLER_PARAM_FIELD_CB
+                        | sys::ucp_am_handler_param_field_UCP_AM_HANDLER_PARAM_FIELD_ARG)
+                        as u64,
+                    id,
+                    flags: 0,
+                    cb: Some(cb),
+                    arg,
+                };
+                let st = sys::ucp_worker_set_am_recv_handler(self.worker, &param);
+                if st != sys::ucs_status_t_UCS_OK {
+                    return Err(status_error("ucp_worker_set_am_recv_handler", st));
                 }
             }
-            if sys::ucp_worker_progress(worker) > 0 {
-                idle_since = None;
-                continue;
+            let mut efd = -1;
+            let st = sys::ucp_worker_get_efd(self.worker, &mut efd);
+            if st != sys::ucs_status_t_UCS_OK {
+                return Err(status_error("ucp_worker_get_efd", st));
             }
-            rma.sweep();
-            let since = *idle_since.get_or_insert_with(Instant::now);
-            if since.elapsed() < SPIN {
-                continue;
+            let mut addr_ptr: *mut sys::ucp_address_t = ptr::null_mut();
+            let mut addr_len = 0usize;
+            let st = sys::ucp_worker_get_address(self.worker, &mut addr_ptr, &mut addr_len);
+            if st != sys::ucs_status_t_UCS_OK {
+                return Err(status_error("ucp_worker_get_address", st));
             }
-            // Sleep until network activity or a command's signal; arm says
-            // BUSY when events are already pending.
-            if sys::ucp_worker_arm(worker) == sys::ucs_status_t_UCS_OK {
-                sys::ucp_worker_wait(worker);
+            let address = std::slice::from_raw_parts(addr_ptr.cast::<u8>(), addr_len).to_vec();
+            sys::ucp_worker_release_address(self.worker, addr_ptr);
+            Ok((address, efd))
+        }
+    }
+
+    /// Progresses the worker once and answers the requests it delivered;
+    /// returns how many events there were.
+    unsafe fn progress(&mut self) -> usize {
+        if self.closed {
+            return 0;
+        }
+        // SAFETY: live worker, under the lock (the caller's contract).
+        let mut events = unsafe { sys::ucp_worker_progress(self.worker) } as usize;
+        let inbox = std::mem::take(&mut *self.callbacks.inbox.borrow_mut());
+        events += inbox.len();
+        for (to, frames) in inbox {
+            match &self.server {
+                Some(handler) => {
+                    let rma = &mut self.rma;
+                    if let Some(reply) = handler(frames, &mut |d| rma.expose(d.clone())) {
+                        // SAFETY: the endpoint UCX gave with the request.
+                        unsafe { am_send(to.ep, AM_REPLY, to.conn, reply, false, None) };
+                    }
+                }
+                None => {
+                    let _ = self.requests.send((to, frames));
+                }
             }
         }
-        rma.shutdown();
-        for (_, ep) in eps.drain() {
-            close_ep(worker, ep);
+        events
+    }
+
+    /// An endpoint with peer-failure detection, or without it where the
+    /// transports refuse it (shared memory in UCX 1.13): request timeouts
+    /// still bound every wait.
+    unsafe fn create_ep_any(&mut self, address: &[u8]) -> Result<Ep> {
+        // SAFETY: live worker, under the lock.
+        unsafe { connect_ep(self.worker, address) }
+    }
+
+    /// Releases every UCX resource; idempotent.
+    unsafe fn teardown(&mut self) {
+        if self.closed {
+            return;
         }
-        // Let the closes and any last sends finish.
-        let deadline = Instant::now() + Duration::from_millis(200);
-        while Instant::now() < deadline && sys::ucp_worker_progress(worker) > 0 {}
-        sys::ucp_worker_destroy(worker);
-        drop(callbacks);
-        sys::ucp_cleanup(context);
+        self.closed = true;
+        self.server = None;
+        // SAFETY: handles of this state, released once, in UCX's order.
+        unsafe {
+            self.rma.shutdown();
+            for (_, ep) in self.eps.drain() {
+                close_ep(ep);
+            }
+            // Let the closes and any last sends finish.
+            let deadline = Instant::now() + Duration::from_millis(200);
+            while Instant::now() < deadline && sys::ucp_worker_progress(self.worker) > 0 {}
+            sys::ucp_worker_destroy(self.worker);
+            sys::ucp_cleanup(self.context);
+        }
     }
 }
 
-/// Creates the context (AM, RMA, wakeup) and a single-threaded worker.
+/// Creates the context (AM, RMA, wakeup) and a worker in serialized mode
+/// (any thread, one at a time: the engine lock).
 unsafe fn init() -> Result<(sys::ucp_context_h, sys::ucp_worker_h)> {
     // SAFETY: plain UCX setup calls with initialized parameter
     // structs; failures release what was created.
@@ -418,7 +621,7 @@ unsafe fn init() -> Result<(sys::ucp_context_h, sys::ucp_worker_h)> {
         }
         let wparams = sys::ucp_worker_params_t {
             field_mask: sys::ucp_worker_params_field_UCP_WORKER_PARAM_FIELD_THREAD_MODE as u64,
-            thread_mode: sys::ucs_thread_mode_t_UCS_THREAD_MODE_SINGLE,
+            thread_mode: sys::ucs_thread_mode_t_UCS_THREAD_MODE_SERIALIZED,
             ..Default::default()
         };
         let mut worker: sys::ucp_worker_h = ptr::null_mut();
@@ -431,59 +634,14 @@ unsafe fn init() -> Result<(sys::ucp_context_h, sys::ucp_worker_h)> {
     }
 }
 
-/// Runs one command on the engine thread.
-unsafe fn handle(
-    worker: sys::ucp_worker_h,
-    cmd: Command,
-    eps: &mut HashMap<u64, Ep>,
-    next_ep: &mut u64,
-) {
-    // SAFETY: called only on the engine thread with its live
-    // worker; endpoint handles come from `eps`, which this thread owns.
-    unsafe {
-        match cmd {
-            Command::Connect { address, done } => {
-                // Peer failure detection first; transports without it (shared
-                // memory in UCX 1.13) refuse, and then the endpoint is made
-                // without it: request timeouts still bound every wait.
-                let result = create_ep(worker, &address, true)
-                    .or_else(|_| create_ep(worker, &address, false));
-                let _ = done.send(result.map(|ep| {
-                    let id = *next_ep;
-                    *next_ep += 1;
-                    eps.insert(id, ep);
-                    id
-                }));
-            }
-            Command::Send {
-                ep,
-                conn,
-                frames,
-                done,
-            } => match eps.get(&ep) {
-                Some(&ep) => am_send(ep, AM_REQUEST, conn, frames, true, Some(done)),
-                None => {
-                    let _ = done.send(Err(Error::Closed {
-                        connector: "ucx".into(),
-                    }));
-                }
-            },
-            Command::Reply { to, frames } => am_send(to.ep, AM_REPLY, to.conn, frames, false, None),
-            Command::Close { ep } => {
-                if let Some(ep) = eps.remove(&ep) {
-                    close_ep(worker, ep);
-                }
-            }
-            Command::Shutdown | Command::Expose { .. } | Command::Read { .. } => {}
-        }
-    }
+/// An endpoint to `address`, with peer-failure detection where the
+/// transports allow it (shared memory in UCX 1.13 refuses it).
+pub(crate) unsafe fn connect_ep(worker: sys::ucp_worker_h, address: &[u8]) -> Result<Ep> {
+    // SAFETY: the caller's: live worker, under the lock.
+    unsafe { create_ep(worker, address, true).or_else(|_| create_ep(worker, address, false)) }
 }
 
-pub(crate) unsafe fn create_ep(
-    worker: sys::ucp_worker_h,
-    address: &[u8],
-    peer_errors: bool,
-) -> Result<Ep> {
+unsafe fn create_ep(worker: sys::ucp_worker_h, address: &[u8], peer_errors: bool) -> Result<Ep> {
     let mut field_mask = sys::ucp_ep_params_field_UCP_EP_PARAM_FIELD_REMOTE_ADDRESS as u64;
     if peer_errors {
         field_mask |= (sys::ucp_ep_params_field_UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE
@@ -516,7 +674,7 @@ unsafe extern "C" fn on_ep_error(_arg: *mut c_void, _ep: sys::ucp_ep_h, status: 
     tracing::debug!(status, "ucx endpoint failed");
 }
 
-pub(crate) unsafe fn close_ep(_worker: sys::ucp_worker_h, ep: Ep) {
+pub(crate) unsafe fn close_ep(ep: Ep) {
     let param = sys::ucp_request_param_t {
         op_attr_mask: sys::ucp_op_attr_t_UCP_OP_ATTR_FIELD_FLAGS,
         flags: sys::ucp_ep_close_flags_t_UCP_EP_CLOSE_FLAG_FORCE,

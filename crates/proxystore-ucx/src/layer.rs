@@ -10,12 +10,11 @@ use base64::Engine as _;
 use bytes::Bytes;
 use proxystore_core::{Error, ObjectId, Result};
 use proxystore_peer::wire::Limits;
-use proxystore_peer::{ClientSocket, Frames, ServerSocket, SocketLayer};
+use proxystore_peer::{ClientSocket, Frames, Handler, InlineServer, ServerSocket, SocketLayer};
 
 use crate::engine::{Engine, ReplyTo};
 
 const SCHEME: &str = "ucx://";
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The UCX socket layer: one engine (UCP worker and its thread) per layer,
 /// started on first use.
@@ -59,7 +58,16 @@ pub struct UcxClient {
     address: String,
     ep: u64,
     conn: u64,
-    replies: Receiver<Frames>,
+    replies: Receiver<Result<Frames>>,
+}
+
+/// Keeps a worker answering requests (see [`SocketLayer::serve_inline`]).
+struct Serving(Arc<Engine>);
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        self.0.stop_serving();
+    }
 }
 
 impl SocketLayer for UcxLayer {
@@ -71,11 +79,7 @@ impl SocketLayer for UcxLayer {
     }
 
     fn bind(&self, endpoint: &str, limits: &Limits) -> Result<(UcxServer, String)> {
-        if endpoint != SCHEME {
-            return Err(Error::Config(format!(
-                "ucx endpoint '{endpoint}': only '{SCHEME}' (this process's UCP worker) can be served; choose transports with UCX_TLS and devices with UCX_NET_DEVICES"
-            )));
-        }
+        check_endpoint(endpoint)?;
         let engine = self.engine()?;
         let requests = engine
             .take_requests()
@@ -91,12 +95,35 @@ impl SocketLayer for UcxLayer {
         ))
     }
 
+    /// Requests are answered wherever the worker is progressed: by the
+    /// engine's background thread, or by a thread of this process waiting
+    /// for its own reply.
+    fn serve_inline(
+        &self,
+        endpoint: &str,
+        handler: &Handler,
+    ) -> Option<Result<(InlineServer, String)>> {
+        let served = check_endpoint(endpoint).and_then(|()| {
+            let engine = self.engine()?;
+            let h = handler.clone();
+            engine.serve(
+                Box::new(move |frames, expose| {
+                    h.handle_exposing(frames, &mut |_, data| expose(data))
+                }),
+                handler.limits().max_frame(),
+            )?;
+            let address = format!("{SCHEME}{}", b64().encode(engine.address()));
+            Ok((Box::new(Serving(engine)) as InlineServer, address))
+        });
+        Some(served)
+    }
+
     fn any_port(&self, _endpoint: &str) -> String {
         SCHEME.into()
     }
 
     fn expose(&self, _id: ObjectId, data: &Bytes) -> Option<Bytes> {
-        self.engine().ok()?.expose(data.clone(), EXPOSE_TIMEOUT)
+        self.engine().ok()?.expose(data.clone())
     }
 
     fn reads_remote(&self) -> bool {
@@ -120,12 +147,10 @@ impl SocketLayer for UcxLayer {
     fn connect(&self, address: &str, _limits: &Limits) -> Result<UcxClient> {
         let blob = worker_address(address)?;
         let engine = self.engine()?;
-        let ep = engine
-            .connect(blob, CONNECT_TIMEOUT)
-            .map_err(|e| Error::PeerUnreachable {
-                address: abbreviate(address),
-                reason: format!("connect: {e}"),
-            })?;
+        let ep = engine.connect(&blob).map_err(|e| Error::PeerUnreachable {
+            address: abbreviate(address),
+            reason: format!("connect: {e}"),
+        })?;
         let (conn, replies) = engine.open_route();
         Ok(UcxClient {
             engine,
@@ -145,8 +170,14 @@ pub fn one_sided_reads() -> u64 {
     ONE_SIDED_READS.load(std::sync::atomic::Ordering::Relaxed)
 }
 
-/// How long the data server waits for the engine to register an object.
-const EXPOSE_TIMEOUT: Duration = Duration::from_secs(5);
+fn check_endpoint(endpoint: &str) -> Result<()> {
+    if endpoint != SCHEME {
+        return Err(Error::Config(format!(
+            "ucx endpoint '{endpoint}': only '{SCHEME}' (this process's UCP worker) can be served; choose transports with UCX_TLS and devices with UCX_NET_DEVICES"
+        )));
+    }
+    Ok(())
+}
 
 /// The worker address inside `ucx://<base64url>`.
 fn worker_address(address: &str) -> Result<Vec<u8>> {
@@ -218,20 +249,32 @@ impl ServerSocket for UcxServer {
 }
 
 impl ClientSocket for UcxClient {
-    fn send(&mut self, frames: Frames, timeout: Duration) -> Result<()> {
+    fn send(&mut self, frames: Frames, _timeout: Duration) -> Result<()> {
+        // Never blocks: UCX queues the message; a failure arrives as an
+        // error on this connection's replies.
         self.engine
-            .send(self.ep, self.conn, frames, timeout)
-            .map_err(|e| match e {
-                Error::PeerUnreachable { reason, .. } => Error::PeerUnreachable {
-                    address: abbreviate(&self.address),
-                    reason,
-                },
-                other => other,
-            })
+            .send(self.ep, self.conn, frames)
+            .map_err(|e| self.name_peer(e))
     }
 
     fn recv(&mut self, timeout: Duration) -> Result<Option<Frames>> {
-        Ok(self.replies.recv_timeout(timeout).ok())
+        self.engine
+            .wait(&self.replies, timeout)
+            .transpose()
+            .map_err(|e| self.name_peer(e))
+    }
+}
+
+impl UcxClient {
+    /// Puts the peer's address into errors the engine could not name.
+    fn name_peer(&self, e: Error) -> Error {
+        match e {
+            Error::PeerUnreachable { reason, .. } => Error::PeerUnreachable {
+                address: abbreviate(&self.address),
+                reason,
+            },
+            other => other,
+        }
     }
 }
 

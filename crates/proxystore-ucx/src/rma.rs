@@ -1,4 +1,4 @@
-//! One-sided reads (engine-thread side): stored objects are registered with
+//! One-sided reads (under the engine lock): stored objects are registered with
 //! UCX on first remote request and described by `[address u64][length
 //! u64][packed rkey]`; a reader unpacks the rkey once per owner endpoint and
 //! `ucp_get`s the bytes into its own buffer. A registration keeps a clone
@@ -16,7 +16,7 @@ use bytes::Bytes;
 use proxystore_core::{Error, Result};
 use ucx_sys as sys;
 
-use crate::engine::{close_ep, create_ep, ptr_status, status_error, Ep};
+use crate::engine::{close_ep, connect_ep, ptr_status, status_error, Ep};
 
 /// How long a registration outlives its last use.
 pub(crate) const GRACE: Duration = Duration::from_secs(60);
@@ -30,7 +30,7 @@ struct Registration {
     last_used: Instant,
 }
 
-/// The one-sided state of an engine; lives on the engine thread.
+/// The one-sided state of an engine; used under the engine lock.
 pub(crate) struct Rma {
     context: sys::ucp_context_h,
     worker: sys::ucp_worker_h,
@@ -128,11 +128,8 @@ impl Rma {
         let ep = match self.eps.get(&owner) {
             Some(&ep) => ep,
             None => {
-                // SAFETY: engine thread, live worker, owner blob outlives the call.
-                let made = unsafe {
-                    create_ep(self.worker, &owner, true)
-                        .or_else(|_| create_ep(self.worker, &owner, false))
-                };
+                // SAFETY: under the engine lock, live worker.
+                let made = unsafe { connect_ep(self.worker, &owner) };
                 match made {
                     Ok(ep) => {
                         self.eps.insert(owner, ep);
@@ -221,7 +218,7 @@ impl Rma {
         self.flush_rkeys();
         for (_, ep) in self.eps.drain() {
             // SAFETY: endpoints of this worker, closed once.
-            unsafe { close_ep(self.worker, ep) };
+            unsafe { close_ep(ep) };
         }
         for (_, r) in self.registered.drain() {
             // SAFETY: as in `sweep`.
