@@ -452,7 +452,9 @@ fn run(shared: &Shared) {
     while !shared.stop.load(Ordering::Acquire) {
         if shared.callers.load(Ordering::SeqCst) > 0 {
             std::thread::park_timeout(SLEEP_MAX);
-            idle_since = None;
+            // Callers just left and will likely be back: one pass, then
+            // sleep rather than spin beside them.
+            idle_since = Instant::now().checked_sub(SPIN);
             continue;
         }
         // SAFETY: under the lock.
