@@ -390,7 +390,7 @@ impl<L: SocketLayer> PeerConnector<L> {
             .collect::<Result<Vec<_>>>()?;
         if local {
             for (key, d) in keys.iter().zip(data) {
-                self.table.insert(key.id(), d);
+                self.table.insert(key.id(), self.layer.stage(d));
             }
         } else {
             let items = keys

@@ -72,6 +72,13 @@ pub trait SocketLayer: Send + Sync + 'static {
         None
     }
 
+    /// The object this process is about to store and serve, moved where
+    /// the transport reads it fastest from (UCX: registered memory that
+    /// shared-memory peers map directly). The default keeps it in place.
+    fn stage(&self, data: Bytes) -> Bytes {
+        data
+    }
+
     /// Whether this process reads objects one-sided when an owner offers a
     /// descriptor (sets [`ACCEPTS_REMOTE`](crate::wire::ACCEPTS_REMOTE)).
     fn reads_remote(&self) -> bool {

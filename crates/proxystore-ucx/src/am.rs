@@ -10,7 +10,9 @@ use bytes::Bytes;
 use proxystore_core::Result;
 use ucx_sys as sys;
 
-use crate::engine::{ptr_status, status_error, Callbacks, Ep, Frames, ReplyTo, AM_REQUEST};
+use crate::engine::{
+    ptr_status, status_error, Callbacks, Ep, Frames, ReplyTo, AM_RELEASE, AM_REQUEST,
+};
 
 /// Where a failed send reports: the route of the connection waiting for
 /// the reply.
@@ -24,6 +26,9 @@ struct SendCtx {
     iov: Vec<sys::ucp_dt_iov_t>,
     on_error: OnError,
 }
+
+/// A release message is 24 bytes; anything much larger is not one.
+const RELEASE_MAX: usize = 64;
 
 /// `ucp_dt_make_contig(1)`: a contiguous buffer of bytes.
 const CONTIG_BYTES: sys::ucp_datatype_t = ((1 as sys::ucp_datatype_t)
@@ -251,11 +256,12 @@ unsafe fn on_am(
         };
         let p = &*param;
         let rndv = p.recv_attr & sys::ucp_am_recv_attr_t_UCP_AM_RECV_ATTR_FLAG_RNDV as u64 != 0;
-        let too_big = kind == AM_REQUEST
-            && head
-                .lens
-                .iter()
-                .any(|&l| l > (*callbacks).max_request.get());
+        let limit = match kind {
+            AM_REQUEST => (*callbacks).max_request.get(),
+            AM_RELEASE => RELEASE_MAX,
+            _ => usize::MAX,
+        };
+        let too_big = head.lens.iter().any(|&l| l > limit);
         if head.data_len() != len || too_big {
             // Not a message we accept: drop it unread.
             if rndv {
@@ -356,7 +362,9 @@ fn deliver(callbacks: &Callbacks, kind: u32, head: Header, reply_ep: Ep, all: By
         frames.push(all.slice(at..at + l));
         at += l;
     }
-    if kind == AM_REQUEST {
+    if kind == AM_RELEASE {
+        callbacks.releases.borrow_mut().extend(frames);
+    } else if kind == AM_REQUEST {
         if !reply_ep.0.is_null() {
             callbacks
                 .inbox

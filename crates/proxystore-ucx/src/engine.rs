@@ -26,12 +26,15 @@ use proxystore_core::{Error, Result};
 use ucx_sys as sys;
 
 use crate::am::{am_send, on_message, AmCallback};
+use crate::arena::{Arena, Context};
 use crate::rma::Rma;
 
 /// AM id of requests to a data server.
 pub(crate) const AM_REQUEST: u32 = 1;
 /// AM id of replies to a client connection.
 pub(crate) const AM_REPLY: u32 = 2;
+/// AM id of a reader's release of a one-sided read descriptor.
+pub(crate) const AM_RELEASE: u32 = 3;
 
 /// How long the background thread spins on an idle worker before sleeping.
 const SPIN: Duration = Duration::from_micros(200);
@@ -87,6 +90,8 @@ pub(crate) struct Callbacks {
     pub(crate) worker: sys::ucp_worker_h,
     /// Requests delivered during the current progress call.
     pub(crate) inbox: RefCell<Vec<(ReplyTo, Frames)>>,
+    /// Releases of read descriptors, from readers.
+    pub(crate) releases: RefCell<Vec<Bytes>>,
     /// Requests with a larger frame are dropped before they are received.
     pub(crate) max_request: Cell<usize>,
     pub(crate) routes: Arc<Routes>,
@@ -94,7 +99,8 @@ pub(crate) struct Callbacks {
 
 /// Everything that calls UCX; only touched under the lock.
 struct State {
-    context: sys::ucp_context_h,
+    /// Cleaned up when the arena's last slab is gone too.
+    _context: Arc<Context>,
     worker: sys::ucp_worker_h,
     callbacks: Box<Callbacks>,
     eps: HashMap<u64, Ep>,
@@ -129,6 +135,7 @@ pub(crate) struct Engine {
     address: Vec<u8>,
     requests: Mutex<Option<Receiver<(ReplyTo, Frames)>>>,
     routes: Arc<Routes>,
+    arena: Arc<Arena>,
     next_conn: AtomicU64,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
@@ -201,27 +208,30 @@ impl Engine {
         // SAFETY: fresh handles from `init`; the AM handlers get a pointer
         // to the boxed Callbacks, which lives in State until after the
         // worker is destroyed.
-        let (state, address, efd) = unsafe {
+        let (state, address, efd, arena) = unsafe {
             let (context, worker) = init()?;
+            let context = Arc::new(Context(context));
+            let arena = Arena::new(Arc::clone(&context));
             let callbacks = Box::new(Callbacks {
                 worker,
                 inbox: RefCell::new(Vec::new()),
+                releases: RefCell::new(Vec::new()),
                 max_request: Cell::new(usize::MAX),
                 routes: Arc::clone(&routes),
             });
             let mut state = State {
-                context,
+                rma: Rma::new(context.0, worker, Arc::clone(&arena)),
+                _context: context,
                 worker,
                 callbacks,
                 eps: HashMap::new(),
                 next_ep: 1,
-                rma: Rma::new(context, worker),
                 server: None,
                 requests: req_tx,
                 closed: false,
             };
             match state.setup() {
-                Ok((address, efd)) => (state, address, efd),
+                Ok((address, efd)) => (state, address, efd, arena),
                 Err(e) => {
                     state.teardown();
                     return Err(e);
@@ -252,6 +262,7 @@ impl Engine {
             address,
             requests: Mutex::new(Some(req_rx)),
             routes,
+            arena,
             next_conn: AtomicU64::new(1),
             thread: Mutex::new(Some(thread)),
         }))
@@ -403,6 +414,22 @@ impl Engine {
         st.rma.expose(data)
     }
 
+    /// `data` copied into registered memory (see `arena`), or `None`.
+    pub(crate) fn stage(&self, data: &Bytes) -> Option<Bytes> {
+        let slab = match self.arena.take(data.len()) {
+            Some(slab) => slab,
+            None => {
+                let st = self.shared.lock();
+                if st.closed {
+                    return None;
+                }
+                // SAFETY: under the lock.
+                unsafe { self.arena.map(data.len())? }
+            }
+        };
+        Some(self.arena.fill(slab, data))
+    }
+
     /// Reads what `desc` describes from the worker at `owner`, one-sided.
     pub(crate) fn read(&self, owner: Vec<u8>, desc: Bytes, timeout: Duration) -> Result<Bytes> {
         let (done, rx) = channel();
@@ -498,6 +525,7 @@ impl State {
             for (id, cb) in [
                 (AM_REQUEST, on_message::<AM_REQUEST> as AmCallback),
                 (AM_REPLY, on_message::<AM_REPLY> as AmCallback),
+                (AM_RELEASE, on_message::<AM_RELEASE> as AmCallback),
             ] {
                 let param = sys::ucp_am_handler_param_t {
                     field_mask: (sys::ucp_am_handler_param_field_UCP_AM_HANDLER_PARAM_FIELD_ID
@@ -539,8 +567,13 @@ impl State {
         }
         // SAFETY: live worker, under the lock (the caller's contract).
         let mut events = unsafe { sys::ucp_worker_progress(self.worker) } as usize;
+        let releases = std::mem::take(&mut *self.callbacks.releases.borrow_mut());
+        for msg in &releases {
+            self.rma.release(msg);
+        }
+        self.rma.send_releases();
         let inbox = std::mem::take(&mut *self.callbacks.inbox.borrow_mut());
-        events += inbox.len();
+        events += inbox.len() + releases.len();
         for (to, frames) in inbox {
             match &self.server {
                 Some(handler) => {
@@ -583,7 +616,6 @@ impl State {
             let deadline = Instant::now() + Duration::from_millis(200);
             while Instant::now() < deadline && sys::ucp_worker_progress(self.worker) > 0 {}
             sys::ucp_worker_destroy(self.worker);
-            sys::ucp_cleanup(self.context);
         }
     }
 }

@@ -126,6 +126,16 @@ impl SocketLayer for UcxLayer {
         self.engine().ok()?.expose(data.clone())
     }
 
+    fn stage(&self, data: Bytes) -> Bytes {
+        if data.len() < proxystore_peer::REMOTE_MIN || !one_sided_enabled() {
+            return data;
+        }
+        match self.engine() {
+            Ok(engine) => engine.stage(&data).unwrap_or(data),
+            Err(_) => data,
+        }
+    }
+
     fn reads_remote(&self) -> bool {
         one_sided_enabled()
     }

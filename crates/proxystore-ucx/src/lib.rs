@@ -16,6 +16,7 @@
 //! memory (for shared memory and RDMA transports) is the next step.
 
 mod am;
+mod arena;
 pub mod baseline;
 mod engine;
 mod layer;

@@ -6,17 +6,21 @@
 //! its last use even if the object is evicted meanwhile: a reader that got
 //! a descriptor never reads freed memory.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::c_void;
 use std::ptr;
 use std::sync::mpsc::Sender;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use proxystore_core::{Error, Result};
 use ucx_sys as sys;
 
-use crate::engine::{close_ep, connect_ep, ptr_status, status_error, Ep};
+use crate::am::am_send;
+use crate::arena::Arena;
+use crate::engine::{close_ep, connect_ep, ptr_status, status_error, Ep, AM_RELEASE};
 
 /// How long a registration outlives its last use.
 pub(crate) const GRACE: Duration = Duration::from_secs(60);
@@ -24,11 +28,24 @@ pub(crate) const GRACE: Duration = Duration::from_secs(60);
 const RKEY_CACHE: usize = 4096;
 
 struct Registration {
-    memh: sys::ucp_mem_h,
+    /// `None` for objects in arena slabs, which stay mapped with the slab.
+    memh: Option<sys::ucp_mem_h>,
     desc: Bytes,
     _data: Bytes,
     last_used: Instant,
+    /// Descriptors handed out whose reads have not been released yet.
+    pins: u32,
+    /// Proves a release comes from a reader that was given a descriptor.
+    token: u64,
 }
+
+/// Unpinned registrations of memory mapped for the occasion stay this long
+/// (a repeated get of the same object reuses the mapping).
+const IDLE_UNPINNED: Duration = Duration::from_secs(5);
+
+/// Releases of finished reads waiting to be sent: `(owner endpoint,
+/// [address u64][length u64][token u64])`.
+type Releases = RefCell<Vec<(Ep, Bytes)>>;
 
 /// The one-sided state of an engine; used under the engine lock.
 pub(crate) struct Rma {
@@ -37,6 +54,8 @@ pub(crate) struct Rma {
     registered: HashMap<(usize, usize), Registration>,
     eps: HashMap<Vec<u8>, Ep>,
     rkeys: HashMap<(usize, Vec<u8>), sys::ucp_rkey_h>,
+    arena: Arc<Arena>,
+    releases: Box<Releases>,
     last_sweep: Instant,
 }
 
@@ -44,27 +63,78 @@ struct ReadCtx {
     buf: Box<[u8]>,
     len: usize,
     done: Sender<Result<Bytes>>,
+    owner: Ep,
+    release: Bytes,
+    releases: *const Releases,
+}
+
+/// `[address u64][length u64][token u64][packed rkey]`.
+fn descriptor(addr: usize, len: usize, token: u64, rkey: &[u8]) -> Bytes {
+    let mut desc = Vec::with_capacity(24 + rkey.len());
+    desc.extend_from_slice(&(addr as u64).to_le_bytes());
+    desc.extend_from_slice(&(len as u64).to_le_bytes());
+    desc.extend_from_slice(&token.to_le_bytes());
+    desc.extend_from_slice(rkey);
+    Bytes::from(desc)
+}
+
+fn le_u64(b: &[u8], at: usize) -> u64 {
+    b.get(at..at + 8)
+        .and_then(|s| s.try_into().ok())
+        .map_or(0, u64::from_le_bytes)
 }
 
 impl Rma {
-    pub(crate) fn new(context: sys::ucp_context_h, worker: sys::ucp_worker_h) -> Self {
+    pub(crate) fn new(
+        context: sys::ucp_context_h,
+        worker: sys::ucp_worker_h,
+        arena: Arc<Arena>,
+    ) -> Self {
         Rma {
             context,
             worker,
             registered: HashMap::new(),
             eps: HashMap::new(),
             rkeys: HashMap::new(),
+            arena,
+            releases: Box::default(),
             last_sweep: Instant::now(),
         }
     }
 
-    /// A descriptor for `data`, registering it on first use.
+    /// A descriptor for `data`, registering it on first use; pinned until
+    /// the reader releases it (or [`GRACE`] passes).
     pub(crate) fn expose(&mut self, data: Bytes) -> Option<Bytes> {
         let key = (data.as_ptr() as usize, data.len());
         if let Some(r) = self.registered.get_mut(&key) {
             r.last_used = Instant::now();
+            r.pins += 1;
             return Some(r.desc.clone());
         }
+        let token = proxystore_core::ObjectId::random().as_u128() as u64;
+        let (memh, desc) = match self.arena.rkey_of(&data) {
+            Some(rkey) => (None, descriptor(key.0, key.1, token, &rkey)),
+            None => {
+                let (memh, rkey) = self.map(&data)?;
+                (Some(memh), descriptor(key.0, key.1, token, &rkey))
+            }
+        };
+        self.registered.insert(
+            key,
+            Registration {
+                memh,
+                desc: desc.clone(),
+                _data: data,
+                last_used: Instant::now(),
+                pins: 1,
+                token,
+            },
+        );
+        Some(desc)
+    }
+
+    /// Registers memory UCX did not allocate; returns it with its rkey.
+    fn map(&mut self, data: &Bytes) -> Option<(sys::ucp_mem_h, Vec<u8>)> {
         let params = sys::ucp_mem_map_params_t {
             field_mask: (sys::ucp_mem_map_params_field_UCP_MEM_MAP_PARAM_FIELD_ADDRESS
                 | sys::ucp_mem_map_params_field_UCP_MEM_MAP_PARAM_FIELD_LENGTH)
@@ -85,29 +155,44 @@ impl Rma {
         let mut rkey_len = 0usize;
         // SAFETY: packs the rkey of the memh just created; the buffer is
         // copied, then released to UCX.
-        let desc = unsafe {
+        unsafe {
             let st = sys::ucp_rkey_pack(self.context, memh, &mut rkey_ptr, &mut rkey_len);
             if st != sys::ucs_status_t_UCS_OK {
                 sys::ucp_mem_unmap(self.context, memh);
                 return None;
             }
-            let mut desc = Vec::with_capacity(16 + rkey_len);
-            desc.extend_from_slice(&(data.as_ptr() as u64).to_le_bytes());
-            desc.extend_from_slice(&(data.len() as u64).to_le_bytes());
-            desc.extend_from_slice(std::slice::from_raw_parts(rkey_ptr.cast::<u8>(), rkey_len));
+            let rkey = std::slice::from_raw_parts(rkey_ptr.cast::<u8>(), rkey_len).to_vec();
             sys::ucp_rkey_buffer_release(rkey_ptr);
-            Bytes::from(desc)
+            Some((memh, rkey))
+        }
+    }
+
+    /// A reader finished with a descriptor (`[address][length][token]`):
+    /// unpin it; an arena object is let go at once, so its slab is reused
+    /// as soon as the object is evicted.
+    pub(crate) fn release(&mut self, msg: &[u8]) {
+        let key = (le_u64(msg, 0) as usize, le_u64(msg, 8) as usize);
+        let token = le_u64(msg, 16);
+        let Some(r) = self.registered.get_mut(&key) else {
+            return;
         };
-        self.registered.insert(
-            key,
-            Registration {
-                memh,
-                desc: desc.clone(),
-                _data: data,
-                last_used: Instant::now(),
-            },
-        );
-        Some(desc)
+        if r.token != token || r.pins == 0 {
+            return; // stale or forged: ignore
+        }
+        r.pins -= 1;
+        if r.pins == 0 && r.memh.is_none() {
+            self.registered.remove(&key);
+        }
+    }
+
+    /// Sends the releases of reads finished since the last call.
+    pub(crate) fn send_releases(&mut self) {
+        let pending = std::mem::take(&mut *self.releases.borrow_mut());
+        for (ep, msg) in pending {
+            // SAFETY: an endpoint in `eps` (closed only at shutdown), under
+            // the engine lock.
+            unsafe { am_send(ep, AM_RELEASE, 0, vec![msg], false, None) };
+        }
     }
 
     /// Starts a one-sided read of what `desc` describes at the worker
@@ -116,15 +201,15 @@ impl Rma {
         let fail = |e: Error| {
             let _ = done.send(Err(e));
         };
-        if desc.len() < 16 {
+        if desc.len() < 24 {
             return fail(Error::Transport {
                 connector: "ucx".into(),
                 source: "remote descriptor too short".into(),
             });
         }
-        let addr = u64::from_le_bytes(desc[0..8].try_into().unwrap_or([0; 8]));
-        let len = u64::from_le_bytes(desc[8..16].try_into().unwrap_or([0; 8])) as usize;
-        let rkey_buf = desc[16..].to_vec();
+        let addr = le_u64(&desc, 0);
+        let len = le_u64(&desc, 8) as usize;
+        let rkey_buf = desc[24..].to_vec();
         let ep = match self.eps.get(&owner) {
             Some(&ep) => ep,
             None => {
@@ -160,6 +245,9 @@ impl Rma {
             buf: crate::pool::take(len.max(1)),
             len,
             done,
+            owner: ep,
+            release: desc.slice(0..24),
+            releases: &*self.releases,
         }));
         let mut param = sys::ucp_request_param_t {
             op_attr_mask: sys::ucp_op_attr_t_UCP_OP_ATTR_FIELD_CALLBACK
@@ -180,11 +268,12 @@ impl Rma {
                 &param,
             );
             if st.is_null() {
-                let ctx = Box::from_raw(ctx);
-                let _ = ctx.done.send(Ok(crate::pool::into_bytes(ctx.buf, ctx.len)));
+                finish_read(*Box::from_raw(ctx), Ok(()));
             } else if let Some(status) = ptr_status(st) {
-                let ctx = Box::from_raw(ctx);
-                let _ = ctx.done.send(Err(status_error("ucp_get_nbx", status)));
+                finish_read(
+                    *Box::from_raw(ctx),
+                    Err(status_error("ucp_get_nbx", status)),
+                );
             }
         }
     }
@@ -197,13 +286,16 @@ impl Rma {
         self.last_sweep = Instant::now();
         let context = self.context;
         self.registered.retain(|_, r| {
-            let keep = r.last_used.elapsed() < GRACE;
-            if !keep {
+            let idle = r.last_used.elapsed();
+            let keep = idle < GRACE && (r.pins > 0 || idle < IDLE_UNPINNED);
+            if let (false, Some(memh)) = (keep, r.memh) {
                 // SAFETY: the memh was created by this context and is dropped here once.
-                unsafe { sys::ucp_mem_unmap(context, r.memh) };
+                unsafe { sys::ucp_mem_unmap(context, memh) };
             }
             keep
         });
+        // SAFETY: under the engine lock (this state's).
+        unsafe { self.arena.trim() };
     }
 
     fn flush_rkeys(&mut self) {
@@ -221,10 +313,21 @@ impl Rma {
             unsafe { close_ep(ep) };
         }
         for (_, r) in self.registered.drain() {
-            // SAFETY: as in `sweep`.
-            unsafe { sys::ucp_mem_unmap(self.context, r.memh) };
+            if let Some(memh) = r.memh {
+                // SAFETY: as in `sweep`.
+                unsafe { sys::ucp_mem_unmap(self.context, memh) };
+            }
         }
     }
+}
+
+/// Hands the bytes (or the error) to the reader and queues the release.
+fn finish_read(ctx: ReadCtx, result: Result<()>) {
+    // SAFETY: `releases` is boxed in the Rma that started the read, which
+    // outlives its requests; only used under the engine lock.
+    unsafe { (*ctx.releases).borrow_mut().push((ctx.owner, ctx.release)) };
+    let out = result.map(|()| crate::pool::into_bytes(ctx.buf, ctx.len));
+    let _ = ctx.done.send(out);
 }
 
 unsafe extern "C" fn on_read_done(
@@ -237,11 +340,11 @@ unsafe extern "C" fn on_read_done(
     unsafe {
         let ctx = Box::from_raw(user_data.cast::<ReadCtx>());
         let result = if status == sys::ucs_status_t_UCS_OK {
-            Ok(crate::pool::into_bytes(ctx.buf, ctx.len))
+            Ok(())
         } else {
             Err(status_error("one-sided read", status))
         };
-        let _ = ctx.done.send(result);
+        finish_read(*ctx, result);
         sys::ucp_request_free(request);
     }
 }

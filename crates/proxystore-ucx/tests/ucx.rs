@@ -60,8 +60,63 @@ fn child_entry() {
             println!("ONE_SIDED_READS={}", proxystore_ucx::one_sided_reads());
             println!("CONSUMER=ok");
         }
+        "slabs" => slab_reuse(&c),
         other => panic!("unknown role {other}"),
     }
+}
+
+/// With one-sided reads on, a put object is staged in a registered slab;
+/// a reader's one-sided get releases it, so once the object is evicted the
+/// next object of its size class lands in the same slab.
+fn slab_reuse(owner: &UcxConnector) {
+    let reader = UcxConnector::open().unwrap();
+    let data = pattern(1 << 20, 3);
+    let key = owner.put(data.clone()).unwrap();
+    let stored = owner.get(&key).unwrap().unwrap();
+    assert_ne!(
+        stored.as_ptr(),
+        data.as_ptr(),
+        "the object was staged (copied)"
+    );
+    let slab = stored.as_ptr();
+    drop(stored);
+    assert_eq!(reader.get(&key).unwrap(), Some(data.clone()));
+    assert_eq!(proxystore_ucx::one_sided_reads(), 1);
+    owner.evict(&key).unwrap();
+    // The reader's release reaches the owner asynchronously, well within
+    // the 5 s after which unreleased registrations are swept anyway.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let reused = loop {
+        let next = owner.put(pattern(1 << 20, 4)).unwrap();
+        let at = owner.get(&next).unwrap().unwrap().as_ptr();
+        assert_eq!(reader.get(&next).unwrap(), Some(pattern(1 << 20, 4)));
+        owner.evict(&next).unwrap();
+        if at == slab {
+            break true;
+        }
+        if Instant::now() > deadline {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    println!("SLAB_REUSED={reused}");
+}
+
+#[test]
+fn released_slabs_are_reused_over_shared_memory() {
+    with_secret();
+    let out = child_command("child_entry", "slabs")
+        .env("UCX_TLS", "posix,cma,self")
+        .env("PROXYSTORE_UCX_ONE_SIDED", "on")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(output_field(&stdout, "SLAB_REUSED"), "true");
 }
 
 /// Starts an owner process with `tls` and returns it with its keys.
