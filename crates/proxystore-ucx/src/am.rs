@@ -10,9 +10,8 @@ use bytes::Bytes;
 use proxystore_core::Result;
 use ucx_sys as sys;
 
-use crate::engine::{
-    ptr_status, status_error, Callbacks, Ep, Frames, ReplyTo, AM_RELEASE, AM_REQUEST,
-};
+use crate::engine::{Callbacks, Frames, ReplyTo, AM_RELEASE, AM_REQUEST};
+use crate::worker::{ptr_status, status_error, Ep};
 
 /// Where a failed send reports: the route of the connection waiting for
 /// the reply.

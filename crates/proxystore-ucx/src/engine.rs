@@ -28,6 +28,7 @@ use ucx_sys as sys;
 use crate::am::{am_send, on_message, AmCallback};
 use crate::arena::{Arena, Context};
 use crate::rma::Rma;
+use crate::worker::{close_ep, connect_ep, init, status_error, Ep};
 
 /// AM id of requests to a data server.
 pub(crate) const AM_REQUEST: u32 = 1;
@@ -64,14 +65,6 @@ pub struct ReplyTo {
     pub(crate) ep: Ep,
     pub(crate) conn: u64,
 }
-
-/// A UCP endpoint handle, only ever used under the engine lock.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) struct Ep(pub(crate) sys::ucp_ep_h);
-
-// SAFETY: the handle is an opaque pointer that is only passed to UCX by
-// the holder of the engine lock.
-unsafe impl Send for Ep {}
 
 /// A raw worker handle for `ucp_worker_signal`, which UCX allows from any
 /// thread.
@@ -138,32 +131,6 @@ pub(crate) struct Engine {
     arena: Arc<Arena>,
     next_conn: AtomicU64,
     thread: Mutex<Option<JoinHandle<()>>>,
-}
-
-pub(crate) fn status_error(what: &str, status: sys::ucs_status_t) -> Error {
-    // SAFETY: ucs_status_string returns a static C string for any status.
-    let text = unsafe { std::ffi::CStr::from_ptr(sys::ucs_status_string(status)) };
-    let reason = format!("{what}: {}", text.to_string_lossy());
-    if status == sys::ucs_status_t_UCS_ERR_UNREACHABLE
-        || status == sys::ucs_status_t_UCS_ERR_CONNECTION_RESET
-        || status == sys::ucs_status_t_UCS_ERR_ENDPOINT_TIMEOUT
-        || status == sys::ucs_status_t_UCS_ERR_CANCELED
-    {
-        return Error::PeerUnreachable {
-            address: "ucx peer".into(),
-            reason,
-        };
-    }
-    Error::Transport {
-        connector: "ucx".into(),
-        source: reason.into(),
-    }
-}
-
-/// `UCS_PTR_IS_ERR`: status pointers are small negative numbers.
-pub(crate) fn ptr_status(p: sys::ucs_status_ptr_t) -> Option<sys::ucs_status_t> {
-    let v = p as isize;
-    (v < 0 && v >= sys::ucs_status_t_UCS_ERR_LAST as isize).then_some(v as sys::ucs_status_t)
 }
 
 fn closed() -> Error {
@@ -616,110 +583,6 @@ impl State {
             let deadline = Instant::now() + Duration::from_millis(200);
             while Instant::now() < deadline && sys::ucp_worker_progress(self.worker) > 0 {}
             sys::ucp_worker_destroy(self.worker);
-        }
-    }
-}
-
-/// Creates the context (AM, RMA, wakeup) and a worker in serialized mode
-/// (any thread, one at a time: the engine lock).
-unsafe fn init() -> Result<(sys::ucp_context_h, sys::ucp_worker_h)> {
-    // SAFETY: plain UCX setup calls with initialized parameter
-    // structs; failures release what was created.
-    unsafe {
-        let mut config: *mut sys::ucp_config_t = ptr::null_mut();
-        let st = sys::ucp_config_read(ptr::null(), ptr::null(), &mut config);
-        if st != sys::ucs_status_t_UCS_OK {
-            return Err(status_error(
-                "ucp_config_read (check UCX_* environment variables)",
-                st,
-            ));
-        }
-        let params = sys::ucp_params_t {
-            field_mask: sys::ucp_params_field_UCP_PARAM_FIELD_FEATURES as u64,
-            features: (sys::ucp_feature_UCP_FEATURE_AM
-                | sys::ucp_feature_UCP_FEATURE_RMA
-                | sys::ucp_feature_UCP_FEATURE_WAKEUP) as u64,
-            ..Default::default()
-        };
-        let mut context: sys::ucp_context_h = ptr::null_mut();
-        let st = sys::ucp_init_version(
-            sys::UCP_API_MAJOR,
-            sys::UCP_API_MINOR,
-            &params,
-            config,
-            &mut context,
-        );
-        sys::ucp_config_release(config);
-        if st != sys::ucs_status_t_UCS_OK {
-            return Err(status_error("ucp_init", st));
-        }
-        let wparams = sys::ucp_worker_params_t {
-            field_mask: sys::ucp_worker_params_field_UCP_WORKER_PARAM_FIELD_THREAD_MODE as u64,
-            thread_mode: sys::ucs_thread_mode_t_UCS_THREAD_MODE_SERIALIZED,
-            ..Default::default()
-        };
-        let mut worker: sys::ucp_worker_h = ptr::null_mut();
-        let st = sys::ucp_worker_create(context, &wparams, &mut worker);
-        if st != sys::ucs_status_t_UCS_OK {
-            sys::ucp_cleanup(context);
-            return Err(status_error("ucp_worker_create", st));
-        }
-        Ok((context, worker))
-    }
-}
-
-/// An endpoint to `address`, with peer-failure detection where the
-/// transports allow it (shared memory in UCX 1.13 refuses it).
-pub(crate) unsafe fn connect_ep(worker: sys::ucp_worker_h, address: &[u8]) -> Result<Ep> {
-    // SAFETY: the caller's: live worker, under the lock.
-    unsafe { create_ep(worker, address, true).or_else(|_| create_ep(worker, address, false)) }
-}
-
-unsafe fn create_ep(worker: sys::ucp_worker_h, address: &[u8], peer_errors: bool) -> Result<Ep> {
-    let mut field_mask = sys::ucp_ep_params_field_UCP_EP_PARAM_FIELD_REMOTE_ADDRESS as u64;
-    if peer_errors {
-        field_mask |= (sys::ucp_ep_params_field_UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE
-            | sys::ucp_ep_params_field_UCP_EP_PARAM_FIELD_ERR_HANDLER) as u64;
-    }
-    let params = sys::ucp_ep_params_t {
-        field_mask,
-        address: address.as_ptr().cast(),
-        err_mode: sys::ucp_err_handling_mode_t_UCP_ERR_HANDLING_MODE_PEER,
-        err_handler: sys::ucp_err_handler_t {
-            cb: Some(on_ep_error),
-            arg: ptr::null_mut(),
-        },
-        ..Default::default()
-    };
-    let mut ep: sys::ucp_ep_h = ptr::null_mut();
-    // SAFETY: `address` is a worker address blob that outlives the call;
-    // `worker` is this thread's live worker.
-    let st = unsafe { sys::ucp_ep_create(worker, &params, &mut ep) };
-    if st == sys::ucs_status_t_UCS_OK {
-        Ok(Ep(ep))
-    } else {
-        Err(status_error("ucp_ep_create", st))
-    }
-}
-
-/// A peer failed: its pending operations complete with errors (which the
-/// callers see); the endpoint is closed when its connection is dropped.
-unsafe extern "C" fn on_ep_error(_arg: *mut c_void, _ep: sys::ucp_ep_h, status: sys::ucs_status_t) {
-    tracing::debug!(status, "ucx endpoint failed");
-}
-
-pub(crate) unsafe fn close_ep(ep: Ep) {
-    let param = sys::ucp_request_param_t {
-        op_attr_mask: sys::ucp_op_attr_t_UCP_OP_ATTR_FIELD_FLAGS,
-        flags: sys::ucp_ep_close_flags_t_UCP_EP_CLOSE_FLAG_FORCE,
-        ..Default::default()
-    };
-    // SAFETY: `ep` is a live endpoint of this thread's worker; a returned
-    // request may be freed at once (UCX releases it on completion).
-    unsafe {
-        let req = sys::ucp_ep_close_nbx(ep.0, &param);
-        if !req.is_null() && ptr_status(req).is_none() {
-            sys::ucp_request_free(req);
         }
     }
 }

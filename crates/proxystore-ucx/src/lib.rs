@@ -22,6 +22,7 @@ mod engine;
 mod layer;
 mod pool;
 mod rma;
+mod worker;
 
 use std::sync::Arc;
 

@@ -20,7 +20,8 @@ use ucx_sys as sys;
 
 use crate::am::am_send;
 use crate::arena::Arena;
-use crate::engine::{close_ep, connect_ep, ptr_status, status_error, Ep, AM_RELEASE};
+use crate::engine::AM_RELEASE;
+use crate::worker::{close_ep, connect_ep, ptr_status, status_error, Ep};
 
 /// How long a registration outlives its last use.
 pub(crate) const GRACE: Duration = Duration::from_secs(60);
