@@ -118,6 +118,12 @@ struct Shared {
     worker: WorkerHandle,
     efd: i32,
     callers: AtomicUsize,
+    /// Threads blocked on a completion only the background thread can
+    /// bring (they stopped progressing themselves).
+    waiting: AtomicUsize,
+    /// Whether this worker answers requests (then it must be progressed
+    /// even when no one waits).
+    serving: AtomicBool,
     stop: AtomicBool,
     thread: OnceLock<Thread>,
 }
@@ -143,6 +149,18 @@ impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    /// Whether the background thread must progress the worker now (else it
+    /// naps: a worker that only makes requests is progressed by its callers).
+    fn needs_progress(&self) -> bool {
+        self.serving.load(Ordering::SeqCst) || self.waiting.load(Ordering::SeqCst) > 0
+    }
+
+    fn wake(&self) {
+        if let Some(t) = self.thread.get() {
+            t.unpark();
+        }
+    }
 }
 
 /// Marks a thread as progressing the worker itself; the background thread
@@ -158,10 +176,8 @@ impl<'a> Caller<'a> {
 
 impl Drop for Caller<'_> {
     fn drop(&mut self) {
-        if self.0.callers.fetch_sub(1, Ordering::SeqCst) == 1 {
-            if let Some(t) = self.0.thread.get() {
-                t.unpark();
-            }
+        if self.0.callers.fetch_sub(1, Ordering::SeqCst) == 1 && self.0.needs_progress() {
+            self.0.wake();
         }
     }
 }
@@ -211,6 +227,8 @@ impl Engine {
             worker,
             efd,
             callers: AtomicUsize::new(0),
+            waiting: AtomicUsize::new(0),
+            serving: AtomicBool::new(false),
             stop: AtomicBool::new(false),
             thread: OnceLock::new(),
         });
@@ -243,10 +261,16 @@ impl Engine {
     /// The stream of incoming requests, for a server loop of its own
     /// (once; not after [`Engine::serve`]).
     pub(crate) fn take_requests(&self) -> Option<Receiver<(ReplyTo, Frames)>> {
-        self.requests
+        let taken = self
+            .requests
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .take()
+            .take();
+        if taken.is_some() {
+            self.shared.serving.store(true, Ordering::SeqCst);
+            self.shared.wake();
+        }
+        taken
     }
 
     /// Answers requests with `handler` wherever the worker is progressed
@@ -269,6 +293,7 @@ impl Engine {
     /// Stops answering requests (they are dropped from now on).
     pub(crate) fn stop_serving(&self) {
         self.shared.lock().server = None;
+        self.shared.serving.store(false, Ordering::SeqCst);
     }
 
     /// Opens an endpoint to the worker at `address`; returns its id.
@@ -337,7 +362,7 @@ impl Engine {
     pub(crate) fn wait<T>(&self, rx: &Receiver<T>, timeout: Duration) -> Option<T> {
         let deadline = Instant::now() + timeout;
         {
-            let _caller = Caller::enter(&self.shared);
+            let caller = Caller::enter(&self.shared);
             let mut last_event = Instant::now();
             loop {
                 if let Ok(v) = rx.try_recv() {
@@ -348,6 +373,9 @@ impl Engine {
                     return None;
                 }
                 if now - last_event > CALLER_SPIN {
+                    self.shared.waiting.fetch_add(1, Ordering::SeqCst);
+                    drop(caller);
+                    self.shared.wake();
                     break;
                 }
                 let guard = match self.shared.state.try_lock() {
@@ -367,8 +395,11 @@ impl Engine {
             }
         }
         // Long wait: the background thread progresses, we sleep.
-        rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .ok()
+        let got = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .ok();
+        self.shared.waiting.fetch_sub(1, Ordering::SeqCst);
+        got
     }
 
     /// A one-sided read descriptor for `data` (registered on first use), or
@@ -454,6 +485,11 @@ fn run(shared: &Shared) {
         // SAFETY: under the lock.
         if unsafe { shared.lock().progress() } > 0 {
             idle_since = None;
+            continue;
+        }
+        if !shared.needs_progress() {
+            shared.lock().rma.sweep();
+            std::thread::park_timeout(SLEEP_MAX);
             continue;
         }
         let since = *idle_since.get_or_insert_with(Instant::now);

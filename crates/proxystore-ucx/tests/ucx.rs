@@ -225,3 +225,34 @@ fn the_raw_baseline_moves_payloads_both_ways() {
     raw.put(pattern(5000, 1)).unwrap();
     assert_eq!(raw.get().unwrap().len(), 1 << 20);
 }
+
+#[test]
+fn a_bound_server_socket_answers_through_its_own_loop() {
+    // `SocketLayer::bind` (a server loop of one's own, not the engine's
+    // inline answering) still works: requests arrive on the socket and the
+    // replies reach the client, payload intact.
+    use proxystore_peer::wire::Limits;
+    use proxystore_peer::{ClientSocket, ServerSocket, SocketLayer};
+    let layer = proxystore_ucx::UcxLayer::default();
+    let limits = Limits::default();
+    let (mut server, address) = layer.bind(ADDRESS, &limits).unwrap();
+    assert!(
+        layer.bind(ADDRESS, &limits).is_err(),
+        "one server per worker"
+    );
+    let echo = std::thread::spawn(move || {
+        let (peer, frames) = server.recv(Duration::from_secs(10)).unwrap().unwrap();
+        server
+            .send(peer, frames.into_iter().rev().collect())
+            .unwrap();
+    });
+    let client_layer = proxystore_ucx::UcxLayer::default();
+    let mut client = client_layer.connect(&address, &limits).unwrap();
+    let big = pattern(300 << 10, 5);
+    client
+        .send(vec![pattern(10, 1), big.clone()], Duration::from_secs(10))
+        .unwrap();
+    let reply = client.recv(Duration::from_secs(10)).unwrap().unwrap();
+    assert_eq!(reply, vec![big, pattern(10, 1)]);
+    echo.join().unwrap();
+}
