@@ -231,8 +231,12 @@ pub(crate) fn run(args: &BenchArgs) -> Result<(), CliError> {
         .map(|name| targets::open(name.trim(), args.dir.as_deref()))
         .collect::<Result<Vec<_>, _>>()?;
     let ops = ["put", "get", "roundtrip"];
-    let baselines: usize = targets.iter().filter(|t| t.baseline.is_some()).count();
-    let total = (args.sizes.len() * (1 + targets.len() * ops.len() + baselines * 2)) as u64;
+    let baselines: usize = targets
+        .iter()
+        .flat_map(|t| &t.baselines)
+        .map(|b| b.ops().len())
+        .sum();
+    let total = (args.sizes.len() * (1 + targets.len() * ops.len() + baselines)) as u64;
     let bar = ProgressBar::new(total).with_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
@@ -266,15 +270,15 @@ pub(crate) fn run(args: &BenchArgs) -> Result<(), CliError> {
             // before, half after, so drift on a noisy machine (frequency,
             // server warm-up) weighs on both sides alike.
             let half = iterations.div_ceil(2);
-            let mut raw: Vec<(&str, Vec<Duration>)> = Vec::new();
-            if let Some(baseline) = &target.baseline {
-                for op in ["put", "get"] {
+            let mut raw: Vec<(&targets::RawBaselineBox, &str, Vec<Duration>)> = Vec::new();
+            for baseline in &target.baselines {
+                for &op in baseline.ops() {
                     bar.set_message(format!(
                         "{} {op} {}",
                         baseline.name(),
                         report::human_size(size as u64)
                     ));
-                    raw.push((op, baseline.time(op, &data, half)?));
+                    raw.push((baseline, op, baseline.time(op, &data, half)?));
                 }
             }
             for op in ops {
@@ -287,12 +291,10 @@ pub(crate) fn run(args: &BenchArgs) -> Result<(), CliError> {
                 records.push(record(&target.name, op, size, samples));
                 bar.inc(1);
             }
-            if let Some(baseline) = &target.baseline {
-                for (op, mut samples) in raw {
-                    samples.extend(baseline.time(op, &data, iterations - half)?);
-                    records.push(record(baseline.name(), op, size, samples));
-                    bar.inc(1);
-                }
+            for (baseline, op, mut samples) in raw {
+                samples.extend(baseline.time(op, &data, iterations - half)?);
+                records.push(record(baseline.name(), op, size, samples));
+                bar.inc(1);
             }
         }
     }

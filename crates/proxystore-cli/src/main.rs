@@ -2,6 +2,8 @@
 
 mod bench;
 mod connectors;
+#[cfg(feature = "ucx")]
+mod perftest;
 mod report;
 #[cfg(any(feature = "zmq", feature = "ucx"))]
 mod signals;

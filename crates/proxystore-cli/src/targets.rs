@@ -18,18 +18,25 @@ pub(crate) struct BenchTarget {
     /// Gets go here: the same connector, or a second one that reaches the
     /// first over the transport.
     pub(crate) reader: Arc<dyn Connector>,
-    /// The transport's own loop, measured in the same run.
-    pub(crate) baseline: Option<Box<dyn RawBaseline>>,
+    /// The transport's own loops, measured in the same run.
+    pub(crate) baselines: Vec<Box<dyn RawBaseline>>,
     _tempdir: Option<tempfile::TempDir>,
     /// A server the target started (dropped after the connectors).
     _guard: Option<Box<dyn std::any::Any>>,
 }
+
+/// A baseline as a target holds it.
+pub(crate) type RawBaselineBox = Box<dyn RawBaseline>;
 
 /// A transport's plain request/reply of the same payload: the bar a
 /// connector is held to.
 pub(crate) trait RawBaseline {
     /// Connector name in the report (`zmq-raw`).
     fn name(&self) -> &'static str;
+    /// The ops it measures.
+    fn ops(&self) -> &'static [&'static str] {
+        &["put", "get"]
+    }
     /// Times `put` (payload to the server) or `get` (payload back).
     fn time(&self, op: &str, data: &Bytes, iterations: usize) -> Result<Vec<Duration>, CliError>;
 }
@@ -42,10 +49,14 @@ pub(crate) fn open(name: &str, dir: Option<&Path>) -> Result<BenchTarget, CliErr
     type Opened = (
         Arc<dyn Connector>,
         Option<Arc<dyn Connector>>,
-        Option<Box<dyn RawBaseline>>,
+        Vec<Box<dyn RawBaseline>>,
     );
-    let (connector, reader, baseline): Opened = match name {
-        "local" => (Arc::new(proxystore::LocalConnector::new()), None, None),
+    let (connector, reader, baselines): Opened = match name {
+        "local" => (
+            Arc::new(proxystore::LocalConnector::new()),
+            None,
+            Vec::new(),
+        ),
         #[cfg(feature = "file")]
         "file" | "shm" => {
             let dir = match (dir, name) {
@@ -77,7 +88,7 @@ pub(crate) fn open(name: &str, dir: Option<&Path>) -> Result<BenchTarget, CliErr
             (
                 Arc::new(proxystore::FileConnector::with_config(config)?),
                 None,
-                None,
+                Vec::new(),
             )
         }
         #[cfg(feature = "zmq")]
@@ -86,7 +97,7 @@ pub(crate) fn open(name: &str, dir: Option<&Path>) -> Result<BenchTarget, CliErr
             (
                 Arc::new(proxystore::ZmqConnector::loopback()?),
                 Some(Arc::new(proxystore::ZmqConnector::loopback()?)),
-                Some(Box::new(raw::ZmqRaw)),
+                vec![Box::new(raw::ZmqRaw)],
             )
         }
         #[cfg(feature = "redis")]
@@ -96,7 +107,7 @@ pub(crate) fn open(name: &str, dir: Option<&Path>) -> Result<BenchTarget, CliErr
             let connector = proxystore::RedisConnector::open(&server.url())?;
             let raw = raw::RedisRaw { url: server.url() };
             guard = Some(Box::new(server));
-            (Arc::new(connector), None, Some(Box::new(raw)))
+            (Arc::new(connector), None, vec![Box::new(raw)])
         }
         #[cfg(feature = "ucx")]
         "ucx" => {
@@ -107,7 +118,7 @@ pub(crate) fn open(name: &str, dir: Option<&Path>) -> Result<BenchTarget, CliErr
             (
                 Arc::new(proxystore::UcxConnector::with_config(config.clone())?),
                 Some(Arc::new(proxystore::UcxConnector::with_config(config)?)),
-                Some(Box::new(raw::UcxRaw)),
+                raw::ucx_baselines(),
             )
         }
         other => return Err(connectors::unknown(other)),
@@ -116,7 +127,7 @@ pub(crate) fn open(name: &str, dir: Option<&Path>) -> Result<BenchTarget, CliErr
         name: name.to_owned(),
         reader: reader.unwrap_or_else(|| Arc::clone(&connector)),
         connector,
-        baseline,
+        baselines,
         _tempdir: tempdir,
         _guard: guard,
     })
@@ -254,6 +265,64 @@ mod raw {
                 || Ok(raw.put(data.clone())?),
                 || Ok(Some(raw.get()?)),
             )
+        }
+    }
+
+    /// `ucx-raw`, plus `ucx-perftest` when UCX's own `ucx_perftest` is on
+    /// PATH.
+    #[cfg(feature = "ucx")]
+    pub(super) fn ucx_baselines() -> Vec<Box<dyn RawBaseline>> {
+        let mut out: Vec<Box<dyn RawBaseline>> = vec![Box::new(UcxRaw)];
+        if let Some(tool) = find_on_path("ucx_perftest") {
+            out.push(Box::new(UcxPerftest { tool }));
+        }
+        out
+    }
+
+    #[cfg(feature = "ucx")]
+    fn find_on_path(tool: &str) -> Option<std::path::PathBuf> {
+        std::env::split_paths(&std::env::var_os("PATH")?)
+            .map(|dir| dir.join(tool))
+            .find(|p| p.is_file())
+    }
+
+    /// UCX's own `ucx_perftest` on loopback with the same `UCX_TLS`, timing
+    /// the UCP operations a get of the size needs at least: `ucp_get` of
+    /// the size where gets are one-sided, else `ucp_am_lat` of the size
+    /// (the reply) plus `ucp_am_lat` of 8 bytes (the request), both one-way
+    /// times. One sample per run: perftest's typical time.
+    #[cfg(feature = "ucx")]
+    use proxystore::ucx::ONE_SIDED_MIN;
+
+    #[cfg(feature = "ucx")]
+    pub(super) struct UcxPerftest {
+        tool: std::path::PathBuf,
+    }
+
+    #[cfg(feature = "ucx")]
+    impl RawBaseline for UcxPerftest {
+        fn name(&self) -> &'static str {
+            "ucx-perftest"
+        }
+
+        fn ops(&self) -> &'static [&'static str] {
+            &["get"]
+        }
+
+        fn time(
+            &self,
+            _op: &str,
+            data: &Bytes,
+            iterations: usize,
+        ) -> Result<Vec<Duration>, CliError> {
+            let size = data.len();
+            let run = |test, size| crate::perftest::run(&self.tool, test, size, iterations);
+            let typical = if proxystore::ucx::reads_one_sided() && size >= ONE_SIDED_MIN {
+                run("ucp_get", size)?
+            } else {
+                run("ucp_am_lat", size)? + run("ucp_am_lat", 8)?
+            };
+            Ok(vec![typical])
         }
     }
 }

@@ -201,6 +201,12 @@ fn worker_address(address: &str) -> Result<Vec<u8>> {
         })
 }
 
+/// Whether this process's gets of large objects are one-sided reads (see
+/// `PROXYSTORE_UCX_ONE_SIDED` and `UCX_TLS` in the crate docs).
+pub fn reads_one_sided() -> bool {
+    one_sided_enabled()
+}
+
 /// Whether gets use one-sided reads (for objects of 64 KiB and more):
 /// `PROXYSTORE_UCX_ONE_SIDED=on|off`, else on only when `UCX_TLS` is set and
 /// names no tcp transport. Measured here (UCX 1.13, two processes):

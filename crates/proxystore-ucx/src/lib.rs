@@ -1,19 +1,29 @@
 //! UCX connector.
 //!
-//! Each process that puts runs a UCP worker on its own thread and serves
-//! its objects from memory; keys name the owner's worker address
+//! Each process that puts runs a UCP worker and serves its objects from
+//! memory; keys name the owner's worker address
 //! (`<id>.<size>@ucx://<base64url>`), and `get`/`exists`/`evict` from any
 //! process go to the owner as UCP active messages over cached endpoints.
-//! UCX picks the protocol per message: eager for small ones, rendezvous
-//! (zero-copy where the transport allows) for large ones. Transports and
-//! devices come from UCX's own environment (`UCX_TLS`, `UCX_NET_DEVICES`).
+//! Transports and devices come from UCX's own environment (`UCX_TLS`,
+//! `UCX_NET_DEVICES`).
+//!
+//! The data path:
+//! - A thread waiting for a reply or a read progresses the worker itself
+//!   (the worker sits behind one lock, in UCX's serialized mode), so a get
+//!   crosses no thread; a background thread progresses it otherwise, and
+//!   requests are answered wherever progress delivers them.
+//! - Where one-sided reads are on (`UCX_TLS` naming no tcp transport, or
+//!   `PROXYSTORE_UCX_ONE_SIDED=on`), objects of [`ONE_SIDED_MIN`] and more
+//!   are copied at put into registered slabs UCX allocated, the owner
+//!   answers a get with a descriptor (address, length, rkey, token), and
+//!   the reader `ucp_get`s the bytes and releases the descriptor; on
+//!   shared memory the get is a memcpy from the mapped slab.
+//! - Otherwise the reply carries the bytes as an active message (eager for
+//!   small ones, rendezvous for large ones) into a pooled, reused buffer.
 //!
 //! The request handling, pooling, batching and timeouts are
 //! `proxystore-peer`'s, shared with ZeroMQ and run in CI on its in-process
 //! mock layer; this crate supplies the UCX socket layer.
-//!
-//! Status: active-message data path. One-sided `ucp_get` of registered
-//! memory (for shared memory and RDMA transports) is the next step.
 
 mod am;
 mod arena;
@@ -27,13 +37,17 @@ mod worker;
 use std::sync::Arc;
 
 pub use engine::ReplyTo;
-pub use layer::{one_sided_reads, UcxClient, UcxLayer, UcxServer};
+pub use layer::{one_sided_reads, reads_one_sided, UcxClient, UcxLayer, UcxServer};
 use proxystore_core::Result;
 pub use proxystore_peer::PeerConfig;
 use proxystore_peer::{DataServer, PeerConnector};
 
 /// The connector kind, Cargo feature and CLI name.
 pub const KIND: &str = "ucx";
+
+/// Gets of objects at least this big are one-sided reads where those are
+/// on (see [`reads_one_sided`]); smaller ones ride in the reply.
+pub const ONE_SIDED_MIN: usize = proxystore_peer::REMOTE_MIN;
 
 /// The endpoint of a process's data server: its UCP worker.
 pub const ADDRESS: &str = "ucx://";

@@ -1,0 +1,122 @@
+//! Runs UCX's own `ucx_perftest` on loopback as a reference for `bench
+//! --connector ucx`: a server and a client process on a free port, with
+//! this process's environment (so the same `UCX_TLS`).
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::CliError;
+
+/// How long one perftest run may take before it is killed.
+const RUN_LIMIT: Duration = Duration::from_secs(120);
+
+/// The typical time per operation `ucx_perftest -t test -s size` reports
+/// (for latency tests, the one-way time), over about `iterations` runs.
+pub(crate) fn run(
+    tool: &Path,
+    test: &str,
+    size: usize,
+    iterations: usize,
+) -> Result<Duration, CliError> {
+    // A port can be taken between choosing and binding it: try twice.
+    match run_once(tool, test, size, iterations) {
+        Ok(t) => Ok(t),
+        Err(_) => run_once(tool, test, size, iterations),
+    }
+}
+
+fn run_once(tool: &Path, test: &str, size: usize, iterations: usize) -> Result<Duration, CliError> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| CliError::new(1, format!("finding a free port for ucx_perftest: {e}")))?
+        .port()
+        .to_string();
+    let server = Command::new(tool)
+        .args(["-p", &port])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| CliError::new(1, format!("starting {}: {e}", tool.display())))?;
+    let server = KillOnDrop(server);
+    // The server needs a moment to listen; the client retries meanwhile.
+    std::thread::sleep(Duration::from_millis(300));
+    let iterations = iterations.max(20).to_string();
+    let size = size.to_string();
+    let client = Command::new(tool)
+        .args(["127.0.0.1", "-p", &port, "-t", test, "-s", &size])
+        .args(["-n", &iterations, "-w", "10"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| CliError::new(1, format!("starting {}: {e}", tool.display())))?;
+    let out = wait_limited(client)?;
+    drop(server);
+    let text = String::from_utf8_lossy(&out.stdout);
+    typical(&text).ok_or_else(|| {
+        CliError::new(
+            1,
+            format!(
+                "ucx_perftest -t {test} -s {size} gave no result: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        )
+    })
+}
+
+/// The `typical lat` column (microseconds) of the `Final:` line.
+fn typical(output: &str) -> Option<Duration> {
+    let line = output
+        .lines()
+        .find(|l| l.trim_start().starts_with("Final:"))?;
+    let usec: f64 = line.split_whitespace().nth(2)?.parse().ok()?;
+    (usec.is_finite() && usec >= 0.0).then(|| Duration::from_secs_f64(usec / 1e6))
+}
+
+/// A child process killed (and reaped) when dropped.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The child's output, reading both pipes as it runs (so it never blocks
+/// on a full pipe); killed after [`RUN_LIMIT`].
+fn wait_limited(child: Child) -> Result<std::process::Output, CliError> {
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let out = match rx.recv_timeout(RUN_LIMIT) {
+        Ok(out) => out,
+        Err(_) => {
+            // SAFETY: kill(2) of our own child, not yet reaped: its waiter
+            // thread is still in wait_with_output.
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+            let _ = waiter.join();
+            return Err(CliError::new(
+                1,
+                format!("ucx_perftest took longer than {RUN_LIMIT:?}"),
+            ));
+        }
+    };
+    let _ = waiter.join();
+    out.map_err(|e| CliError::new(1, format!("waiting for ucx_perftest: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_final_line_gives_the_typical_time() {
+        let out = "+---+\n| Stage | # iterations | typical |\nFinal:                  2000     36.701    37.644    37.644    26564.97   26564.97       26565       26565\n";
+        assert_eq!(typical(out), Some(Duration::from_secs_f64(36.701e-6)));
+        assert_eq!(typical("no result\n"), None);
+        assert_eq!(typical("Final: 10 nan\n"), None);
+    }
+}
