@@ -61,6 +61,27 @@ fn child_entry() {
             println!("CONSUMER=ok");
         }
         "slabs" => slab_reuse(&c),
+        "dead_owner_reader" => {
+            let key: Key = std::env::var("KEY").unwrap().parse().unwrap();
+            let mut config = PeerConfig::new(KIND, ADDRESS);
+            config.timeout = Duration::from_secs(2);
+            let reader = UcxConnector::with_config(config).unwrap();
+            assert_eq!(reader.get(&key).unwrap().map(|b| b.len()), Some(3 << 20));
+            let pid = std::env::var("OWNER_PID").unwrap();
+            assert!(std::process::Command::new("kill")
+                .args(["-9", &pid])
+                .status()
+                .unwrap()
+                .success());
+            std::thread::sleep(Duration::from_millis(200));
+            let started = Instant::now();
+            let err = reader.get(&key).unwrap_err();
+            assert!(
+                matches!(err, Error::PeerUnreachable { .. } | Error::Timeout { .. }),
+                "{err}"
+            );
+            println!("DEAD_OWNER_MS={}", started.elapsed().as_millis());
+        }
         other => panic!("unknown role {other}"),
     }
 }
@@ -201,6 +222,25 @@ fn a_killed_owner_gives_an_error_not_a_hang() {
         "took {:?}",
         started.elapsed()
     );
+}
+
+#[test]
+fn a_killed_owner_gives_an_error_with_peer_failure_detection_on() {
+    // PROXYSTORE_UCX_PEER_ERRORS=on: the reader's endpoints ask UCX to
+    // report peer failures (over tcp, where UCX can).
+    let (mut owner, keys) = owner(Some("tcp"));
+    let key = keys.split(' ').next().unwrap().to_string();
+    let stdout = proxystore_core::testing::run_child({
+        let mut cmd = child_command("child_entry", "dead_owner_reader");
+        cmd.env("UCX_TLS", "tcp")
+            .env("PROXYSTORE_UCX_PEER_ERRORS", "on")
+            .env("KEY", key)
+            .env("OWNER_PID", owner.id().to_string());
+        cmd
+    });
+    owner.wait().unwrap();
+    let ms: u64 = output_field(&stdout, "DEAD_OWNER_MS").parse().unwrap();
+    assert!(ms < 10_000, "took {ms} ms");
 }
 
 #[test]
