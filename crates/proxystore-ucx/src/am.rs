@@ -11,12 +11,12 @@ use proxystore_core::Result;
 use ucx_sys as sys;
 
 use crate::engine::{Callbacks, Frames, ReplyTo, AM_RELEASE, AM_REQUEST};
+use crate::pool::{self, POOLED_MIN};
 use crate::worker::{ptr_status, status_error, Ep};
 
 /// Where a failed send reports: the route of the connection waiting for
 /// the reply.
 pub(crate) type OnError = Option<Sender<Result<Frames>>>;
-use crate::pool::{self, POOLED_MIN};
 
 /// What a send keeps alive until UCX is done with its buffers.
 struct SendCtx {

@@ -10,7 +10,6 @@
 //! `Bytes` of the object drops (the table's, a reader registration's).
 
 use std::collections::HashMap;
-use std::ffi::c_void;
 use std::ptr;
 use std::sync::{Arc, Mutex};
 
@@ -18,6 +17,7 @@ use bytes::Bytes;
 use ucx_sys as sys;
 
 use crate::pool::POOLED_MIN;
+use crate::worker::mem_map;
 
 /// Free slab bytes kept at most; beyond that, sweeps unmap them.
 const IDLE_MAX: usize = 1 << 30;
@@ -115,49 +115,16 @@ impl Arena {
     /// Call under the engine lock.
     pub(crate) unsafe fn map(&self, len: usize) -> Option<Slab> {
         let class = class_of(len)?;
-        let params = sys::ucp_mem_map_params_t {
-            field_mask: (sys::ucp_mem_map_params_field_UCP_MEM_MAP_PARAM_FIELD_ADDRESS
-                | sys::ucp_mem_map_params_field_UCP_MEM_MAP_PARAM_FIELD_LENGTH
-                | sys::ucp_mem_map_params_field_UCP_MEM_MAP_PARAM_FIELD_FLAGS)
-                as u64,
-            address: ptr::null_mut(),
-            length: class,
-            flags: sys::UCP_MEM_MAP_ALLOCATE,
-            ..Default::default()
-        };
-        let mut memh: sys::ucp_mem_h = ptr::null_mut();
-        let context = self.context.0;
-        // SAFETY: under the engine lock (the caller's); a failure leaves
-        // nothing mapped, a later one unmaps what was mapped.
-        unsafe {
-            if sys::ucp_mem_map(context, &params, &mut memh) != sys::ucs_status_t_UCS_OK {
-                tracing::debug!(class, "UCX could not allocate a slab; object kept in place");
-                return None;
-            }
-            let mut attr = sys::ucp_mem_attr_t {
-                field_mask: (sys::ucp_mem_attr_field_UCP_MEM_ATTR_FIELD_ADDRESS
-                    | sys::ucp_mem_attr_field_UCP_MEM_ATTR_FIELD_LENGTH)
-                    as u64,
-                ..Default::default()
-            };
-            let mut rkey_ptr: *mut c_void = ptr::null_mut();
-            let mut rkey_len = 0usize;
-            if sys::ucp_mem_query(memh, &mut attr) != sys::ucs_status_t_UCS_OK
-                || attr.address.is_null()
-                || attr.length < class
-                || sys::ucp_rkey_pack(context, memh, &mut rkey_ptr, &mut rkey_len)
-                    != sys::ucs_status_t_UCS_OK
-            {
-                sys::ucp_mem_unmap(context, memh);
-                return None;
-            }
-            let rkey =
-                Bytes::copy_from_slice(std::slice::from_raw_parts(rkey_ptr.cast::<u8>(), rkey_len));
-            sys::ucp_rkey_buffer_release(rkey_ptr);
-            let base = attr.address as usize;
-            self.slabs().rkeys.insert(base, rkey);
-            Some(Slab { base, class, memh })
-        }
+        // SAFETY: under the engine lock (the caller's); UCX allocates.
+        let mapped = unsafe { mem_map(self.context.0, None, class)? };
+        self.slabs()
+            .rkeys
+            .insert(mapped.address, Bytes::from(mapped.rkey));
+        Some(Slab {
+            base: mapped.address,
+            class,
+            memh: mapped.memh,
+        })
     }
 
     /// Unmaps free slabs beyond [`IDLE_MAX`].

@@ -72,7 +72,8 @@ pub struct ReplyTo {
 struct WorkerHandle(sys::ucp_worker_h);
 
 // SAFETY: only `ucp_worker_signal` is called through it without the lock,
-// and only while the worker is alive (the engine thread destroys it last).
+// and only while the worker is alive (`Engine::drop` destroys it after the
+// progress thread has stopped).
 unsafe impl Send for WorkerHandle {}
 // SAFETY: as above; the handle is never dereferenced in Rust.
 unsafe impl Sync for WorkerHandle {}

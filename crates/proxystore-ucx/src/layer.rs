@@ -127,7 +127,7 @@ impl SocketLayer for UcxLayer {
     }
 
     fn stage(&self, data: Bytes) -> Bytes {
-        if data.len() < proxystore_peer::REMOTE_MIN || !one_sided_enabled() {
+        if data.len() < crate::ONE_SIDED_MIN || !reads_one_sided() {
             return data;
         }
         match self.engine() {
@@ -137,7 +137,7 @@ impl SocketLayer for UcxLayer {
     }
 
     fn reads_remote(&self) -> bool {
-        one_sided_enabled()
+        reads_one_sided()
     }
 
     fn read_remote(&self, address: &str, desc: &Bytes, timeout: Duration) -> Result<Bytes> {
@@ -201,20 +201,15 @@ fn worker_address(address: &str) -> Result<Vec<u8>> {
         })
 }
 
-/// Whether this process's gets of large objects are one-sided reads (see
-/// `PROXYSTORE_UCX_ONE_SIDED` and `UCX_TLS` in the crate docs).
-pub fn reads_one_sided() -> bool {
-    one_sided_enabled()
-}
-
-/// Whether gets use one-sided reads (for objects of 64 KiB and more):
+/// Whether this process's gets use one-sided reads (for objects of
+/// [`ONE_SIDED_MIN`](crate::ONE_SIDED_MIN) and more):
 /// `PROXYSTORE_UCX_ONE_SIDED=on|off`, else on only when `UCX_TLS` is set and
 /// names no tcp transport. Measured here (UCX 1.13, two processes):
 /// shared memory 64 MiB 11.9 ms one-sided vs 24.4 ms by active message; over
 /// tcp, and with UCX_TLS unset, UCX serves `ucp_get` by an emulated lane
 /// (1.5 ms at 1 MiB vs 0.58 ms by active message). UCX 1.13 cannot say which
 /// transports an endpoint uses, hence a rule on `UCX_TLS`.
-pub(crate) fn one_sided_enabled() -> bool {
+pub fn reads_one_sided() -> bool {
     match std::env::var("PROXYSTORE_UCX_ONE_SIDED").as_deref() {
         Ok("on") => return true,
         Ok("off") => return false,

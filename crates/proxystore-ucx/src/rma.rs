@@ -21,7 +21,7 @@ use ucx_sys as sys;
 use crate::am::am_send;
 use crate::arena::Arena;
 use crate::engine::AM_RELEASE;
-use crate::worker::{close_ep, connect_ep, ptr_status, status_error, Ep};
+use crate::worker::{close_ep, connect_ep, mem_map, ptr_status, status_error, Ep};
 
 /// How long a registration outlives its last use.
 pub(crate) const GRACE: Duration = Duration::from_secs(60);
@@ -116,8 +116,10 @@ impl Rma {
         let (memh, desc) = match self.arena.rkey_of(&data) {
             Some(rkey) => (None, descriptor(key.0, key.1, token, &rkey)),
             None => {
-                let (memh, rkey) = self.map(&data)?;
-                (Some(memh), descriptor(key.0, key.1, token, &rkey))
+                // SAFETY: under the engine lock; the registration keeps
+                // `data` (so the mapped memory) alive until it is unmapped.
+                let m = unsafe { mem_map(self.context, Some(data.as_ptr()), data.len())? };
+                (Some(m.memh), descriptor(key.0, key.1, token, &m.rkey))
             }
         };
         self.registered.insert(
@@ -132,40 +134,6 @@ impl Rma {
             },
         );
         Some(desc)
-    }
-
-    /// Registers memory UCX did not allocate; returns it with its rkey.
-    fn map(&mut self, data: &Bytes) -> Option<(sys::ucp_mem_h, Vec<u8>)> {
-        let params = sys::ucp_mem_map_params_t {
-            field_mask: (sys::ucp_mem_map_params_field_UCP_MEM_MAP_PARAM_FIELD_ADDRESS
-                | sys::ucp_mem_map_params_field_UCP_MEM_MAP_PARAM_FIELD_LENGTH)
-                as u64,
-            address: data.as_ptr().cast_mut().cast(),
-            length: data.len(),
-            ..Default::default()
-        };
-        let mut memh: sys::ucp_mem_h = ptr::null_mut();
-        // SAFETY: maps existing memory that `data` (kept in the registration)
-        // owns; context is this engine's.
-        let st = unsafe { sys::ucp_mem_map(self.context, &params, &mut memh) };
-        if st != sys::ucs_status_t_UCS_OK {
-            tracing::debug!(status = st, "ucp_mem_map failed; sending inline");
-            return None;
-        }
-        let mut rkey_ptr: *mut c_void = ptr::null_mut();
-        let mut rkey_len = 0usize;
-        // SAFETY: packs the rkey of the memh just created; the buffer is
-        // copied, then released to UCX.
-        unsafe {
-            let st = sys::ucp_rkey_pack(self.context, memh, &mut rkey_ptr, &mut rkey_len);
-            if st != sys::ucs_status_t_UCS_OK {
-                sys::ucp_mem_unmap(self.context, memh);
-                return None;
-            }
-            let rkey = std::slice::from_raw_parts(rkey_ptr.cast::<u8>(), rkey_len).to_vec();
-            sys::ucp_rkey_buffer_release(rkey_ptr);
-            Some((memh, rkey))
-        }
     }
 
     /// A reader finished with a descriptor (`[address][length][token]`):

@@ -160,3 +160,69 @@ pub(crate) unsafe fn close_ep(ep: Ep) {
         }
     }
 }
+
+/// Memory mapped for one-sided access: its handle, where it is, and the
+/// packed rkey a peer needs to read it.
+pub(crate) struct Mapped {
+    pub(crate) memh: sys::ucp_mem_h,
+    pub(crate) address: usize,
+    pub(crate) rkey: Vec<u8>,
+}
+
+/// Maps `length` bytes with UCX: `existing` memory is registered in place;
+/// without it UCX allocates (shared memory a peer's transport can map, where
+/// there is one). On failure nothing stays mapped.
+///
+/// # Safety
+/// `context` is live and used under the engine lock; `existing` points to
+/// `length` bytes that outlive the mapping.
+pub(crate) unsafe fn mem_map(
+    context: sys::ucp_context_h,
+    existing: Option<*const u8>,
+    length: usize,
+) -> Option<Mapped> {
+    let mut params = sys::ucp_mem_map_params_t {
+        field_mask: (sys::ucp_mem_map_params_field_UCP_MEM_MAP_PARAM_FIELD_ADDRESS
+            | sys::ucp_mem_map_params_field_UCP_MEM_MAP_PARAM_FIELD_LENGTH)
+            as u64,
+        address: existing.map_or(ptr::null_mut(), |p| p.cast_mut().cast()),
+        length,
+        ..Default::default()
+    };
+    if existing.is_none() {
+        params.field_mask |= sys::ucp_mem_map_params_field_UCP_MEM_MAP_PARAM_FIELD_FLAGS as u64;
+        params.flags = sys::UCP_MEM_MAP_ALLOCATE;
+    }
+    let mut memh: sys::ucp_mem_h = ptr::null_mut();
+    // SAFETY: the caller's contract; every failure below unmaps again.
+    unsafe {
+        let st = sys::ucp_mem_map(context, &params, &mut memh);
+        if st != sys::ucs_status_t_UCS_OK {
+            tracing::debug!(status = st, length, "ucp_mem_map failed");
+            return None;
+        }
+        let mut attr = sys::ucp_mem_attr_t {
+            field_mask: (sys::ucp_mem_attr_field_UCP_MEM_ATTR_FIELD_ADDRESS
+                | sys::ucp_mem_attr_field_UCP_MEM_ATTR_FIELD_LENGTH) as u64,
+            ..Default::default()
+        };
+        let mut rkey_ptr: *mut c_void = ptr::null_mut();
+        let mut rkey_len = 0usize;
+        if sys::ucp_mem_query(memh, &mut attr) != sys::ucs_status_t_UCS_OK
+            || attr.address.is_null()
+            || attr.length < length
+            || sys::ucp_rkey_pack(context, memh, &mut rkey_ptr, &mut rkey_len)
+                != sys::ucs_status_t_UCS_OK
+        {
+            sys::ucp_mem_unmap(context, memh);
+            return None;
+        }
+        let rkey = std::slice::from_raw_parts(rkey_ptr.cast::<u8>(), rkey_len).to_vec();
+        sys::ucp_rkey_buffer_release(rkey_ptr);
+        Some(Mapped {
+            memh,
+            address: attr.address as usize,
+            rkey,
+        })
+    }
+}

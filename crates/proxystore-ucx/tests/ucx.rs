@@ -121,10 +121,22 @@ fn slab_reuse(owner: &UcxConnector) {
         std::thread::sleep(Duration::from_millis(10));
     };
     println!("SLAB_REUSED={reused}");
+    // An object put into a standalone server arrives by active message and
+    // is registered in place (not staged) when a reader asks for it.
+    let mut config = PeerConfig::new(KIND, ADDRESS);
+    config.secret = Some(SECRET.into());
+    let server = proxystore_ucx::serve(&config).unwrap();
+    config.server = Some(server.address().to_string());
+    let client = UcxConnector::with_config(config).unwrap();
+    let before = proxystore_ucx::one_sided_reads();
+    let key = client.put(pattern(3 << 20, 6)).unwrap();
+    assert_eq!(reader.get(&key).unwrap(), Some(pattern(3 << 20, 6)));
+    assert_eq!(proxystore_ucx::one_sided_reads(), before + 1);
+    println!("SERVED_ONE_SIDED=ok");
 }
 
 #[test]
-fn released_slabs_are_reused_over_shared_memory() {
+fn released_slabs_are_reused_and_served_objects_read_one_sided_over_shared_memory() {
     with_secret();
     let out = child_command("child_entry", "slabs")
         .env("UCX_TLS", "posix,cma,self")
@@ -138,6 +150,7 @@ fn released_slabs_are_reused_over_shared_memory() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(output_field(&stdout, "SLAB_REUSED"), "true");
+    assert_eq!(output_field(&stdout, "SERVED_ONE_SIDED"), "ok");
 }
 
 /// Starts an owner process with `tls` and returns it with its keys.
