@@ -20,7 +20,23 @@ const UCX: LibrarySpec<'static> = LibrarySpec {
     ],
 };
 
+/// Bindings generated from Debian's UCX 1.13 headers, for builds that have
+/// no UCX to generate from (docs.rs). A test keeps them equal to what a
+/// 1.13 build generates.
+const PREGENERATED: &str = "src/bindings_ucx_1_13.rs";
+
 fn main() {
+    println!("cargo:rerun-if-env-changed=DOCS_RS");
+    println!("cargo:rerun-if-changed={PREGENERATED}");
+    let out_dir = std::path::PathBuf::from(std::env::var("OUT_DIR").unwrap_or_else(|_| ".".into()));
+    if std::env::var_os("DOCS_RS").is_some() {
+        // Documentation only: nothing is linked.
+        if let Err(e) = std::fs::copy(PREGENERATED, out_dir.join("bindings.rs")) {
+            eprintln!("ucx-sys: copying {PREGENERATED}: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
     rerun_if_env_changed(&UCX);
     let found = match UCX.find() {
         Ok(found) => found,
@@ -30,7 +46,6 @@ fn main() {
         }
     };
     found.emit_cargo_metadata();
-    let out_dir = std::path::PathBuf::from(std::env::var("OUT_DIR").unwrap_or_else(|_| ".".into()));
     let spec = BindingsSpec {
         wrapper: "#include <ucp/api/ucp.h>\n",
         functions: &["ucp_.*", "ucs_status_string"],
