@@ -439,11 +439,18 @@ impl Engine {
             }
             st.rma.read(owner, desc, done);
         }
-        self.wait(&rx, timeout).unwrap_or(Err(Error::Timeout {
+        let out = self.wait(&rx, timeout).unwrap_or(Err(Error::Timeout {
             connector: "ucx".into(),
             op: "one-sided read",
             after: timeout,
-        }))
+        }));
+        // Send the read's release now, not at the next progress: the owner
+        // reuses the object's slab once it is released and evicted.
+        if let Ok(mut st) = self.shared.state.try_lock() {
+            // SAFETY: under the lock.
+            unsafe { st.progress() };
+        }
+        out
     }
 
     /// Answers a request taken from [`Engine::take_requests`].
