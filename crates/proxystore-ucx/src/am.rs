@@ -10,7 +10,7 @@ use bytes::Bytes;
 use proxystore_core::Result;
 use ucx_sys as sys;
 
-use crate::engine::{Callbacks, Frames, ReplyTo, AM_RELEASE, AM_REQUEST};
+use crate::engine::{Callbacks, Frames, ReplyTo, AM_RELEASE, AM_REPLY, AM_REQUEST};
 use crate::pool::{self, POOLED_MIN};
 use crate::worker::{ptr_status, status_error, Ep};
 
@@ -258,22 +258,37 @@ unsafe fn on_am(
         let limit = match kind {
             AM_REQUEST => (*callbacks).max_request.get(),
             AM_RELEASE => RELEASE_MAX,
-            _ => usize::MAX,
+            _ => (*callbacks).max_reply.get(),
         };
-        let too_big = head.lens.iter().any(|&l| l > limit);
-        if head.data_len() != len || too_big {
-            // Not a message we accept: drop it unread.
-            if rndv {
-                sys::ucp_am_data_release((*callbacks).worker, data);
-            }
-            return sys::ucs_status_t_UCS_OK;
-        }
+        let too_big = head.lens.iter().copied().find(|&l| l > limit);
         let reply_ep =
             if p.recv_attr & sys::ucp_am_recv_attr_t_UCP_AM_RECV_ATTR_FIELD_REPLY_EP as u64 != 0 {
                 p.reply_ep
             } else {
                 ptr::null_mut()
             };
+        if head.data_len() != len || too_big.is_some() {
+            // Not a message we accept: drop it unread (for a rendezvous,
+            // returning without ucp_am_recv_data_nbx tells UCX to complete
+            // the sender and free the descriptor); whoever waits for it
+            // hears why.
+            match (kind, too_big, head.inline) {
+                (AM_REPLY, Some(size), _) => refuse_reply(&*callbacks, head.conn, size, limit),
+                // The head alone goes to the server's handler, which answers
+                // an oversized request with an error naming it.
+                (AM_REQUEST, Some(_), Some(request_head)) if !reply_ep.is_null() => {
+                    (*callbacks).inbox.borrow_mut().push((
+                        ReplyTo {
+                            ep: Ep(reply_ep),
+                            conn: head.conn,
+                        },
+                        vec![request_head],
+                    ));
+                }
+                _ => {}
+            }
+            return sys::ucs_status_t_UCS_OK;
+        }
         if !rndv {
             let buf = if len == 0 {
                 Bytes::new()
@@ -334,6 +349,21 @@ unsafe extern "C" fn on_rndv_done(
             deliver(&*ctx.callbacks, ctx.kind, ctx.head, ctx.reply_ep, data);
         }
         sys::ucp_request_free(request);
+    }
+}
+
+fn refuse_reply(callbacks: &Callbacks, conn: u64, size: usize, limit: usize) {
+    if let Some(tx) = callbacks
+        .routes
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&conn)
+    {
+        let _ = tx.send(Err(proxystore_core::Error::TooLarge {
+            what: "reply",
+            size: size as u64,
+            limit: limit as u64,
+        }));
     }
 }
 

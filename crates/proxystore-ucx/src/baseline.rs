@@ -47,6 +47,7 @@ impl RawAm {
             u64::MAX,
         )?;
         let client = Engine::start()?;
+        client.allow_replies(&proxystore_peer::wire::Limits::default());
         let ep = client.connect(server.address())?;
         let (conn, replies) = client.open_route();
         Ok(RawAm {

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use proxystore_core::{Error, Result};
+use proxystore_peer::wire::Limits;
 use ucx_sys as sys;
 
 use crate::am::{am_send, on_message, AmCallback};
@@ -88,6 +89,9 @@ pub(crate) struct Callbacks {
     pub(crate) releases: RefCell<Vec<Bytes>>,
     /// Requests with a larger frame are dropped before they are received.
     pub(crate) max_request: Cell<usize>,
+    /// Replies (and one-sided reads) larger than this are refused before
+    /// anything is allocated: the largest frame a client's limits allow.
+    pub(crate) max_reply: Cell<usize>,
     pub(crate) routes: Arc<Routes>,
 }
 
@@ -138,6 +142,10 @@ pub(crate) struct Engine {
     arena: Arc<Arena>,
     next_conn: AtomicU64,
     thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+fn frame_limit(limits: &Limits) -> usize {
+    usize::try_from(limits.max_frame()).unwrap_or(usize::MAX)
 }
 
 fn closed() -> Error {
@@ -201,6 +209,8 @@ impl Engine {
                 inbox: RefCell::new(Vec::new()),
                 releases: RefCell::new(Vec::new()),
                 max_request: Cell::new(usize::MAX),
+                // Raised by each client connection's limits.
+                max_reply: Cell::new(0),
                 routes: Arc::clone(&routes),
             });
             let mut state = State {
@@ -289,6 +299,14 @@ impl Engine {
             .max_request
             .set(usize::try_from(max_frame).unwrap_or(usize::MAX));
         Ok(())
+    }
+
+    /// Lets replies as large as `limits` allow arrive (the largest limits
+    /// of this engine's clients count; one connector, one engine).
+    pub(crate) fn allow_replies(&self, limits: &Limits) {
+        let st = self.shared.lock();
+        let max = st.callbacks.max_reply.get().max(frame_limit(limits));
+        st.callbacks.max_reply.set(max);
     }
 
     /// Stops answering requests (they are dropped from now on).
@@ -437,7 +455,8 @@ impl Engine {
             if st.closed {
                 return Err(closed());
             }
-            st.rma.read(owner, desc, done);
+            let max = st.callbacks.max_reply.get();
+            st.rma.read(owner, desc, max, done);
         }
         let out = self.wait(&rx, timeout).unwrap_or(Err(Error::Timeout {
             connector: "ucx".into(),

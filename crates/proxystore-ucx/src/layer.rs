@@ -154,9 +154,10 @@ impl SocketLayer for UcxLayer {
             })
     }
 
-    fn connect(&self, address: &str, _limits: &Limits) -> Result<UcxClient> {
+    fn connect(&self, address: &str, limits: &Limits) -> Result<UcxClient> {
         let blob = worker_address(address)?;
         let engine = self.engine()?;
+        engine.allow_replies(limits);
         let ep = engine.connect(&blob).map_err(|e| Error::PeerUnreachable {
             address: abbreviate(address),
             reason: format!("connect: {e}"),

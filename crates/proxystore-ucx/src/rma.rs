@@ -166,7 +166,13 @@ impl Rma {
 
     /// Starts a one-sided read of what `desc` describes at the worker
     /// `owner`; `done` gets the bytes.
-    pub(crate) fn read(&mut self, owner: Vec<u8>, desc: Bytes, done: Sender<Result<Bytes>>) {
+    pub(crate) fn read(
+        &mut self,
+        owner: Vec<u8>,
+        desc: Bytes,
+        max_len: usize,
+        done: Sender<Result<Bytes>>,
+    ) {
         let fail = |e: Error| {
             let _ = done.send(Err(e));
         };
@@ -179,6 +185,13 @@ impl Rma {
         let addr = le_u64(&desc, 0);
         let len = le_u64(&desc, 8) as usize;
         let rkey_buf = desc[24..].to_vec();
+        if len > max_len {
+            return fail(Error::TooLarge {
+                what: "one-sided read",
+                size: len as u64,
+                limit: max_len as u64,
+            });
+        }
         let ep = match self.eps.get(&owner) {
             Some(&ep) => ep,
             None => {

@@ -123,6 +123,10 @@ fn slab_reuse(owner: &UcxConnector) {
     println!("SLAB_REUSED={reused}");
     // An object put into a standalone server arrives by active message and
     // is registered in place (not staged) when a reader asks for it.
+    // A one-sided read over the reader's limits is refused, not allocated.
+    let big = owner.put(pattern(3 << 20, 8)).unwrap();
+    let err = limited_reader(1 << 20).get(&big).unwrap_err();
+    assert!(matches!(err, Error::TooLarge { .. }), "{err}");
     let mut config = PeerConfig::new(KIND, ADDRESS);
     config.secret = Some(SECRET.into());
     let server = proxystore_ucx::serve(&config).unwrap();
@@ -254,6 +258,62 @@ fn a_killed_owner_gives_an_error_with_peer_failure_detection_on() {
     owner.wait().unwrap();
     let ms: u64 = output_field(&stdout, "DEAD_OWNER_MS").parse().unwrap();
     assert!(ms < 10_000, "took {ms} ms");
+}
+
+/// A reader whose limits allow at most `max_object` bytes per object.
+fn limited_reader(max_object: u64) -> UcxConnector {
+    let mut config = PeerConfig::new(KIND, ADDRESS);
+    config.limits.max_object = max_object;
+    config.limits.max_items = 16;
+    config.timeout = Duration::from_secs(5);
+    UcxConnector::with_config(config).unwrap()
+}
+
+#[test]
+fn a_reply_over_the_readers_limits_is_refused_before_it_is_received() {
+    let owner = ucx();
+    let key = owner.put(pattern(3 << 20, 2)).unwrap();
+    let reader = limited_reader(1 << 20);
+    let started = Instant::now();
+    let err = reader.get(&key).unwrap_err();
+    assert!(matches!(err, Error::TooLarge { .. }), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "refused, not timed out"
+    );
+    // Within the limits the same reader works.
+    let small = owner.put(pattern(1000, 2)).unwrap();
+    assert_eq!(reader.get(&small).unwrap(), Some(pattern(1000, 2)));
+}
+
+#[test]
+fn a_put_over_the_servers_limits_is_refused_not_left_unanswered() {
+    with_secret();
+    let mut config = PeerConfig::new(KIND, ADDRESS);
+    config.secret = Some(SECRET.into());
+    config.limits.max_object = 1 << 20;
+    config.limits.max_items = 16;
+    let server = proxystore_ucx::serve(&config).unwrap();
+    let mut client_config = PeerConfig::new(KIND, ADDRESS);
+    client_config.secret = Some(SECRET.into());
+    client_config.server = Some(server.address().to_string());
+    client_config.timeout = Duration::from_secs(5);
+    let client = UcxConnector::with_config(client_config).unwrap();
+    let started = Instant::now();
+    let err = client.put(pattern(3 << 20, 1)).unwrap_err();
+    // The server's error reply, not a timeout.
+    assert!(err.to_string().contains("too large"), "{err}");
+    assert!(!matches!(
+        err,
+        Error::Timeout { .. } | Error::PeerUnreachable { .. }
+    ));
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "refused, not timed out"
+    );
+    // The server still takes what fits.
+    let key = client.put(pattern(1000, 1)).unwrap();
+    assert_eq!(client.get(&key).unwrap(), Some(pattern(1000, 1)));
 }
 
 #[test]
