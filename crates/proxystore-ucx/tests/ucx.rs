@@ -5,13 +5,13 @@
 #![allow(clippy::unwrap_used)] // Tests fail loudly by design.
 
 use std::process::Child;
-use std::sync::Once;
+use std::sync::{Arc, Once};
 use std::time::{Duration, Instant};
 
 use proxystore_core::testing::{
     child_command, child_role, output_field, pattern, spawn_child_until,
 };
-use proxystore_core::{Connector, Error, Key};
+use proxystore_core::{Bytes, Connector, Error, Key};
 use proxystore_ucx::{PeerConfig, UcxConnector, UcxConnectorExt, ADDRESS, KIND};
 
 const SECRET: &str = "ucx-test-secret";
@@ -86,11 +86,47 @@ fn child_entry() {
     }
 }
 
+/// Eight threads share one reader and fetch objects of three sizes from
+/// `owner` at once: the reader's worker lock is contended by callers
+/// progressing it, and every reply reaches the right thread.
+fn many_threads_read(owner: &UcxConnector, reader: &Arc<UcxConnector>) {
+    let objects: Vec<(Key, Bytes)> = [1000usize, 100 << 10, 1 << 20]
+        .iter()
+        .enumerate()
+        .map(|(i, &len)| {
+            let data = pattern(len, 40 + i as u64);
+            (owner.put(data.clone()).unwrap(), data)
+        })
+        .collect();
+    let objects = Arc::new(objects);
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let (reader, objects) = (Arc::clone(reader), Arc::clone(&objects));
+            std::thread::spawn(move || {
+                for i in 0..30 {
+                    let (key, data) = &objects[(t + i) % objects.len()];
+                    assert_eq!(reader.get(key).unwrap().as_ref(), Some(data));
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+}
+
+#[test]
+fn many_threads_read_through_one_connector() {
+    let owner = ucx();
+    let reader = Arc::new(ucx());
+    many_threads_read(&owner, &reader);
+}
+
 /// With one-sided reads on, a put object is staged in a registered slab;
 /// a reader's one-sided get releases it, so once the object is evicted the
 /// next object of its size class lands in the same slab.
 fn slab_reuse(owner: &UcxConnector) {
-    let reader = UcxConnector::open().unwrap();
+    let reader = Arc::new(UcxConnector::open().unwrap());
     let data = pattern(1 << 20, 3);
     let key = owner.put(data.clone()).unwrap();
     let stored = owner.get(&key).unwrap().unwrap();
@@ -137,6 +173,10 @@ fn slab_reuse(owner: &UcxConnector) {
     assert_eq!(reader.get(&key).unwrap(), Some(pattern(3 << 20, 6)));
     assert_eq!(proxystore_ucx::one_sided_reads(), before + 1);
     println!("SERVED_ONE_SIDED=ok");
+    let before = proxystore_ucx::one_sided_reads();
+    many_threads_read(owner, &reader);
+    assert!(proxystore_ucx::one_sided_reads() > before + 100);
+    println!("THREADS_ONE_SIDED=ok");
 }
 
 #[test]
@@ -155,6 +195,7 @@ fn released_slabs_are_reused_and_served_objects_read_one_sided_over_shared_memor
     );
     assert_eq!(output_field(&stdout, "SLAB_REUSED"), "true");
     assert_eq!(output_field(&stdout, "SERVED_ONE_SIDED"), "ok");
+    assert_eq!(output_field(&stdout, "THREADS_ONE_SIDED"), "ok");
 }
 
 /// Starts an owner process with `tls` and returns it with its keys.
