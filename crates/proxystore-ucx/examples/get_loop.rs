@@ -1,11 +1,12 @@
 //! Two-process get latency: `get_loop serve SIZE` prints a key and serves
-//! it; `get_loop get KEY N` fetches it N times and prints the median.
+//! it; `get_loop get KEY N` fetches it N times through a `Store` and
+//! prints the median.
 
 #![allow(clippy::unwrap_used)]
 
 use std::time::Instant;
 
-use proxystore_core::{Bytes, Connector, Key};
+use proxystore_core::{Bytes, Connector, Key, Store};
 use proxystore_ucx::{UcxConnector, UcxConnectorExt};
 
 fn main() {
@@ -20,10 +21,15 @@ fn main() {
     } else {
         let key: Key = args[2].parse().unwrap();
         let n: usize = args[3].parse().unwrap();
+        // Through a Store, as a consumer's proxy resolves (cache off, so
+        // every get crosses the transport).
+        let store = Store::builder("get-loop", std::sync::Arc::new(c))
+            .cache_size(0)
+            .build();
         let mut t = Vec::new();
         for _ in 0..n {
             let s = Instant::now();
-            let v = c.get(&key).unwrap().unwrap();
+            let v = store.get_bytes(&key).unwrap().unwrap();
             t.push(s.elapsed());
             std::hint::black_box(v);
         }
