@@ -14,7 +14,7 @@ pub(crate) struct ConnectorArgs {
     /// Connector: file, shm, zmq, redis or ucx (local lives in one process, so only `bench` takes it).
     #[arg(long, default_value = "file")]
     pub(crate) connector: String,
-    /// Directory of the file connector (default for shm: /dev/shm/proxystore-<uid>).
+    /// Directory of the file connector (default for shm: `/dev/shm/proxystore-<uid>`).
     #[arg(long)]
     pub(crate) dir: Option<PathBuf>,
     /// zmq, ucx: address of the data server (`proxystore serve`) that puts

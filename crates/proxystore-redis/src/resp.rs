@@ -4,7 +4,7 @@
 //! clients copy them into a packed command buffer on every SET (a fresh
 //! allocation per object, page faults and all) and read replies through a
 //! small buffer in many reads. This one writes a value straight from its
-//! [`Bytes`] with vectored writes and reads a bulk reply with one exact-size
+//! [`Bytes`](bytes::Bytes) with vectored writes and reads a bulk reply with one exact-size
 //! allocation, so a SET or GET costs what the socket costs.
 
 use std::io::{self, IoSlice, Read, Write};
