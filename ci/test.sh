@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as README gives it: installs what the tests need
-# (when run as root), then formatting, lints and every test of the workspace
-# with every connector feature on.
+# (when run as root), then formatting, lints, every test of the workspace
+# with every connector feature on, and the API docs (broken links fail).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,3 +17,5 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 echo "== cargo test"
 cargo test --workspace --all-features
+echo "== cargo doc"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features
