@@ -11,7 +11,7 @@ use proxystore_core::Result;
 use ucx_sys as sys;
 
 use crate::engine::{Callbacks, Frames, ReplyTo, AM_RELEASE, AM_REPLY, AM_REQUEST};
-use crate::pool::{self, POOLED_MIN};
+use crate::pool;
 use crate::worker::{ptr_status, status_error, Ep};
 
 /// Where a failed send reports: the route of the connection waiting for
@@ -213,7 +213,7 @@ pub(crate) type AmCallback = unsafe extern "C" fn(
 
 /// A message being received by rendezvous.
 struct RecvCtx {
-    buf: Box<[u8]>,
+    buf: pool::Buf,
     len: usize,
     kind: u32,
     head: Header,
@@ -299,11 +299,7 @@ unsafe fn on_am(
             return sys::ucs_status_t_UCS_OK;
         }
         let ctx = Box::into_raw(Box::new(RecvCtx {
-            buf: if len >= POOLED_MIN {
-                pool::take(len)
-            } else {
-                vec![0u8; len].into_boxed_slice()
-            },
+            buf: pool::take(len),
             len,
             kind,
             head,
@@ -368,12 +364,8 @@ fn refuse_reply(callbacks: &Callbacks, conn: u64, size: usize, limit: usize) {
 }
 
 /// A filled receive buffer as `Bytes` (pooled ones go back when dropped).
-fn received(buf: Box<[u8]>, len: usize) -> Bytes {
-    if buf.len() > len || len >= POOLED_MIN {
-        pool::into_bytes(buf, len)
-    } else {
-        Bytes::from(buf)
-    }
+fn received(buf: pool::Buf, len: usize) -> Bytes {
+    pool::into_bytes(buf, len)
 }
 
 /// Hands a complete message to the engine's inbox (requests) or to its

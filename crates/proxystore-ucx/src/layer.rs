@@ -209,8 +209,14 @@ fn worker_address(address: &str) -> Result<Vec<u8>> {
 /// shared memory 64 MiB 11.9 ms one-sided vs 24.4 ms by active message; over
 /// tcp, and with UCX_TLS unset, UCX serves `ucp_get` by an emulated lane
 /// (1.5 ms at 1 MiB vs 0.58 ms by active message). UCX 1.13 cannot say which
-/// transports an endpoint uses, hence a rule on `UCX_TLS`.
+/// transports an endpoint uses, hence a rule on `UCX_TLS`. Read once per
+/// process, at first use (UCX reads `UCX_TLS` once too).
 pub fn reads_one_sided() -> bool {
+    static ONE_SIDED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ONE_SIDED.get_or_init(one_sided_from_env)
+}
+
+fn one_sided_from_env() -> bool {
     match std::env::var("PROXYSTORE_UCX_ONE_SIDED").as_deref() {
         Ok("on") => return true,
         Ok("off") => return false,

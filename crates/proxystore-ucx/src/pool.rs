@@ -3,8 +3,15 @@
 //! dropped, so the next message of that size class lands in memory that is
 //! already faulted in (and already in UCX's registration cache): a fresh
 //! 64 MiB buffer costs ~16k first-touch page faults per message otherwise.
+//!
+//! Buffers are page aligned. `malloc` puts a large block 16 bytes past a
+//! page boundary, and a copy from a page-aligned source (a UCX slab, a
+//! registered region) into it runs slower: 64 MiB memcpy from shared memory
+//! here takes 7.2 ms into a `malloc` block and 6.2 ms into an aligned one.
 
+use std::alloc::{alloc_zeroed, dealloc, Layout};
 use std::collections::HashMap;
+use std::ptr::NonNull;
 use std::sync::{Mutex, OnceLock};
 
 use bytes::Bytes;
@@ -13,10 +20,68 @@ use bytes::Bytes;
 pub(crate) const POOLED_MIN: usize = 64 << 10;
 /// Idle bytes the pool keeps at most; beyond that, returned buffers are freed.
 const IDLE_MAX: usize = 1 << 30;
+/// Alignment of pooled buffers (a page); smaller ones get a cache line.
+const PAGE: usize = 4096;
+const LINE: usize = 64;
+
+/// An owned, zeroed heap buffer aligned for fast copies.
+pub(crate) struct Buf {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: `Buf` owns its allocation like a `Box<[u8]>` does.
+unsafe impl Send for Buf {}
+// SAFETY: shared access only reads.
+unsafe impl Sync for Buf {}
+
+impl Buf {
+    /// A zeroed buffer of exactly `len` bytes.
+    fn zeroed(len: usize) -> Buf {
+        let layout = Self::layout(len);
+        // SAFETY: the layout has a non-zero size.
+        let ptr = unsafe { alloc_zeroed(layout) };
+        let Some(ptr) = NonNull::new(ptr) else {
+            std::alloc::handle_alloc_error(layout);
+        };
+        Buf { ptr, len }
+    }
+
+    fn layout(len: usize) -> Layout {
+        let align = if len >= POOLED_MIN { PAGE } else { LINE };
+        // Sizes come from received lengths already checked against limits
+        // far below isize::MAX, so this cannot fail.
+        Layout::from_size_align(len.max(1), align).unwrap_or(Layout::new::<u8>())
+    }
+
+    /// Where the bytes go.
+    pub(crate) fn as_mut_ptr(&mut self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+
+    /// The buffer's length (its size class when pooled).
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+}
+
+impl AsRef<[u8]> for Buf {
+    fn as_ref(&self) -> &[u8] {
+        // SAFETY: `len` zeroed-or-written bytes at `ptr`, owned by self.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for Buf {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `zeroed` with this layout.
+        unsafe { dealloc(self.ptr.as_ptr(), Self::layout(self.len)) };
+    }
+}
 
 #[derive(Default)]
 struct Pool {
-    idle: HashMap<usize, Vec<Box<[u8]>>>,
+    idle: HashMap<usize, Vec<Buf>>,
     idle_bytes: usize,
 }
 
@@ -25,8 +90,12 @@ fn pool() -> &'static Mutex<Pool> {
     POOL.get_or_init(Default::default)
 }
 
-/// A buffer of at least `len` bytes (its size class), reused if one is idle.
-pub(crate) fn take(len: usize) -> Box<[u8]> {
+/// A buffer for `len` bytes: from [`POOLED_MIN`] up its size class (a
+/// power of two), reused if one is idle; below, exactly `len`.
+pub(crate) fn take(len: usize) -> Buf {
+    if len < POOLED_MIN {
+        return Buf::zeroed(len);
+    }
     let class = len.next_power_of_two();
     let mut p = pool().lock().unwrap_or_else(|e| e.into_inner());
     if let Some(buf) = p.idle.get_mut(&class).and_then(Vec::pop) {
@@ -34,11 +103,14 @@ pub(crate) fn take(len: usize) -> Box<[u8]> {
         return buf;
     }
     drop(p);
-    vec![0u8; class].into_boxed_slice()
+    Buf::zeroed(class)
 }
 
-fn give(buf: Box<[u8]>) {
+fn give(buf: Buf) {
     let class = buf.len();
+    if class < POOLED_MIN {
+        return;
+    }
     let mut p = pool().lock().unwrap_or_else(|e| e.into_inner());
     if p.idle_bytes + class <= IDLE_MAX {
         p.idle_bytes += class;
@@ -46,12 +118,12 @@ fn give(buf: Box<[u8]>) {
     }
 }
 
-/// Owns a pooled buffer inside `Bytes`; returns it to the pool on drop.
-struct Pooled(Option<Box<[u8]>>);
+/// Owns a buffer inside `Bytes`; returns pooled ones to the pool on drop.
+struct Pooled(Option<Buf>);
 
 impl AsRef<[u8]> for Pooled {
     fn as_ref(&self) -> &[u8] {
-        self.0.as_deref().unwrap_or(&[])
+        self.0.as_ref().map_or(&[], Buf::as_ref)
     }
 }
 
@@ -63,8 +135,9 @@ impl Drop for Pooled {
     }
 }
 
-/// The first `len` bytes of a pooled buffer, as `Bytes`.
-pub(crate) fn into_bytes(buf: Box<[u8]>, len: usize) -> Bytes {
+/// The first `len` bytes of a buffer from [`take`], as `Bytes`.
+pub(crate) fn into_bytes(buf: Buf, len: usize) -> Bytes {
+    let len = len.min(buf.len());
     Bytes::from_owner(Pooled(Some(buf))).slice(0..len)
 }
 
@@ -75,13 +148,26 @@ mod tests {
     #[test]
     fn buffers_come_back_and_are_reused() {
         let len = (1 << 20) + 3;
-        let buf = take(len);
+        let mut buf = take(len);
         assert_eq!(buf.len(), 2 << 20);
-        let ptr = buf.as_ptr();
+        let ptr = buf.as_mut_ptr();
         let bytes = into_bytes(buf, len);
         assert_eq!(bytes.len(), len);
         drop(bytes);
-        let again = take(len);
-        assert_eq!(again.as_ptr(), ptr, "an idle buffer of the class is reused");
+        let mut again = take(len);
+        assert_eq!(again.as_mut_ptr(), ptr, "an idle buffer of the class is reused");
+    }
+
+    #[test]
+    fn buffers_are_aligned_and_small_ones_exact() {
+        let mut big = take(POOLED_MIN + 1);
+        assert_eq!(big.as_mut_ptr() as usize % PAGE, 0);
+        let mut small = take(100);
+        assert_eq!(small.len(), 100);
+        assert_eq!(small.as_mut_ptr() as usize % LINE, 0);
+        assert!(small.as_ref().iter().all(|&b| b == 0));
+        let bytes = into_bytes(small, 40);
+        assert_eq!(bytes.len(), 40);
+        assert_eq!(into_bytes(take(0), 0).len(), 0);
     }
 }

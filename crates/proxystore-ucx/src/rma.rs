@@ -61,7 +61,7 @@ pub(crate) struct Rma {
 }
 
 struct ReadCtx {
-    buf: Box<[u8]>,
+    buf: crate::pool::Buf,
     len: usize,
     done: Sender<Result<Bytes>>,
     owner: Ep,
