@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use proxystore_core::{
@@ -437,6 +437,9 @@ impl<L: SocketLayer> Connector for PeerConnector<L> {
 
     fn get_batch(&self, keys: &[Key]) -> Result<Vec<Option<Bytes>>> {
         self.check_open()?;
+        // One-sided reads share the get's time budget with its request: an
+        // owner holds a descriptor's memory for a bounded time only.
+        let deadline = Instant::now() + self.config.timeout;
         self.per_owner(
             keys,
             Op::Get,
@@ -444,7 +447,8 @@ impl<L: SocketLayer> Connector for PeerConnector<L> {
             |key, value| match value {
                 Value::Remote(desc) => {
                     let owner = key.location().unwrap_or_default();
-                    let d = self.layer.read_remote(owner, &desc, self.config.timeout)?;
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    let d = self.layer.read_remote(owner, &desc, left)?;
                     self.sized(key, d).map(Some)
                 }
                 Value::Data(d) => self.sized(key, d).map(Some),

@@ -144,7 +144,7 @@ impl SocketLayer for UcxLayer {
         let blob = worker_address(address)?;
         ONE_SIDED_READS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.engine()?
-            .read(blob, desc.clone(), timeout)
+            .read(blob, desc.clone(), timeout.min(crate::rma::READ_MAX))
             .map_err(|e| match e {
                 Error::PeerUnreachable { reason, .. } => Error::PeerUnreachable {
                     address: abbreviate(address),

@@ -155,7 +155,11 @@ mod tests {
         assert_eq!(bytes.len(), len);
         drop(bytes);
         let mut again = take(len);
-        assert_eq!(again.as_mut_ptr(), ptr, "an idle buffer of the class is reused");
+        assert_eq!(
+            again.as_mut_ptr(),
+            ptr,
+            "an idle buffer of the class is reused"
+        );
     }
 
     #[test]

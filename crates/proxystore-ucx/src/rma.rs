@@ -25,6 +25,10 @@ use crate::worker::{close_ep, connect_ep, mem_map, ptr_status, status_error, Ep}
 
 /// How long a registration outlives its last use.
 pub(crate) const GRACE: Duration = Duration::from_secs(60);
+/// Longest wait for one read, whatever the store's timeout: half of
+/// [`GRACE`], so a read that completes read memory the owner still held
+/// (the owner pins before it replies; the reader's budget starts earlier).
+pub(crate) const READ_MAX: Duration = Duration::from_secs(30);
 /// Cached unpacked rkeys before the cache is flushed.
 const RKEY_CACHE: usize = 4096;
 
