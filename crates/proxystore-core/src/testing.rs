@@ -230,7 +230,9 @@ pub fn config_rebuilds_connector(c: Arc<dyn Connector>) {
     assert_eq!(config.kind, c.kind());
     let json = serde_json_like(&config);
     assert_eq!(json, config, "config changed through serde");
-    let data = pattern(1000, 11);
+    // Large enough that transports with one-sided reads use them (peer
+    // connectors answer objects of 64 KiB and more with a descriptor).
+    let data = pattern(100_000, 11);
     let key = c.put(data.clone()).expect("put");
     let other = connector_from_config(&config).expect("rebuild from config");
     assert_eq!(other.get(&key).expect("get through rebuilt"), Some(data));

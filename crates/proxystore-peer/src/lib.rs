@@ -11,7 +11,9 @@
 //! - [`PeerConnector`]: the connector over any socket layer; [`serve`] the
 //!   standalone data server behind `proxystore serve`.
 //! - [`mock::MockLayer`]: in-process channels as the socket layer, so all
-//!   of the above runs in tests without a network library.
+//!   of the above runs in tests without a network library;
+//!   [`mock::MockRmaLayer`] adds one-sided reads (descriptors instead of
+//!   bytes), the path RDMA transports take.
 
 mod connector;
 mod handler;

@@ -3,6 +3,11 @@
 //! network library. Addresses are `mock://<name>`; `mock://` alone picks a
 //! fresh name. Like ZeroMQ's MAXMSGSIZE, a server drops messages with a
 //! frame over its limit before handling them.
+//!
+//! [`MockRmaLayer`] adds one-sided reads, as UCX's registered memory and
+//! `ucp_get` give them: owners answer gets with descriptors and readers
+//! fetch the bytes themselves, so the connector's descriptor path runs
+//! without RDMA hardware too.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,7 +15,8 @@ use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use proxystore_core::{Error, Result};
+use bytes::Bytes;
+use proxystore_core::{Error, ObjectId, Result};
 
 use crate::transport::{ClientSocket, Frames, ServerSocket, SocketLayer};
 use crate::wire::Limits;
@@ -157,6 +163,90 @@ impl ClientSocket for MockClient {
     }
 }
 
+/// The mock layer with one-sided reads. Exposed objects sit in a
+/// process-wide table standing in for registered memory; a descriptor is
+/// an 8-byte token and is good for one read, as a UCX
+/// descriptor is until its reader releases it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MockRmaLayer;
+
+/// Registered memory: token -> bytes.
+fn exposed() -> &'static Mutex<HashMap<u64, Bytes>> {
+    static MEM: OnceLock<Mutex<HashMap<u64, Bytes>>> = OnceLock::new();
+    MEM.get_or_init(Default::default)
+}
+
+static RMA_READS: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    static LAST_READ_TIMEOUT: std::cell::Cell<Duration> =
+        const { std::cell::Cell::new(Duration::ZERO) };
+}
+
+/// One-sided reads done through [`MockRmaLayer`] in this process.
+pub fn rma_reads() -> u64 {
+    RMA_READS.load(Ordering::Relaxed)
+}
+
+/// The time budget the last [`MockRmaLayer`] read of this thread was given.
+pub fn last_read_timeout() -> Duration {
+    LAST_READ_TIMEOUT.with(std::cell::Cell::get)
+}
+
+impl SocketLayer for MockRmaLayer {
+    type Server = MockServer;
+    type Client = MockClient;
+
+    fn name(&self) -> &'static str {
+        "mock-rma"
+    }
+
+    fn bind(&self, endpoint: &str, limits: &Limits) -> Result<(MockServer, String)> {
+        MockLayer.bind(endpoint, limits)
+    }
+
+    fn any_port(&self, endpoint: &str) -> String {
+        MockLayer.any_port(endpoint)
+    }
+
+    fn connect(&self, address: &str, limits: &Limits) -> Result<MockClient> {
+        MockLayer.connect(address, limits)
+    }
+
+    fn expose(&self, _id: ObjectId, data: &Bytes) -> Option<Bytes> {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        let token = NEXT.fetch_add(1, Ordering::Relaxed);
+        exposed()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(token, data.clone());
+        Some(Bytes::copy_from_slice(&token.to_le_bytes()))
+    }
+
+    fn reads_remote(&self) -> bool {
+        true
+    }
+
+    fn read_remote(&self, address: &str, desc: &Bytes, timeout: Duration) -> Result<Bytes> {
+        LAST_READ_TIMEOUT.with(|t| t.set(timeout));
+        let bad = |reason: &str| Error::Transport {
+            connector: "mock-rma".into(),
+            source: format!("one-sided read from {address}: {reason}").into(),
+        };
+        let token: [u8; 8] = desc
+            .as_ref()
+            .try_into()
+            .map_err(|_| bad("descriptor is not 8 bytes"))?;
+        let data = exposed()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&u64::from_le_bytes(token))
+            .ok_or_else(|| bad("no such registered memory (released or never exposed)"))?;
+        RMA_READS.fetch_add(1, Ordering::Relaxed);
+        Ok(data)
+    }
+}
+
 /// A peer connector on the mock layer, serving at a fresh `mock://` address.
 pub fn mock_connector() -> Result<crate::PeerConnector<MockLayer>> {
     register();
@@ -166,7 +256,18 @@ pub fn mock_connector() -> Result<crate::PeerConnector<MockLayer>> {
     )
 }
 
-/// Registers the `mock` connector kind, so configs naming it rebuild.
+/// A peer connector on [`MockRmaLayer`], serving at a fresh `mock://` address.
+pub fn mock_rma_connector() -> Result<crate::PeerConnector<MockRmaLayer>> {
+    register();
+    crate::PeerConnector::new(
+        std::sync::Arc::new(MockRmaLayer),
+        crate::PeerConfig::new("mock-rma", "mock://"),
+    )
+}
+
+/// Registers the `mock` and `mock-rma` connector kinds, so configs naming
+/// them rebuild.
 pub fn register() {
     crate::register_kind::<MockLayer>("mock");
+    crate::register_kind::<MockRmaLayer>("mock-rma");
 }

@@ -250,3 +250,39 @@ fn stale_replies_are_skipped_by_request_id() {
     assert_eq!(replies[0].items[0].value, Value::Flag(true));
     assert_eq!(replies[1].items[0].value, Value::Data(pattern(5, 1)));
 }
+
+mod conformance_one_sided {
+    proxystore_core::conformance_tests!(proxystore_peer::mock::mock_rma_connector().unwrap());
+}
+
+#[test]
+fn one_sided_gets_read_descriptors_within_the_get_timeout() {
+    use proxystore_peer::mock::{last_read_timeout, mock_rma_connector, rma_reads, MockRmaLayer};
+    use proxystore_peer::REMOTE_MIN;
+    let owner = mock_rma_connector().unwrap();
+    let mut config = PeerConfig::new("mock-rma", "mock://");
+    config.timeout = Duration::from_millis(2500);
+    let reader = PeerConnector::new(Arc::new(MockRmaLayer), config).unwrap();
+    let keys = owner
+        .put_batch(vec![pattern(REMOTE_MIN, 1), pattern(7, 2)])
+        .unwrap();
+    let before = rma_reads();
+    assert_eq!(
+        reader.get_batch(&keys).unwrap(),
+        vec![Some(pattern(REMOTE_MIN, 1)), Some(pattern(7, 2))]
+    );
+    // Other tests may read in parallel; ours adds one (the small object
+    // rides in the reply).
+    assert!(
+        rma_reads() > before,
+        "the owner answered the large object with a descriptor"
+    );
+    let budget = last_read_timeout();
+    assert!(
+        budget > Duration::ZERO && budget < Duration::from_millis(2500),
+        "a read gets what is left of the get's timeout, not a fresh one: {budget:?}"
+    );
+    // Evicted objects are not read: the owner answers "absent", not a descriptor.
+    reader.evict(&keys[0]).unwrap();
+    assert_eq!(reader.get(&keys[0]).unwrap(), None);
+}
