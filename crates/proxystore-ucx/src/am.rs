@@ -298,8 +298,15 @@ unsafe fn on_am(
             deliver(&*callbacks, kind, head, Ep(reply_ep), buf);
             return sys::ucs_status_t_UCS_OK;
         }
+        let Some(buf) = pool::take(len) else {
+            // No memory for it: refused like an oversized message.
+            if kind == AM_REPLY {
+                refuse_reply(&*callbacks, head.conn, len, limit);
+            }
+            return sys::ucs_status_t_UCS_OK;
+        };
         let ctx = Box::into_raw(Box::new(RecvCtx {
-            buf: pool::take(len),
+            buf,
             len,
             kind,
             head,

@@ -36,22 +36,18 @@ unsafe impl Send for Buf {}
 unsafe impl Sync for Buf {}
 
 impl Buf {
-    /// A zeroed buffer of exactly `len` bytes.
-    fn zeroed(len: usize) -> Buf {
-        let layout = Self::layout(len);
+    /// A zeroed buffer of exactly `len` bytes, or `None` if no such
+    /// allocation is possible (a length from a peer is not trusted to fit).
+    fn zeroed(len: usize) -> Option<Buf> {
+        let layout = Self::layout(len)?;
         // SAFETY: the layout has a non-zero size.
-        let ptr = unsafe { alloc_zeroed(layout) };
-        let Some(ptr) = NonNull::new(ptr) else {
-            std::alloc::handle_alloc_error(layout);
-        };
-        Buf { ptr, len }
+        let ptr = NonNull::new(unsafe { alloc_zeroed(layout) })?;
+        Some(Buf { ptr, len })
     }
 
-    fn layout(len: usize) -> Layout {
+    fn layout(len: usize) -> Option<Layout> {
         let align = if len >= POOLED_MIN { PAGE } else { LINE };
-        // Sizes come from received lengths already checked against limits
-        // far below isize::MAX, so this cannot fail.
-        Layout::from_size_align(len.max(1), align).unwrap_or(Layout::new::<u8>())
+        Layout::from_size_align(len.max(1), align).ok()
     }
 
     /// Where the bytes go.
@@ -74,8 +70,11 @@ impl AsRef<[u8]> for Buf {
 
 impl Drop for Buf {
     fn drop(&mut self) {
-        // SAFETY: allocated in `zeroed` with this layout.
-        unsafe { dealloc(self.ptr.as_ptr(), Self::layout(self.len)) };
+        // The layout exists: `zeroed` allocated with it.
+        if let Some(layout) = Self::layout(self.len) {
+            // SAFETY: allocated in `zeroed` with this layout, freed once.
+            unsafe { dealloc(self.ptr.as_ptr(), layout) };
+        }
     }
 }
 
@@ -91,16 +90,17 @@ fn pool() -> &'static Mutex<Pool> {
 }
 
 /// A buffer for `len` bytes: from [`POOLED_MIN`] up its size class (a
-/// power of two), reused if one is idle; below, exactly `len`.
-pub(crate) fn take(len: usize) -> Buf {
+/// power of two), reused if one is idle; below, exactly `len`. `None` when
+/// memory for it cannot be had.
+pub(crate) fn take(len: usize) -> Option<Buf> {
     if len < POOLED_MIN {
         return Buf::zeroed(len);
     }
-    let class = len.next_power_of_two();
+    let class = len.checked_next_power_of_two()?;
     let mut p = pool().lock().unwrap_or_else(|e| e.into_inner());
     if let Some(buf) = p.idle.get_mut(&class).and_then(Vec::pop) {
         p.idle_bytes -= class;
-        return buf;
+        return Some(buf);
     }
     drop(p);
     Buf::zeroed(class)
@@ -148,13 +148,13 @@ mod tests {
     #[test]
     fn buffers_come_back_and_are_reused() {
         let len = (1 << 20) + 3;
-        let mut buf = take(len);
+        let mut buf = take(len).unwrap();
         assert_eq!(buf.len(), 2 << 20);
         let ptr = buf.as_mut_ptr();
         let bytes = into_bytes(buf, len);
         assert_eq!(bytes.len(), len);
         drop(bytes);
-        let mut again = take(len);
+        let mut again = take(len).unwrap();
         assert_eq!(
             again.as_mut_ptr(),
             ptr,
@@ -164,14 +164,21 @@ mod tests {
 
     #[test]
     fn buffers_are_aligned_and_small_ones_exact() {
-        let mut big = take(POOLED_MIN + 1);
+        let mut big = take(POOLED_MIN + 1).unwrap();
         assert_eq!(big.as_mut_ptr() as usize % PAGE, 0);
-        let mut small = take(100);
+        let mut small = take(100).unwrap();
         assert_eq!(small.len(), 100);
         assert_eq!(small.as_mut_ptr() as usize % LINE, 0);
         assert!(small.as_ref().iter().all(|&b| b == 0));
         let bytes = into_bytes(small, 40);
         assert_eq!(bytes.len(), 40);
-        assert_eq!(into_bytes(take(0), 0).len(), 0);
+        assert_eq!(into_bytes(take(0).unwrap(), 0).len(), 0);
+    }
+
+    #[test]
+    fn impossible_lengths_are_refused_not_allocated() {
+        assert!(take(usize::MAX).is_none());
+        assert!(take((usize::MAX >> 1) + 2).is_none());
+        assert!(take(isize::MAX as usize - 10).is_none());
     }
 }

@@ -227,8 +227,15 @@ impl Rma {
                 rkey
             }
         };
+        let Some(buf) = crate::pool::take(len) else {
+            return fail(Error::TooLarge {
+                what: "one-sided read (no memory for it)",
+                size: len as u64,
+                limit: max_len as u64,
+            });
+        };
         let ctx = Box::into_raw(Box::new(ReadCtx {
-            buf: crate::pool::take(len.max(1)),
+            buf,
             len,
             done,
             owner: ep,
