@@ -66,26 +66,33 @@ struct Header {
 }
 
 impl Header {
-    /// Bytes the AM data must hold.
-    fn data_len(&self) -> usize {
+    /// Bytes the AM data must hold (`None`: lengths that overflow, which no
+    /// message can match).
+    fn data_len(&self) -> Option<usize> {
         let skip = usize::from(self.inline.is_some());
-        self.lens.iter().skip(skip).sum()
+        self.lens
+            .iter()
+            .skip(skip)
+            .try_fold(0usize, |sum, &l| sum.checked_add(l))
     }
 }
 
+/// Parses a header from a peer; `None` for anything malformed. The header
+/// is untrusted: lengths are checked before anything is indexed or sized
+/// by them.
 fn decode_header(h: &[u8]) -> Option<Header> {
     let conn = u64::from_le_bytes(h.get(0..8)?.try_into().ok()?);
     let n = u32::from_le_bytes(h.get(8..12)?.try_into().ok()?) as usize;
     let flags = u32::from_le_bytes(h.get(12..16)?.try_into().ok()?);
     let lens_end = 16usize.checked_add(n.checked_mul(8)?)?;
-    let lens: Vec<usize> = (0..n)
-        .map(|i| {
-            u64::from_le_bytes(h[16 + 8 * i..24 + 8 * i].try_into().unwrap_or([0; 8])) as usize
+    let len_bytes = h.get(16..lens_end)?;
+    let lens: Vec<usize> = len_bytes
+        .chunks_exact(8)
+        .map(|c| {
+            let v = u64::from_le_bytes(c.try_into().unwrap_or([0xff; 8]));
+            usize::try_from(v).unwrap_or(usize::MAX)
         })
-        .collect::<Vec<_>>();
-    if h.len() < lens_end {
-        return None;
-    }
+        .collect();
     let inline = if flags & 1 != 0 {
         let first = *lens.first()?;
         if h.len() != lens_end.checked_add(first)? {
@@ -267,7 +274,7 @@ unsafe fn on_am(
             } else {
                 ptr::null_mut()
             };
-        if head.data_len() != len || too_big.is_some() {
+        if head.data_len() != Some(len) || too_big.is_some() {
             // Not a message we accept: drop it unread (for a rendezvous,
             // returning without ucp_am_recv_data_nbx tells UCX to complete
             // the sender and free the descriptor); whoever waits for it
@@ -406,5 +413,63 @@ fn deliver(callbacks: &Callbacks, kind: u32, head: Header, reply_ep: Ep, all: By
         .get(&conn)
     {
         let _ = tx.send(Ok(frames));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn frames(lens: &[usize]) -> Frames {
+        lens.iter().map(|&n| Bytes::from(vec![7u8; n])).collect()
+    }
+
+    #[test]
+    fn headers_round_trip_with_and_without_inline_heads() {
+        for (lens, inline) in [
+            (vec![10, 5000], true),
+            (vec![4000, 3], false),
+            (vec![], false),
+        ] {
+            let f = frames(&lens);
+            let (h, was_inline) = encode_header(42, &f);
+            assert_eq!(was_inline, inline);
+            let head = decode_header(&h).unwrap();
+            assert_eq!(head.conn, 42);
+            assert_eq!(head.lens, lens);
+            assert_eq!(head.inline.is_some(), inline);
+            let data: usize = lens.iter().skip(usize::from(inline)).sum();
+            assert_eq!(head.data_len(), Some(data));
+        }
+    }
+
+    #[test]
+    fn malformed_headers_are_refused_without_panicking() {
+        let (h, _) = encode_header(1, &frames(&[8, 100]));
+        for cut in 0..h.len() {
+            assert!(decode_header(&h[..cut]).is_none(), "cut at {cut}");
+        }
+        // A frame count far beyond the header's bytes: nothing is sized by it.
+        let mut huge = h.clone();
+        huge[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(decode_header(&huge).is_none());
+        // Lengths whose sum overflows match no message.
+        let mut over = Vec::new();
+        over.extend_from_slice(&1u64.to_le_bytes());
+        over.extend_from_slice(&2u32.to_le_bytes());
+        over.extend_from_slice(&0u32.to_le_bytes());
+        over.extend_from_slice(&u64::MAX.to_le_bytes());
+        over.extend_from_slice(&u64::MAX.to_le_bytes());
+        assert_eq!(decode_header(&over).unwrap().data_len(), None);
+    }
+
+    proptest! {
+        #[test]
+        fn random_headers_never_panic(h in proptest::collection::vec(any::<u8>(), 0..300)) {
+            if let Some(head) = decode_header(&h) {
+                let _ = head.data_len();
+            }
+        }
     }
 }
