@@ -1,6 +1,9 @@
 //! UCX as a [`SocketLayer`]: the data server and client connections of the
 //! shared peer connector, carried by UCP active messages (see `engine`).
-//! Addresses are `ucx://<base64url of the UCP worker address>`.
+//! Addresses are `ucx://<base64url of the UCP worker address and its
+//! 64-bit FNV-1a checksum>`: UCX parses a worker address without knowing
+//! its length and aborts the process on a malformed one, so nothing from a
+//! key reaches UCX unless it is intact.
 
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
@@ -84,7 +87,7 @@ impl SocketLayer for UcxLayer {
         let requests = engine
             .take_requests()
             .ok_or_else(|| Error::Config("this UCX worker already has a data server".into()))?;
-        let address = format!("{SCHEME}{}", b64().encode(engine.address()));
+        let address = encode_address(engine.address());
         Ok((
             UcxServer {
                 engine,
@@ -112,7 +115,7 @@ impl SocketLayer for UcxLayer {
                 }),
                 handler.limits().max_frame(),
             )?;
-            let address = format!("{SCHEME}{}", b64().encode(engine.address()));
+            let address = encode_address(engine.address());
             Ok((Box::new(Serving(engine)) as InlineServer, address))
         });
         Some(served)
@@ -190,16 +193,41 @@ fn check_endpoint(endpoint: &str) -> Result<()> {
     Ok(())
 }
 
-/// The worker address inside `ucx://<base64url>`.
+/// FNV-1a, 64 bits: a checksum every build computes alike.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// `ucx://` and the worker address with its checksum, base64url.
+fn encode_address(worker: &[u8]) -> String {
+    let mut blob = Vec::with_capacity(worker.len() + 8);
+    blob.extend_from_slice(worker);
+    blob.extend_from_slice(&fnv1a(worker).to_le_bytes());
+    format!("{SCHEME}{}", b64().encode(blob))
+}
+
+/// The worker address inside `ucx://<base64url>`, if intact.
 fn worker_address(address: &str) -> Result<Vec<u8>> {
-    address
+    let invalid = |reason| Error::InvalidKey {
+        text: address.chars().take(200).collect(),
+        reason,
+    };
+    let mut blob = address
         .strip_prefix(SCHEME)
         .and_then(|b| b64().decode(b).ok())
-        .filter(|b| !b.is_empty())
-        .ok_or_else(|| Error::InvalidKey {
-            text: address.chars().take(200).collect(),
-            reason: "a ucx owner address is ucx://<base64url worker address>",
-        })
+        .ok_or_else(|| invalid("a ucx owner address is ucx://<base64url worker address>"))?;
+    if blob.len() <= 8 {
+        return Err(invalid("ucx owner address too short"));
+    }
+    let sum = blob.split_off(blob.len() - 8);
+    if sum != fnv1a(&blob).to_le_bytes() {
+        return Err(invalid(
+            "ucx owner address fails its checksum (truncated or corrupted)",
+        ));
+    }
+    Ok(blob)
 }
 
 /// Whether this process's gets use one-sided reads (for objects of
@@ -299,5 +327,29 @@ impl UcxClient {
 impl Drop for UcxClient {
     fn drop(&mut self) {
         self.engine.close(self.ep, self.conn);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_round_trip_and_damage_is_caught() {
+        let worker: Vec<u8> = (0..150u8).collect();
+        let address = encode_address(&worker);
+        assert_eq!(worker_address(&address).unwrap(), worker);
+        // Every truncation and every single-character change is refused.
+        for cut in SCHEME.len()..address.len() {
+            assert!(worker_address(&address[..cut]).is_err(), "cut at {cut}");
+        }
+        for at in SCHEME.len()..address.len() {
+            let mut damaged = address.clone().into_bytes();
+            damaged[at] = if damaged[at] == b'A' { b'B' } else { b'A' };
+            let damaged = String::from_utf8(damaged).unwrap();
+            assert!(worker_address(&damaged).is_err(), "change at {at}");
+        }
+        assert!(worker_address("ucx://").is_err());
+        assert!(worker_address("tcp://1.2.3.4:5").is_err());
     }
 }

@@ -372,6 +372,33 @@ fn a_malformed_owner_address_is_an_invalid_key() {
 }
 
 #[test]
+fn garbage_and_damaged_owner_addresses_are_invalid_keys_not_aborts() {
+    // UCX asserts (aborts the process) on a malformed worker address; none
+    // may reach it from a key.
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let c = ucx();
+    let real = c.put(pattern(10, 1)).unwrap();
+    let real_address = real.location().unwrap().to_string();
+    let mut addresses: Vec<String> = (0..64u64)
+        .map(|seed| format!("ucx://{}", b64.encode(pattern(8 + seed as usize * 5, seed))))
+        .collect();
+    addresses.push(real_address[..real_address.len() - 4].to_string());
+    let mut flipped = real_address.clone().into_bytes();
+    let mid = flipped.len() / 2;
+    flipped[mid] = if flipped[mid] == b'A' { b'B' } else { b'A' };
+    addresses.push(String::from_utf8(flipped).unwrap());
+    for address in addresses {
+        let key = Key::random().with_size(10).with_location(&address).unwrap();
+        match c.get(&key) {
+            Err(Error::InvalidKey { .. }) => {}
+            other => panic!("{address}: expected InvalidKey, got {other:?}"),
+        }
+    }
+    assert_eq!(c.get(&real).unwrap(), Some(pattern(10, 1)));
+}
+
+#[test]
 fn the_raw_baseline_moves_payloads_both_ways() {
     let payload = pattern(1 << 20, 9);
     let raw = proxystore_ucx::baseline::RawAm::start(payload.clone()).unwrap();
