@@ -265,8 +265,8 @@ fn one_sided_from_env() -> bool {
 
 /// Worker addresses run to hundreds of characters; messages show the start.
 fn abbreviate(address: &str) -> String {
-    if address.len() > 48 {
-        format!("{}...", &address[..48])
+    if address.chars().count() > 48 {
+        format!("{}...", address.chars().take(48).collect::<String>())
     } else {
         address.to_string()
     }
@@ -351,5 +351,12 @@ mod tests {
         }
         assert!(worker_address("ucx://").is_err());
         assert!(worker_address("tcp://1.2.3.4:5").is_err());
+    }
+
+    #[test]
+    fn long_addresses_are_cut_on_character_boundaries() {
+        let address = format!("ucx://{}", "é".repeat(60));
+        assert_eq!(abbreviate(&address).chars().count(), 51);
+        assert_eq!(abbreviate("ucx://short"), "ucx://short");
     }
 }
