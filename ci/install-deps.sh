@@ -12,6 +12,7 @@ APT_PACKAGES=(
     libucx-dev      # sys/ucx-sys, proxystore-ucx: UCP headers and libraries
     ucx-utils       # ucx_info, ucx_perftest: the raw UCX baseline
     libclang-dev    # bindgen (build-support) parses the C headers
+    iproute2        # ip netns: proxystore-ucx's two-host test (tests/hosts.rs)
 )
 
 missing=()
