@@ -311,9 +311,13 @@ impl<L: SocketLayer> ClientPool<L> {
 
     fn give_back(&self, address: &str, conn: L::Client) {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let list = idle.entry(address.to_string()).or_default();
-        if list.len() < IDLE_PER_PEER {
-            list.push(conn);
+        // Addresses run to hundreds of bytes (UCX): copy one only for a new peer.
+        match idle.get_mut(address) {
+            Some(list) if list.len() >= IDLE_PER_PEER => {}
+            Some(list) => list.push(conn),
+            None => {
+                idle.insert(address.to_string(), vec![conn]);
+            }
         }
     }
 
