@@ -161,7 +161,12 @@ fn two_hosts_over_tcp_and_a_vanished_owner_host() {
     let hosts = match Hosts::create() {
         Ok(h) => h,
         Err(reason) => {
-            println!("skipped: two-host test needs network namespaces ({reason})");
+            // Straight to stderr, past libtest's capture: a skip must show in CI logs.
+            use std::io::Write as _;
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIP: two-host test needs network namespaces ({reason})"
+            );
             return;
         }
     };
