@@ -58,7 +58,9 @@ pub(crate) struct Rma {
     worker: sys::ucp_worker_h,
     registered: HashMap<(usize, usize), Registration>,
     eps: HashMap<Vec<u8>, Ep>,
-    rkeys: HashMap<(usize, Vec<u8>), sys::ucp_rkey_h>,
+    /// Unpacked rkeys by (endpoint, packed rkey); looked up with a slice
+    /// of the descriptor, so a cached rkey costs no allocation per read.
+    rkeys: HashMap<(usize, Bytes), sys::ucp_rkey_h>,
     arena: Arc<Arena>,
     releases: Box<Releases>,
     last_sweep: Instant,
@@ -188,7 +190,7 @@ impl Rma {
         }
         let addr = le_u64(&desc, 0);
         let len = le_u64(&desc, 8) as usize;
-        let rkey_buf = desc[24..].to_vec();
+        let rkey_buf = desc.slice(24..);
         if len > max_len {
             return fail(Error::TooLarge {
                 what: "one-sided read",
@@ -223,7 +225,9 @@ impl Rma {
                 if st != sys::ucs_status_t_UCS_OK {
                     return fail(status_error("ucp_ep_rkey_unpack", st));
                 }
-                self.rkeys.insert((ep.0 as usize, rkey_buf), rkey);
+                // Owned copy: the cache must not keep the reply's buffer alive.
+                self.rkeys
+                    .insert((ep.0 as usize, Bytes::copy_from_slice(&rkey_buf)), rkey);
                 rkey
             }
         };
