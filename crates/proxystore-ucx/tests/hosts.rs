@@ -14,12 +14,12 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use proxystore_core::testing::{
-    child_command, child_role, output_field, pattern, run_child, spawn_child_until,
+    child_command, child_role, output_field, run_child, spawn_child_until,
 };
-use proxystore_core::{Connector, Error, Key};
+use proxystore_core::{Connector, Error};
 use proxystore_ucx::{PeerConfig, UcxConnector, UcxConnectorExt, ADDRESS, KIND};
 
-const OBJECT: usize = 3 << 20;
+mod common;
 
 /// Two namespaces and the veth pair between them; removed on drop.
 struct Hosts {
@@ -119,24 +119,15 @@ fn child_entry() {
     };
     std::env::set_var("PROXYSTORE_UCX_SECRET", "hosts-test");
     match role.as_str() {
-        "owner" => {
-            let c = UcxConnector::open().unwrap();
-            let big = c.put(pattern(OBJECT, 1)).unwrap();
-            let small = c.put(pattern(100, 2)).unwrap();
-            println!("OWNER_KEYS={big} {small}");
-            std::thread::sleep(Duration::from_secs(60));
-        }
+        "owner" => common::serve_as_owner(&UcxConnector::open().unwrap()),
         "reader" => {
-            let keys: Vec<Key> = std::env::var("KEYS")
-                .unwrap()
-                .split(' ')
-                .map(|k| k.parse().unwrap())
-                .collect();
+            let keys = common::keys_from_env();
             let mut config = PeerConfig::new(KIND, ADDRESS);
             config.timeout = Duration::from_secs(3);
             let c = UcxConnector::with_config(config).unwrap();
             let got = c.get_batch(&keys).unwrap();
-            assert_eq!(got, vec![Some(pattern(OBJECT, 1)), Some(pattern(100, 2))]);
+            let want: Vec<_> = common::owner_objects().into_iter().map(Some).collect();
+            assert_eq!(got, want);
             assert!(c.exists(&keys[1]).unwrap());
             println!("READ=ok");
             // The owner's host drops off the network.

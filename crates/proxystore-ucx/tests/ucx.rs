@@ -14,6 +14,8 @@ use proxystore_core::testing::{
 use proxystore_core::{Bytes, Connector, Error, Key};
 use proxystore_ucx::{PeerConfig, UcxConnector, UcxConnectorExt, ADDRESS, KIND};
 
+mod common;
+
 const SECRET: &str = "ucx-test-secret";
 
 /// UCX workers are reachable over the network, so the connector wants a
@@ -40,20 +42,12 @@ fn child_entry() {
     };
     let c = ucx();
     match role.as_str() {
-        "owner" => {
-            let key = c.put(pattern(3 << 20, 7)).unwrap();
-            let small = c.put(pattern(100, 8)).unwrap();
-            println!("OWNER_KEYS={key} {small}");
-            std::thread::sleep(Duration::from_secs(60));
-        }
+        "owner" => common::serve_as_owner(&c),
         "consumer" => {
-            let keys: Vec<Key> = std::env::var("KEYS")
-                .unwrap()
-                .split(' ')
-                .map(|k| k.parse().unwrap())
-                .collect();
+            let keys = common::keys_from_env();
             let got = c.get_batch(&keys).unwrap();
-            assert_eq!(got, vec![Some(pattern(3 << 20, 7)), Some(pattern(100, 8))]);
+            let want: Vec<_> = common::owner_objects().into_iter().map(Some).collect();
+            assert_eq!(got, want);
             assert!(c.exists(&keys[1]).unwrap());
             c.evict(&keys[1]).unwrap();
             assert!(!c.exists(&keys[1]).unwrap());
