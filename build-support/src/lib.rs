@@ -13,6 +13,9 @@
 //! Bindings come from bindgen with an allowlist; `static inline` API
 //! functions (libfabric's whole data path) are wrapped by bindgen's
 //! `wrap_static_fns` and compiled with `cc` into a small static library.
+//! That library and its symbols are named after the crate's `links` value
+//! (`<links>_static_fns`, `<fn>__<links>_static`), so any number of `-sys`
+//! crates can wrap inline functions and link into one binary.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -271,16 +274,55 @@ pub struct BindingsSpec<'a> {
     pub vars: &'a [&'a str],
     /// Wrap `static inline` functions in real symbols (compiled with cc).
     pub wrap_static_fns: bool,
+    /// The crate's `links` value (`fabric`). It names the wrapper library
+    /// ([`static_fns_lib`]) and the wrapper symbols' suffix
+    /// ([`static_fns_suffix`]), so two crates' wrappers never collide. Empty
+    /// means `CARGO_MANIFEST_LINKS`, which cargo sets for a build script of
+    /// a package with `links`. Only used with `wrap_static_fns`.
+    pub links: &'a str,
+}
+
+/// The static library holding one crate's `static inline` wrappers:
+/// `<links>_static_fns`. A fixed name would make two `-sys` crates'
+/// `-l static=` lines pick the same archive.
+pub fn static_fns_lib(links: &str) -> String {
+    format!("{}_static_fns", c_ident(links))
+}
+
+/// The suffix bindgen appends to each wrapped function's symbol:
+/// `__<links>_static`. Two crates wrapping the same inline helper (a shared
+/// header) would otherwise both define `<fn>__extern`.
+pub fn static_fns_suffix(links: &str) -> String {
+    format!("__{}_static", c_ident(links))
+}
+
+/// `links` values may hold `-` or `.`; library and symbol names may not.
+fn c_ident(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect()
 }
 
 /// Runs bindgen for `spec` against the headers of `found`, writing
-/// `<out_dir>/bindings.rs`; with `wrap_static_fns`, also compiles and links
-/// the generated wrappers.
+/// `<out_dir>/bindings.rs`; with `wrap_static_fns`, also compiles the
+/// generated wrappers into `<out_dir>/lib<links>_static_fns.a` and prints
+/// the cargo lines that link it.
 pub fn generate_bindings(
     found: &Found,
     spec: &BindingsSpec<'_>,
     out_dir: &Path,
 ) -> Result<PathBuf, String> {
+    let links = match spec.links {
+        "" => std::env::var("CARGO_MANIFEST_LINKS").unwrap_or_default(),
+        l => l.to_string(),
+    };
+    if spec.wrap_static_fns && links.is_empty() {
+        return Err(
+            "wrap_static_fns needs BindingsSpec::links (or a `links` key in \
+                    Cargo.toml) to name the wrapper library"
+                .into(),
+        );
+    }
     let wrapper_h = out_dir.join("wrapper.h");
     std::fs::write(&wrapper_h, spec.wrapper)
         .map_err(|e| format!("writing {}: {e}", wrapper_h.display()))?;
@@ -306,6 +348,7 @@ pub fn generate_bindings(
     if spec.wrap_static_fns {
         builder = builder
             .wrap_static_fns(true)
+            .wrap_static_fns_suffix(static_fns_suffix(&links))
             .wrap_static_fns_path(&static_fns);
     }
     let bindings = builder
@@ -318,14 +361,19 @@ pub fn generate_bindings(
     if spec.wrap_static_fns {
         let c_file = static_fns.with_extension("c");
         let mut build = cc::Build::new();
-        build.file(&c_file).include(out_dir).warnings(false);
+        // Into out_dir itself, not $OUT_DIR: the caller chose where.
+        build
+            .file(&c_file)
+            .include(out_dir)
+            .out_dir(out_dir)
+            .warnings(false);
         for dir in &found.include_dirs {
             build.include(dir);
         }
         // The generated file includes the wrapper by its path.
         build.flag_if_supported("-Wno-unused-parameter");
         build
-            .try_compile("proxystore_static_fns")
+            .try_compile(&static_fns_lib(&links))
             .map_err(|e| format!("compiling {}: {e}", c_file.display()))?;
     }
     Ok(out)
@@ -467,6 +515,7 @@ mod tests {
             wrapper: "#include <inl.h>\n",
             functions: &["add_one"],
             wrap_static_fns: true,
+            links: "inl",
             ..Default::default()
         };
         // cc reads TARGET/HOST/OPT_LEVEL from the environment of a build script.
@@ -484,7 +533,37 @@ mod tests {
         }
         let out = generate_bindings(&found, &spec, t.path()).unwrap();
         let text = std::fs::read_to_string(out).unwrap();
-        assert!(text.contains("add_one__extern"), "{text}");
-        assert!(t.path().join("libproxystore_static_fns.a").is_file());
+        assert!(text.contains("add_one__inl_static"), "{text}");
+        assert!(t.path().join("libinl_static_fns.a").is_file());
+    }
+
+    #[test]
+    fn wrapping_without_a_links_value_is_an_error() {
+        if std::env::var_os("CARGO_MANIFEST_LINKS").is_some() {
+            return; // never set for this crate's tests; guard anyway
+        }
+        let t = tempfile::tempdir().unwrap();
+        let found = Found {
+            include_dirs: vec![],
+            lib_dirs: vec![],
+            libs: vec![],
+            version: None,
+            how: "test".into(),
+        };
+        let spec = BindingsSpec {
+            wrapper: "static inline int f(void) { return 0; }\n",
+            wrap_static_fns: true,
+            ..Default::default()
+        };
+        let err = generate_bindings(&found, &spec, t.path()).unwrap_err();
+        assert!(err.contains("BindingsSpec::links"), "{err}");
+    }
+
+    #[test]
+    fn wrapper_names_are_per_crate_and_valid_c_identifiers() {
+        assert_eq!(static_fns_lib("fabric"), "fabric_static_fns");
+        assert_eq!(static_fns_suffix("fabric"), "__fabric_static");
+        assert_eq!(static_fns_lib("daos-fs.1"), "daos_fs_1_static_fns");
+        assert_ne!(static_fns_suffix("ucp"), static_fns_suffix("fabric"));
     }
 }

@@ -58,6 +58,7 @@ fn main() {
         ],
         vars: &["UCP_.*", "UCS_.*"],
         wrap_static_fns: false,
+        links: "ucp",
     };
     if let Err(e) = generate_bindings(&found, &spec, &out_dir) {
         eprintln!("ucx-sys: {e}");
