@@ -106,9 +106,16 @@ impl LibrarySpec<'_> {
             env_var: self.dir_var(),
             attempts,
         };
+        // The target's multiarch dir, not the host's: a cross build must not
+        // link the build machine's library. Without TARGET (not a build
+        // script) host and target are the same machine.
+        let multiarch = env("TARGET")
+            .or_else(|| Some(format!("{}-unknown-linux-gnu", std::env::consts::ARCH)))
+            .and_then(|t| multiarch_dir(&t));
+        let multiarch = multiarch.as_deref();
         let var = self.dir_var();
         if let Some(dir) = env(&var).filter(|d| !d.is_empty()) {
-            return match self.at_prefix(Path::new(&dir)) {
+            return match self.at_prefix(Path::new(&dir), multiarch) {
                 Ok(mut found) => {
                     found.how = format!("{var}={dir}");
                     Ok(found)
@@ -145,7 +152,7 @@ impl LibrarySpec<'_> {
             }
         }
         for prefix in expand_prefixes(self.prefixes) {
-            match self.at_prefix(&prefix) {
+            match self.at_prefix(&prefix, multiarch) {
                 Ok(mut found) => {
                     found.how = format!("prefix {}", prefix.display());
                     return Ok(found);
@@ -158,14 +165,15 @@ impl LibrarySpec<'_> {
 
     /// The library under an install prefix, if its header and first
     /// library are there.
-    fn at_prefix(&self, prefix: &Path) -> Result<Found, String> {
+    fn at_prefix(&self, prefix: &Path, multiarch: Option<&str>) -> Result<Found, String> {
         let include = prefix.join("include");
         if !include.join(self.header).is_file() {
             return Err(format!("no include/{}", self.header));
         }
         let first = self.libs.first().copied().unwrap_or_default();
-        let multiarch = format!("lib/{}-linux-gnu", std::env::consts::ARCH);
-        let lib_dir = ["lib64", "lib", multiarch.as_str()]
+        let mut dirs = vec!["lib64".to_string(), "lib".to_string()];
+        dirs.extend(multiarch.map(|m| format!("lib/{m}")));
+        let lib_dir = dirs
             .iter()
             .map(|d| prefix.join(d))
             .find(|d| {
@@ -174,7 +182,13 @@ impl LibrarySpec<'_> {
                     .any(|ext| d.join(format!("lib{first}.{ext}")).is_file())
             })
             .ok_or_else(|| {
-                format!("no lib{first}.so or lib{first}.a in lib64/, lib/ or {multiarch}/")
+                format!(
+                    "no lib{first}.so or lib{first}.a in {}",
+                    dirs.iter()
+                        .map(|d| format!("{d}/"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
             })?;
         Ok(Found {
             include_dirs: vec![include],
@@ -184,6 +198,33 @@ impl LibrarySpec<'_> {
             how: String::new(),
         })
     }
+}
+
+/// The Debian/Ubuntu multiarch directory name for a Rust target triple
+/// (`x86_64-unknown-linux-gnu` → `x86_64-linux-gnu`, so libraries live in
+/// `/usr/lib/x86_64-linux-gnu`). `None` for non-Linux targets.
+///
+/// Build scripts run on the host; pass `TARGET` (not
+/// `std::env::consts::ARCH`) so a cross build looks in the target's dir.
+pub fn multiarch_dir(target: &str) -> Option<String> {
+    let parts: Vec<&str> = target.split('-').collect();
+    let linux = parts.iter().position(|p| *p == "linux")?;
+    let arch = *parts.first()?;
+    // Rust arch names that Debian spells differently.
+    let arch = match arch {
+        "i386" | "i486" | "i586" | "i686" => "i386",
+        a if a.starts_with("riscv64") => "riscv64",
+        a if a.starts_with("riscv32") => "riscv32",
+        a if a.starts_with("armeb") => "armeb",
+        a if a.starts_with("arm") || a.starts_with("thumb") => "arm",
+        a => a,
+    };
+    // `linux` with no environment after it means glibc.
+    let env = match parts[linux + 1..].join("-") {
+        e if e.is_empty() => "gnu".to_string(),
+        e => e,
+    };
+    Some(format!("{arch}-linux-{env}"))
 }
 
 fn probe_pkg_config(name: &str) -> Result<Found, String> {
@@ -565,5 +606,48 @@ mod tests {
         assert_eq!(static_fns_suffix("fabric"), "__fabric_static");
         assert_eq!(static_fns_lib("daos-fs.1"), "daos_fs_1_static_fns");
         assert_ne!(static_fns_suffix("ucp"), static_fns_suffix("fabric"));
+    }
+
+    #[test]
+    fn multiarch_dirs_follow_the_target_triple() {
+        for (target, dir) in [
+            ("x86_64-unknown-linux-gnu", Some("x86_64-linux-gnu")),
+            ("aarch64-unknown-linux-gnu", Some("aarch64-linux-gnu")),
+            ("i686-unknown-linux-gnu", Some("i386-linux-gnu")),
+            ("armv7-unknown-linux-gnueabihf", Some("arm-linux-gnueabihf")),
+            (
+                "powerpc64le-unknown-linux-gnu",
+                Some("powerpc64le-linux-gnu"),
+            ),
+            ("riscv64gc-unknown-linux-gnu", Some("riscv64-linux-gnu")),
+            ("s390x-unknown-linux-gnu", Some("s390x-linux-gnu")),
+            ("x86_64-unknown-linux-musl", Some("x86_64-linux-musl")),
+            ("aarch64-apple-darwin", None),
+            ("x86_64-pc-windows-msvc", None),
+        ] {
+            assert_eq!(multiarch_dir(target).as_deref(), dir, "{target}");
+        }
+    }
+
+    #[test]
+    fn prefixes_search_the_target_multiarch_dir_not_the_hosts() {
+        let t = tempfile::tempdir().unwrap();
+        // Only the aarch64 copy exists: an x86_64 host cross-building for
+        // aarch64 must find it, and a native x86_64 build must not.
+        install(t.path(), "lib/aarch64-linux-gnu");
+        let prefix = t.path().display().to_string();
+        let spec = LibrarySpec {
+            prefixes: &[prefix.as_str()],
+            ..SPEC
+        };
+        let env = |target: &'static str| move |v: &str| (v == "TARGET").then(|| target.to_string());
+        let found = spec
+            .find_with(&env("aarch64-unknown-linux-gnu"), &no_pkg)
+            .unwrap();
+        assert_eq!(found.lib_dirs, vec![t.path().join("lib/aarch64-linux-gnu")]);
+        let err = spec
+            .find_with(&env("x86_64-unknown-linux-gnu"), &no_pkg)
+            .unwrap_err();
+        assert!(err.to_string().contains("lib/x86_64-linux-gnu/"), "{err}");
     }
 }
