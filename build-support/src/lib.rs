@@ -16,6 +16,21 @@
 //! That library and its symbols are named after the crate's `links` value
 //! (`<links>_static_fns`, `<fn>__<links>_static`), so any number of `-sys`
 //! crates can wrap inline functions and link into one binary.
+//!
+//! Every `-sys` build script starts with [`docs_rs_bindings`]: under
+//! `DOCS_RS` it copies the checked-in bindings and the script returns
+//! without probing or linking anything.
+//!
+//! ```no_run
+//! use proxystore_build_support::{docs_rs_bindings, generate_bindings, BindingsSpec, LibrarySpec};
+//! # const SPEC: LibrarySpec<'static> = LibrarySpec { name: "", env_prefix: "", pkg_config: &[], header: "", libs: &[], prefixes: &[] };
+//! let out_dir = std::path::PathBuf::from(std::env::var("OUT_DIR").unwrap());
+//! if docs_rs_bindings("src/bindings_pregenerated.rs".as_ref(), &out_dir).unwrap() {
+//!     return; // documentation only: nothing is probed or linked
+//! }
+//! let found = SPEC.find().unwrap_or_else(|e| panic!("{e}"));
+//! found.emit_cargo_metadata();
+//! ```
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -344,6 +359,50 @@ fn c_ident(s: &str) -> String {
         .collect()
 }
 
+/// The cfg set on a crate built from checked-in bindings (under `DOCS_RS`),
+/// where the library is not linked. [`docs_rs_bindings`] declares it in
+/// every build, so `#[cfg(not(checked_in_bindings))]` is never flagged by
+/// the `unexpected_cfgs` lint.
+pub const CHECKED_IN_BINDINGS_CFG: &str = "checked_in_bindings";
+
+/// The first call of every `-sys` build script. When `DOCS_RS` is set,
+/// copies `checked_in` (bindings generated ahead of time and committed) to
+/// `<out_dir>/bindings.rs`, sets the cfg [`CHECKED_IN_BINDINGS_CFG`] and
+/// returns `Ok(true)`: the script must then return without probing or
+/// linking anything (docs.rs has no site libraries). Otherwise returns
+/// `Ok(false)` and the script goes on to [`LibrarySpec::find`].
+///
+/// `checked_in` is relative to the package root (a build script's working
+/// directory). Checked-in bindings that wrap `static inline` functions must
+/// be generated with the same `links` value, so their symbol names match.
+pub fn docs_rs_bindings(checked_in: &Path, out_dir: &Path) -> Result<bool, String> {
+    docs_rs_bindings_with(&|var| std::env::var(var).ok(), checked_in, out_dir)
+}
+
+/// [`docs_rs_bindings`] with an injected environment (tests).
+pub fn docs_rs_bindings_with(
+    env: &dyn Fn(&str) -> Option<String>,
+    checked_in: &Path,
+    out_dir: &Path,
+) -> Result<bool, String> {
+    println!("cargo::rustc-check-cfg=cfg({CHECKED_IN_BINDINGS_CFG})");
+    println!("cargo:rerun-if-env-changed=DOCS_RS");
+    println!("cargo:rerun-if-changed={}", checked_in.display());
+    if env("DOCS_RS").is_none() {
+        return Ok(false);
+    }
+    let out = out_dir.join("bindings.rs");
+    std::fs::copy(checked_in, &out).map_err(|e| {
+        format!(
+            "DOCS_RS is set: copying checked-in bindings {} to {}: {e}",
+            checked_in.display(),
+            out.display()
+        )
+    })?;
+    println!("cargo:rustc-cfg={CHECKED_IN_BINDINGS_CFG}");
+    Ok(true)
+}
+
 /// Runs bindgen for `spec` against the headers of `found`, writing
 /// `<out_dir>/bindings.rs`; with `wrap_static_fns`, also compiles the
 /// generated wrappers into `<out_dir>/lib<links>_static_fns.a` and prints
@@ -649,5 +708,25 @@ mod tests {
             .find_with(&env("x86_64-unknown-linux-gnu"), &no_pkg)
             .unwrap_err();
         assert!(err.to_string().contains("lib/x86_64-linux-gnu/"), "{err}");
+    }
+
+    #[test]
+    fn docs_rs_uses_the_checked_in_bindings_and_nothing_else() {
+        let t = tempfile::tempdir().unwrap();
+        let checked_in = t.path().join("checked_in.rs");
+        std::fs::write(&checked_in, "pub const CHECKED_IN: u8 = 1;\n").unwrap();
+        let out = t.path().join("out");
+        std::fs::create_dir(&out).unwrap();
+        let unset = |_: &str| None;
+        assert!(!docs_rs_bindings_with(&unset, &checked_in, &out).unwrap());
+        assert!(!out.join("bindings.rs").exists());
+        let docs_rs = |v: &str| (v == "DOCS_RS").then(|| "1".to_string());
+        assert!(docs_rs_bindings_with(&docs_rs, &checked_in, &out).unwrap());
+        assert_eq!(
+            std::fs::read_to_string(out.join("bindings.rs")).unwrap(),
+            "pub const CHECKED_IN: u8 = 1;\n"
+        );
+        let err = docs_rs_bindings_with(&docs_rs, &t.path().join("missing.rs"), &out).unwrap_err();
+        assert!(err.contains("missing.rs"), "{err}");
     }
 }

@@ -2,8 +2,9 @@
 //! generates bindings to the UCP API.
 
 use proxystore_build_support::{
-    generate_bindings, rerun_if_env_changed, BindingsSpec, LibrarySpec,
+    docs_rs_bindings, generate_bindings, rerun_if_env_changed, BindingsSpec, LibrarySpec,
 };
+use std::path::{Path, PathBuf};
 
 const UCX: LibrarySpec<'static> = LibrarySpec {
     name: "UCX",
@@ -26,16 +27,15 @@ const UCX: LibrarySpec<'static> = LibrarySpec {
 const PREGENERATED: &str = "src/bindings_ucx_1_13.rs";
 
 fn main() {
-    println!("cargo:rerun-if-env-changed=DOCS_RS");
-    println!("cargo:rerun-if-changed={PREGENERATED}");
-    let out_dir = std::path::PathBuf::from(std::env::var("OUT_DIR").unwrap_or_else(|_| ".".into()));
-    if std::env::var_os("DOCS_RS").is_some() {
-        // Documentation only: nothing is linked.
-        if let Err(e) = std::fs::copy(PREGENERATED, out_dir.join("bindings.rs")) {
-            eprintln!("ucx-sys: copying {PREGENERATED}: {e}");
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR").unwrap_or_else(|_| ".".into()));
+    match docs_rs_bindings(Path::new(PREGENERATED), &out_dir) {
+        // Documentation only: nothing is probed or linked.
+        Ok(true) => return,
+        Ok(false) => {}
+        Err(e) => {
+            eprintln!("ucx-sys: {e}");
             std::process::exit(1);
         }
-        return;
     }
     rerun_if_env_changed(&UCX);
     let found = match UCX.find() {
