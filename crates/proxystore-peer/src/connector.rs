@@ -20,8 +20,9 @@ use proxystore_core::{
 };
 
 use crate::handler::Handler;
+use crate::rma::{self, Exposures};
 use crate::transport::{ClientPool, DataServer, SocketLayer};
-use crate::wire::{Item, Limits, Message, Op, Status, Value};
+use crate::wire::{Item, Limits, Message, Op, Status, Value, ACCEPTS_REMOTE};
 
 /// Settings of a peer-to-peer connector.
 #[derive(Clone, PartialEq, Eq)]
@@ -130,19 +131,22 @@ pub fn is_local_endpoint(endpoint: &str) -> bool {
 /// table served on `config.address` until the returned server is stopped.
 pub fn serve<L: SocketLayer>(layer: Arc<L>, config: &PeerConfig) -> Result<DataServer> {
     check_exposure(config)?;
-    let handler = Handler::new(
-        Arc::new(ObjectTable::new()),
-        secret_bytes(config),
-        config.limits,
-    )
-    .with_exposer(exposer(&layer));
+    let handler = handler(&layer, Arc::new(ObjectTable::new()), config);
     DataServer::start(layer.as_ref(), &config.address, handler)
 }
 
-/// The handler's hook into the layer's one-sided reads.
-fn exposer<L: SocketLayer>(layer: &Arc<L>) -> crate::Exposer {
-    let layer = Arc::clone(layer);
-    Arc::new(move |id, data: &Bytes| layer.expose(id, data))
+/// A handler serving `table`, offering descriptors where `layer` has
+/// one-sided reads.
+fn handler<L: SocketLayer>(
+    layer: &Arc<L>,
+    table: Arc<ObjectTable>,
+    config: &PeerConfig,
+) -> Handler {
+    let handler = Handler::new(table, secret_bytes(config), config.limits);
+    match layer.one_sided() {
+        Some(_) => handler.with_exposures(Arc::new(Exposures::new(Arc::clone(layer)))),
+        None => handler,
+    }
 }
 
 fn secret_bytes(config: &PeerConfig) -> Option<Bytes> {
@@ -233,12 +237,7 @@ impl<L: SocketLayer> PeerConnector<L> {
         // Checked here, when something would listen, not at construction:
         // a process that only reads never binds.
         check_exposure(&self.config)?;
-        let handler = Handler::new(
-            Arc::clone(&self.table),
-            secret_bytes(&self.config),
-            self.config.limits,
-        )
-        .with_exposer(exposer(&self.layer));
+        let handler = handler(&self.layer, Arc::clone(&self.table), &self.config);
         let started = DataServer::start(self.layer.as_ref(), &self.config.address, handler)?;
         let address = started.address().to_string();
         tracing::debug!(connector = %self.config.kind, %address, "data server started");
@@ -275,6 +274,20 @@ impl<L: SocketLayer> PeerConnector<L> {
         }
     }
 
+    /// `data` where this process serves it from: staged by the layer's
+    /// one-sided reads where this process uses them (registered memory).
+    fn stage(&self, data: Bytes) -> Bytes {
+        match self.layer.one_sided() {
+            Some(o) if o.reads_one_sided() && data.len() >= rma::REMOTE_MIN => o.stage(data),
+            _ => data,
+        }
+    }
+
+    /// Whether gets ask owners for descriptors.
+    fn reads_one_sided(&self) -> bool {
+        self.layer.one_sided().is_some_and(|o| o.reads_one_sided())
+    }
+
     fn check_size(&self, data: &Bytes) -> Result<()> {
         let size = data.len() as u64;
         if size > self.config.limits.max_object {
@@ -290,8 +303,8 @@ impl<L: SocketLayer> PeerConnector<L> {
     /// One request to `address`; a refusal becomes a typed error.
     fn remote(&self, address: &str, op: Op, items: Vec<Item>) -> Result<Message> {
         let mut req = Message::request(op, 0, self.config.auth(), items);
-        if op == Op::Get && self.layer.reads_remote() {
-            req.flags |= crate::wire::ACCEPTS_REMOTE;
+        if op == Op::Get && self.reads_one_sided() {
+            req.flags |= ACCEPTS_REMOTE;
         }
         let mut replies = self.clients.call(address, vec![req], self.config.timeout)?;
         let reply = replies
@@ -390,7 +403,7 @@ impl<L: SocketLayer> PeerConnector<L> {
             .collect::<Result<Vec<_>>>()?;
         if local {
             for (key, d) in keys.iter().zip(data) {
-                self.table.insert(key.id(), self.layer.stage(d));
+                self.table.insert(key.id(), self.stage(d));
             }
         } else {
             let items = keys
@@ -418,6 +431,7 @@ impl<L: SocketLayer> Connector for PeerConnector<L> {
             .with_deferrable(true)
             .with_cross_process(true)
             .with_survives_producer_exit(self.config.server.is_some())
+            .with_one_sided_get(self.reads_one_sided())
     }
 
     fn put(&self, data: Bytes) -> Result<Key> {
@@ -447,8 +461,13 @@ impl<L: SocketLayer> Connector for PeerConnector<L> {
             |key, value| match value {
                 Value::Remote(desc) => {
                     let owner = key.location().unwrap_or_default();
+                    let one_sided = self.layer.one_sided().ok_or(Error::Unsupported {
+                        connector: self.config.kind.clone(),
+                        op: "one-sided read",
+                    })?;
                     let left = deadline.saturating_duration_since(Instant::now());
-                    let d = self.layer.read_remote(owner, &desc, left)?;
+                    let max = self.config.limits.max_object;
+                    let d = rma::read(one_sided, &self.config.kind, owner, &desc, max, left)?;
                     self.sized(key, d).map(Some)
                 }
                 Value::Data(d) => self.sized(key, d).map(Some),
@@ -514,7 +533,7 @@ impl<L: SocketLayer> DeferrableConnector for PeerConnector<L> {
         self.check_size(&data)?;
         let owner = self.owner(key)?;
         if self.is_local(owner) {
-            self.table.insert(key.id(), data);
+            self.table.insert(key.id(), self.stage(data));
         } else {
             self.remote(
                 owner,

@@ -3,11 +3,11 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use proxystore_core::{ObjectId, ObjectTable};
+use proxystore_core::ObjectTable;
 
-use crate::transport::Frames;
+use crate::rma::Expose;
 use crate::wire::{
-    parse_head, Item, Limits, Message, Op, Status, Value, WireError, ACCEPTS_REMOTE,
+    parse_head, Frames, Item, Limits, Message, Op, Status, Value, WireError, ACCEPTS_REMOTE,
 };
 
 /// Answers requests from an object table. Malformed requests get an error
@@ -18,21 +18,14 @@ pub struct Handler {
     table: Arc<ObjectTable>,
     secret: Option<Bytes>,
     limits: Limits,
-    exposer: Option<Exposer>,
+    exposures: Option<Arc<dyn Expose>>,
 }
-
-/// Turns a stored object into a one-sided read descriptor, if it can.
-pub type Exposer = Arc<dyn Fn(ObjectId, &Bytes) -> Option<Bytes> + Send + Sync>;
-
-/// Objects smaller than this are always sent inline: a one-sided read
-/// costs an extra round trip that only pays off for large objects.
-pub const REMOTE_MIN: usize = 64 << 10;
 
 impl std::fmt::Debug for Handler {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Handler")
             .field("limits", &self.limits)
-            .field("one_sided", &self.exposer.is_some())
+            .field("one_sided", &self.exposures.is_some())
             .finish()
     }
 }
@@ -45,15 +38,20 @@ impl Handler {
             table,
             secret,
             limits,
-            exposer: None,
+            exposures: None,
         }
     }
 
-    /// Offers large objects as one-sided read descriptors to clients that
-    /// accept them.
-    pub fn with_exposer(mut self, exposer: Exposer) -> Self {
-        self.exposer = Some(exposer);
+    /// Offers large objects as one-sided read descriptors (from
+    /// `exposures`, see [`rma`](crate::rma)) to clients that accept them.
+    pub fn with_exposures(mut self, exposures: Arc<dyn Expose>) -> Self {
+        self.exposures = Some(exposures);
         self
+    }
+
+    /// The registrations this handler offers descriptors from, if any.
+    pub fn exposures(&self) -> Option<&Arc<dyn Expose>> {
+        self.exposures.as_ref()
     }
 
     /// The limits requests are checked against.
@@ -64,20 +62,6 @@ impl Handler {
     /// The reply to one request, or `None` if the frames are not a request
     /// at all (nothing to answer to).
     pub fn handle(&self, frames: Frames) -> Option<Frames> {
-        match &self.exposer {
-            Some(e) => self.handle_exposing(frames, &mut |id, d| e(id, d)),
-            None => self.handle_exposing(frames, &mut |_, _| None),
-        }
-    }
-
-    /// Like [`Handler::handle`], with `expose` in place of the handler's
-    /// own exposer: for transports that answer on their progress thread
-    /// and register memory there directly.
-    pub fn handle_exposing(
-        &self,
-        frames: Frames,
-        expose: &mut dyn FnMut(ObjectId, &Bytes) -> Option<Bytes>,
-    ) -> Option<Frames> {
         let head_info = frames.first().and_then(|h| parse_head(h).ok());
         let request = match Message::decode(frames, &self.limits) {
             Ok(m) if !m.response => m,
@@ -114,7 +98,7 @@ impl Handler {
                 .encode(),
             );
         }
-        Some(self.execute(request, expose).encode())
+        Some(self.execute(request).encode())
     }
 
     fn authorized(&self, token: &[u8]) -> bool {
@@ -124,11 +108,7 @@ impl Handler {
         }
     }
 
-    fn execute(
-        &self,
-        req: Message,
-        expose: &mut dyn FnMut(ObjectId, &Bytes) -> Option<Bytes>,
-    ) -> Message {
+    fn execute(&self, req: Message) -> Message {
         let items = req.items;
         let rid = req.request_id;
         let out: Vec<Item> = match req.op {
@@ -152,16 +132,19 @@ impl Handler {
                 out
             }
             Op::Get => {
-                let remote = req.flags & ACCEPTS_REMOTE != 0;
+                let exposures = self
+                    .exposures
+                    .as_ref()
+                    .filter(|_| req.flags & ACCEPTS_REMOTE != 0);
                 items
                     .into_iter()
                     .map(|i| {
-                        let value = match self.table.get(i.id) {
-                            None => Value::Absent,
-                            Some(d) if remote && d.len() >= REMOTE_MIN => {
-                                expose(i.id, &d).map_or(Value::Data(d), Value::Remote)
+                        let value = match (self.table.get(i.id), exposures) {
+                            (None, _) => Value::Absent,
+                            (Some(d), Some(e)) => {
+                                e.expose(&d).map_or(Value::Data(d), Value::Remote)
                             }
-                            Some(d) => Value::Data(d),
+                            (Some(d), None) => Value::Data(d),
                         };
                         Item { id: i.id, value }
                     })
@@ -200,6 +183,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proxystore_core::ObjectId;
 
     fn handler(secret: Option<&'static [u8]>) -> Handler {
         Handler::new(

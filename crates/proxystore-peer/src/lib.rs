@@ -10,19 +10,30 @@
 //!   written once over it.
 //! - [`PeerConnector`]: the connector over any socket layer; [`serve`] the
 //!   standalone data server behind `proxystore serve`.
+//! - [`rma`]: one-sided reads (descriptors, pins, releases, deadlines)
+//!   for transports that implement [`OneSided`]; they write only their
+//!   memory calls.
+//! - [`address`]: the checksummed text form of binary peer addresses
+//!   (`ucx://<base64url>`), and [`pool`]: reused, page-aligned receive
+//!   buffers handed out as `Bytes`.
 //! - [`mock::MockLayer`]: in-process channels as the socket layer, so all
 //!   of the above runs in tests without a network library;
 //!   [`mock::MockRmaLayer`] adds one-sided reads (descriptors instead of
 //!   bytes), the path RDMA transports take.
 
+pub mod address;
 mod connector;
 mod handler;
 pub mod mock;
+pub mod pool;
+pub mod rma;
 mod transport;
 pub mod wire;
 
 pub use connector::{is_local_endpoint, register_kind, serve, PeerConfig, PeerConnector};
-pub use handler::{Exposer, Handler, REMOTE_MIN};
+pub use handler::Handler;
+pub use rma::{OneSided, Region, Registration, REMOTE_MIN};
 pub use transport::{
-    ClientPool, ClientSocket, DataServer, Frames, InlineServer, ServerSocket, SocketLayer,
+    ClientPool, ClientSocket, DataServer, InlineServer, NoServer, ServerSocket, SocketLayer,
 };
+pub use wire::Frames;

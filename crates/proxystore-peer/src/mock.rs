@@ -12,14 +12,15 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
-use proxystore_core::{Error, ObjectId, Result};
+use proxystore_core::{Error, Result};
 
-use crate::transport::{ClientSocket, Frames, ServerSocket, SocketLayer};
-use crate::wire::Limits;
+use crate::rma::{Expose, OneSided, Region, Registration};
+use crate::transport::{ClientSocket, ServerSocket, SocketLayer};
+use crate::wire::{Frames, Limits};
 
 type Envelope = (Frames, Sender<Frames>);
 
@@ -163,34 +164,94 @@ impl ClientSocket for MockClient {
     }
 }
 
-/// The mock layer with one-sided reads. Exposed objects sit in a
-/// process-wide table standing in for registered memory; a descriptor is
-/// an 8-byte token and is good for one read, as a UCX
-/// descriptor is until its reader releases it.
+/// The mock layer with one-sided reads. Registered memory is a
+/// process-wide table keyed by (address, length) standing in for the
+/// NIC's view of it; registrations are cheap, so a descriptor stops being
+/// readable once its reader releases it, as a UCX slab's does. Releases go
+/// to the owner's data server through a process-wide table of servers.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct MockRmaLayer;
 
-/// Registered memory: token -> bytes.
-fn exposed() -> &'static Mutex<HashMap<u64, Bytes>> {
-    static MEM: OnceLock<Mutex<HashMap<u64, Bytes>>> = OnceLock::new();
+/// Registered memory: (address, length) -> bytes.
+fn registered() -> &'static Mutex<HashMap<(u64, usize), Bytes>> {
+    static MEM: OnceLock<Mutex<HashMap<(u64, usize), Bytes>>> = OnceLock::new();
     MEM.get_or_init(Default::default)
 }
 
-static RMA_READS: AtomicU64 = AtomicU64::new(0);
+/// Where releases for a server address go.
+fn release_sinks() -> &'static Mutex<HashMap<String, Weak<dyn Expose>>> {
+    static SINKS: OnceLock<Mutex<HashMap<String, Weak<dyn Expose>>>> = OnceLock::new();
+    SINKS.get_or_init(Default::default)
+}
+
+/// Regions of objects [`MockRmaLayer`] staged that are still alive.
+fn staged() -> &'static Mutex<std::collections::HashSet<(u64, usize)>> {
+    static STAGED: OnceLock<Mutex<std::collections::HashSet<(u64, usize)>>> = OnceLock::new();
+    STAGED.get_or_init(Default::default)
+}
 
 thread_local! {
+    static RMA_READS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
     static LAST_READ_TIMEOUT: std::cell::Cell<Duration> =
         const { std::cell::Cell::new(Duration::ZERO) };
 }
 
-/// One-sided reads done through [`MockRmaLayer`] in this process.
+/// One-sided reads done through [`MockRmaLayer`] by this thread (tests
+/// run in parallel; a thread's own count is exact).
 pub fn rma_reads() -> u64 {
-    RMA_READS.load(Ordering::Relaxed)
+    RMA_READS.with(std::cell::Cell::get)
+}
+
+/// Whether `data` is an object [`MockRmaLayer`] staged (moved into its
+/// stand-in for registered memory).
+pub fn is_staged(data: &Bytes) -> bool {
+    staged()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .contains(&(data.as_ptr() as u64, data.len()))
+}
+
+/// A staged copy; forgets its region when freed.
+struct StagedBuf(Vec<u8>);
+
+impl AsRef<[u8]> for StagedBuf {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Drop for StagedBuf {
+    fn drop(&mut self) {
+        staged()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&(self.0.as_ptr() as u64, self.0.len()));
+    }
 }
 
 /// The time budget the last [`MockRmaLayer`] read of this thread was given.
 pub fn last_read_timeout() -> Duration {
     LAST_READ_TIMEOUT.with(std::cell::Cell::get)
+}
+
+/// Whether `data`'s memory is registered with [`MockRmaLayer`] now.
+pub fn is_registered(data: &Bytes) -> bool {
+    registered()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .contains_key(&(data.as_ptr() as u64, data.len()))
+}
+
+/// Deregisters its region when dropped.
+struct MockRegistration((u64, usize));
+
+impl Drop for MockRegistration {
+    fn drop(&mut self) {
+        registered()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.0);
+    }
 }
 
 impl SocketLayer for MockRmaLayer {
@@ -213,37 +274,70 @@ impl SocketLayer for MockRmaLayer {
         MockLayer.connect(address, limits)
     }
 
-    fn expose(&self, _id: ObjectId, data: &Bytes) -> Option<Bytes> {
-        static NEXT: AtomicU64 = AtomicU64::new(1);
-        let token = NEXT.fetch_add(1, Ordering::Relaxed);
-        exposed()
+    fn one_sided(&self) -> Option<&dyn OneSided> {
+        Some(self)
+    }
+}
+
+impl OneSided for MockRmaLayer {
+    /// Copies the object, as a transport staging into registered slabs does.
+    fn stage(&self, data: Bytes) -> Bytes {
+        let copy = StagedBuf(data.to_vec());
+        staged()
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(token, data.clone());
-        Some(Bytes::copy_from_slice(&token.to_le_bytes()))
+            .insert((copy.0.as_ptr() as u64, copy.0.len()));
+        Bytes::from_owner(copy)
     }
 
-    fn reads_remote(&self) -> bool {
-        true
+    fn register(&self, data: &Bytes) -> Result<Registration> {
+        let region = (data.as_ptr() as u64, data.len());
+        registered()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(region, data.clone());
+        Ok(Registration {
+            remote_key: Bytes::from_static(b"mock"),
+            cheap: true,
+            keep: Box::new(MockRegistration(region)),
+        })
     }
 
-    fn read_remote(&self, address: &str, desc: &Bytes, timeout: Duration) -> Result<Bytes> {
+    fn read(&self, address: &str, region: Region, timeout: Duration) -> Result<Bytes> {
         LAST_READ_TIMEOUT.with(|t| t.set(timeout));
-        let bad = |reason: &str| Error::Transport {
-            connector: "mock-rma".into(),
-            source: format!("one-sided read from {address}: {reason}").into(),
-        };
-        let token: [u8; 8] = desc
-            .as_ref()
-            .try_into()
-            .map_err(|_| bad("descriptor is not 8 bytes"))?;
-        let data = exposed()
+        let data = registered()
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(&u64::from_le_bytes(token))
-            .ok_or_else(|| bad("no such registered memory (released or never exposed)"))?;
-        RMA_READS.fetch_add(1, Ordering::Relaxed);
-        Ok(data)
+            .get(&(region.addr, region.len))
+            .cloned()
+            .filter(|_| region.remote_key.as_ref() == b"mock")
+            .ok_or_else(|| Error::Transport {
+                connector: "mock-rma".into(),
+                source: format!(
+                    "one-sided read from {address}: no such registered memory (released or never exposed)"
+                )
+                .into(),
+            })?;
+        RMA_READS.with(|n| n.set(n.get() + 1));
+        // A copy into the reader's memory, as a real read lands.
+        Ok(Bytes::copy_from_slice(&data))
+    }
+
+    fn send_release(&self, address: &str, release: Bytes) {
+        let sink = release_sinks()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(address)
+            .and_then(Weak::upgrade);
+        if let Some(sink) = sink {
+            sink.release(&release);
+        }
+    }
+
+    fn accept_releases(&self, address: &str, exposures: Arc<dyn Expose>) {
+        let mut sinks = release_sinks().lock().unwrap_or_else(|e| e.into_inner());
+        sinks.retain(|_, s| s.strong_count() > 0);
+        sinks.insert(address.to_string(), Arc::downgrade(&exposures));
     }
 }
 

@@ -12,14 +12,11 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use proxystore_core::{Error, ObjectId, Result};
+use proxystore_core::{Error, Result};
 
 use crate::handler::Handler;
-use crate::wire::{Limits, Message};
-
-/// A message on the wire: frame 0 is the head, then payload frames.
-pub type Frames = Vec<Bytes>;
+use crate::rma::OneSided;
+use crate::wire::{Frames, Limits, Message};
 
 /// How often a server loop wakes to check whether it should stop.
 const SERVER_POLL: Duration = Duration::from_millis(50);
@@ -64,35 +61,11 @@ pub trait SocketLayer: Send + Sync + 'static {
         endpoint.to_string()
     }
 
-    /// Makes `data` (stored under `id`) readable one-sided by other
-    /// processes and returns the descriptor to send instead of the bytes;
-    /// `None` where the transport has no one-sided reads (the default).
-    fn expose(&self, id: ObjectId, data: &Bytes) -> Option<Bytes> {
-        let _ = (id, data);
+    /// This layer's one-sided reads, if it has them (as
+    /// `Connector::as_deferrable` reaches deferrable keys); `None` (the
+    /// default): every get carries the bytes in its reply.
+    fn one_sided(&self) -> Option<&dyn OneSided> {
         None
-    }
-
-    /// The object this process is about to store and serve, moved where
-    /// the transport reads it fastest from (UCX: registered memory that
-    /// shared-memory peers map directly). The default keeps it in place.
-    fn stage(&self, data: Bytes) -> Bytes {
-        data
-    }
-
-    /// Whether this process reads objects one-sided when an owner offers a
-    /// descriptor (sets [`ACCEPTS_REMOTE`](crate::wire::ACCEPTS_REMOTE)).
-    fn reads_remote(&self) -> bool {
-        false
-    }
-
-    /// Reads the object that `desc` (from [`SocketLayer::expose`] in the
-    /// owner at `address`) describes.
-    fn read_remote(&self, address: &str, desc: &Bytes, timeout: Duration) -> Result<Bytes> {
-        let _ = (address, desc, timeout);
-        Err(Error::Unsupported {
-            connector: self.name().into(),
-            op: "one-sided read",
-        })
     }
 }
 
@@ -106,6 +79,23 @@ pub trait ServerSocket: Send + 'static {
 
     /// Sends a reply to `peer`.
     fn send(&mut self, peer: Self::Peer, frames: Frames) -> Result<()>;
+}
+
+/// The listening side of a layer that only serves inline (see
+/// [`SocketLayer::serve_inline`]); no value of it exists.
+#[derive(Debug)]
+pub enum NoServer {}
+
+impl ServerSocket for NoServer {
+    type Peer = ();
+
+    fn recv(&mut self, _timeout: Duration) -> Result<Option<((), Frames)>> {
+        match *self {}
+    }
+
+    fn send(&mut self, _peer: (), _frames: Frames) -> Result<()> {
+        match *self {}
+    }
 }
 
 /// One client connection of a [`SocketLayer`].
@@ -147,8 +137,15 @@ impl DataServer {
         endpoint: &str,
         handler: Handler,
     ) -> Result<DataServer> {
+        let exposures = handler.exposures().cloned();
+        let releases_to = |address: &str| {
+            if let (Some(o), Some(e)) = (layer.one_sided(), exposures) {
+                o.accept_releases(address, e);
+            }
+        };
         if let Some(served) = layer.serve_inline(endpoint, &handler) {
             let (inline, address) = served?;
+            releases_to(&address);
             return Ok(DataServer {
                 address,
                 stop: Arc::new(AtomicBool::new(true)),
@@ -157,6 +154,7 @@ impl DataServer {
             });
         }
         let (mut socket, address) = layer.bind(endpoint, handler.limits())?;
+        releases_to(&address);
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         let name = format!("proxystore-{}-server", layer.name());

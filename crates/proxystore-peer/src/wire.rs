@@ -14,7 +14,7 @@
 //! | 4 | 1 | version (1) |
 //! | 5 | 1 | op: 1 put, 2 get, 3 exists, 4 evict, 5 ping; `| 0x80` in a response |
 //! | 6 | 1 | status (responses; 0 in requests) |
-//! | 7 | 1 | reserved, 0 |
+//! | 7 | 1 | flags: bit 0 [`ACCEPTS_REMOTE`] in a get request; 0 elsewhere |
 //! | 8 | 8 | request id, echoed by the response |
 //! | 16 | 4 | item count |
 //! | 20 | 4 | aux length: the auth token in a request, the error text in a response |
@@ -28,6 +28,9 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use proxystore_core::ObjectId;
+
+/// A message on the wire: frame 0 is the head, then payload frames.
+pub type Frames = Vec<Bytes>;
 
 const MAGIC: [u8; 4] = *b"PXSW";
 /// Wire format version this build speaks.
@@ -318,7 +321,7 @@ impl Message {
 }
 
 /// The fixed part of a head, enough to answer even a malformed request.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HeadInfo {
     /// Operation.
     pub op: Op,
@@ -484,13 +487,6 @@ pub enum WireError {
     #[error("exists flag {0} is neither 0 nor 1")]
     BadFlag(u64),
 }
-
-impl PartialEq for HeadInfo {
-    fn eq(&self, other: &Self) -> bool {
-        self.op == other.op && self.request_id == other.request_id
-    }
-}
-impl Eq for HeadInfo {}
 
 #[cfg(test)]
 mod tests;

@@ -2,17 +2,84 @@
 //! contiguous or iov data, and receiving one (eager or rendezvous) into the
 //! frames the peer layer reads.
 
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::ffi::c_void;
 use std::ptr;
 use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use proxystore_core::Result;
+use proxystore_peer::pool;
 use ucx_sys as sys;
 
-use crate::engine::{Callbacks, Frames, ReplyTo, AM_RELEASE, AM_REPLY, AM_REQUEST};
-use crate::pool;
 use crate::worker::{ptr_status, status_error, Ep};
+
+/// AM id of requests to a data server.
+pub(crate) const AM_REQUEST: u32 = 1;
+/// AM id of replies to a client connection.
+pub(crate) const AM_REPLY: u32 = 2;
+/// AM id of a reader's release of a one-sided read descriptor.
+pub(crate) const AM_RELEASE: u32 = 3;
+
+pub(crate) use proxystore_peer::Frames;
+
+/// Where replies for one client connection go (errors of its sends too).
+pub(crate) type Routes = Mutex<HashMap<u64, Sender<Result<Frames>>>>;
+
+/// Where a request came from: the endpoint to answer on and the client's
+/// connection id.
+pub(crate) struct ReplyTo {
+    pub(crate) ep: Ep,
+    pub(crate) conn: u64,
+}
+
+/// What the AM callbacks need. They run inside `ucp_worker_progress`, so
+/// always under the engine lock; alive until the worker is destroyed.
+pub(crate) struct Callbacks {
+    pub(crate) worker: sys::ucp_worker_h,
+    /// Requests delivered during the current progress call.
+    pub(crate) inbox: RefCell<Vec<(ReplyTo, Frames)>>,
+    /// Releases of read descriptors, from readers.
+    pub(crate) releases: RefCell<Vec<Bytes>>,
+    /// Requests with a larger frame are dropped before they are received.
+    pub(crate) max_request: Cell<usize>,
+    /// Replies (and one-sided reads) larger than this are refused before
+    /// anything is allocated: the largest frame a client's limits allow.
+    pub(crate) max_reply: Cell<usize>,
+    pub(crate) routes: Arc<Routes>,
+}
+
+/// Installs the AM receive callbacks for requests, replies and releases.
+///
+/// # Safety
+/// `worker` is live and used under the engine lock; `callbacks` outlives it.
+pub(crate) unsafe fn set_handlers(worker: sys::ucp_worker_h, callbacks: &Callbacks) -> Result<()> {
+    let arg = (callbacks as *const Callbacks).cast_mut().cast::<c_void>();
+    for (id, cb) in [
+        (AM_REQUEST, on_message::<AM_REQUEST> as AmCallback),
+        (AM_REPLY, on_message::<AM_REPLY> as AmCallback),
+        (AM_RELEASE, on_message::<AM_RELEASE> as AmCallback),
+    ] {
+        let param = sys::ucp_am_handler_param_t {
+            field_mask: (sys::ucp_am_handler_param_field_UCP_AM_HANDLER_PARAM_FIELD_ID
+                | sys::ucp_am_handler_param_field_UCP_AM_HANDLER_PARAM_FIELD_CB
+                | sys::ucp_am_handler_param_field_UCP_AM_HANDLER_PARAM_FIELD_ARG)
+                as u64,
+            id,
+            flags: 0,
+            cb: Some(cb),
+            arg,
+        };
+        // SAFETY: the caller's contract; `param` is fully initialized.
+        let st = unsafe { sys::ucp_worker_set_am_recv_handler(worker, &param) };
+        if st != sys::ucs_status_t_UCS_OK {
+            return Err(status_error("ucp_worker_set_am_recv_handler", st));
+        }
+    }
+    Ok(())
+}
 
 /// Where a failed send reports: the route of the connection waiting for
 /// the reply.
@@ -209,7 +276,7 @@ unsafe extern "C" fn on_send_done(
     }
 }
 
-pub(crate) type AmCallback = unsafe extern "C" fn(
+type AmCallback = unsafe extern "C" fn(
     *mut c_void,
     *const c_void,
     usize,
@@ -230,7 +297,7 @@ struct RecvCtx {
 
 /// The AM receive callback for messages of id `KIND` (registered once per
 /// id: `AM_REQUEST`, `AM_REPLY`).
-pub(crate) unsafe extern "C" fn on_message<const KIND: u32>(
+unsafe extern "C" fn on_message<const KIND: u32>(
     arg: *mut c_void,
     header: *const c_void,
     header_len: usize,

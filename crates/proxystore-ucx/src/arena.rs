@@ -16,8 +16,8 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use ucx_sys as sys;
 
-use crate::pool::POOLED_MIN;
 use crate::worker::mem_map;
+use proxystore_peer::pool::POOLED_MIN;
 
 /// Free slab bytes kept at most; beyond that, sweeps unmap them.
 const IDLE_MAX: usize = 1 << 30;

@@ -12,7 +12,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use proxystore_core::{Error, Result};
 
-use crate::engine::{Engine, Frames};
+use crate::am::Frames;
+use crate::engine::Engine;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -36,7 +37,7 @@ impl RawAm {
     pub fn start(payload: Bytes) -> Result<Self> {
         let server = Engine::start()?;
         server.serve(
-            Box::new(move |frames, _| {
+            Arc::new(move |frames: Frames| {
                 // A non-empty request is a put: acknowledge it empty.
                 Some(vec![if frames.first().is_some_and(|f| !f.is_empty()) {
                     Bytes::new()

@@ -1,143 +1,34 @@
-//! The UCX engine: a UCP context and worker behind one lock. Whoever holds
-//! the lock may call UCX (the worker runs in serialized mode), so a thread
-//! waiting for its own reply or read progresses the worker itself, with no
-//! thread hop on the data path (what MPI libraries do). A background thread
-//! progresses the worker when no caller does: it answers requests, finishes
-//! sends and sweeps registrations, spinning briefly and then sleeping on the
-//! worker's event fd.
+//! The UCX engine: a UCP context and worker behind one lock (see
+//! `progress` for who progresses it), and the calls the socket layer makes:
+//! client connections and their reply routes, the inline server, and the
+//! one-sided memory calls (staging, registration, reads, releases).
 //!
-//! Messages are UCP active messages (see `am`): id [`AM_REQUEST`] carries
-//! requests to the data server, id [`AM_REPLY`] replies back to a client
-//! connection; one-sided reads are in `rma`. Requests are answered by the
-//! installed [`InlineHandler`] right where progress delivered them.
+//! Messages are UCP active messages (see `am`): requests to the data
+//! server, replies back to a client connection, releases of read
+//! descriptors; one-sided reads are in `rma`.
 
-use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
-use std::ffi::c_void;
-use std::ptr;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{channel, Receiver, Sender};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, TryLockError};
-use std::thread::{JoinHandle, Thread};
-use std::time::{Duration, Instant};
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{channel, Receiver};
+use std::sync::{Arc, Mutex, Weak};
+use std::thread::JoinHandle;
+use std::time::Duration;
 
 use bytes::Bytes;
 use proxystore_core::{Error, Result};
+use proxystore_peer::rma::{Expose, Region, Registration};
 use proxystore_peer::wire::Limits;
 use ucx_sys as sys;
 
-use crate::am::{am_send, on_message, AmCallback};
+use crate::am::{am_send, set_handlers, Callbacks, Frames, Routes, AM_REQUEST};
 use crate::arena::{Arena, Context};
-use crate::rma::Rma;
-use crate::worker::{close_ep, connect_ep, init, status_error, Ep};
-
-/// AM id of requests to a data server.
-pub(crate) const AM_REQUEST: u32 = 1;
-/// AM id of replies to a client connection.
-pub(crate) const AM_REPLY: u32 = 2;
-/// AM id of a reader's release of a one-sided read descriptor.
-pub(crate) const AM_RELEASE: u32 = 3;
-
-/// How long the background thread spins on an idle worker before sleeping.
-const SPIN: Duration = Duration::from_micros(200);
-/// How long a waiting caller keeps progressing the worker after the last
-/// event before it hands progress back to the background thread and
-/// blocks: short waits (a reply, a read) then never cross threads, long
-/// ones (a dead peer) do not burn a core.
-const CALLER_SPIN: Duration = Duration::from_micros(200);
-/// Longest sleep of the background thread between checks of its stop flag
-/// and registration sweeps.
-const SLEEP_MAX: Duration = Duration::from_millis(100);
-
-/// A message as the peer layer sees it.
-pub(crate) type Frames = Vec<Bytes>;
-
-/// Answers one request on the thread that progressed it; the second
-/// argument registers a stored object for one-sided reads.
-pub(crate) type InlineHandler =
-    Box<dyn Fn(Frames, &mut dyn FnMut(&Bytes) -> Option<Bytes>) -> Option<Frames> + Send>;
-
-/// Where replies for one client connection go (errors of its sends too).
-pub(crate) type Routes = Mutex<HashMap<u64, Sender<Result<Frames>>>>;
-
-/// Where a request came from: the endpoint to answer on and the client's
-/// connection id.
-pub struct ReplyTo {
-    pub(crate) ep: Ep,
-    pub(crate) conn: u64,
-}
-
-/// A raw worker handle for `ucp_worker_signal`, which UCX allows from any
-/// thread.
-#[derive(Clone, Copy)]
-struct WorkerHandle(sys::ucp_worker_h);
-
-// SAFETY: only `ucp_worker_signal` is called through it without the lock,
-// and only while the worker is alive (`Engine::drop` destroys it after the
-// progress thread has stopped).
-unsafe impl Send for WorkerHandle {}
-// SAFETY: as above; the handle is never dereferenced in Rust.
-unsafe impl Sync for WorkerHandle {}
-
-/// What the AM callbacks need. They run inside `ucp_worker_progress`, so
-/// always under the engine lock; alive until the worker is destroyed.
-pub(crate) struct Callbacks {
-    pub(crate) worker: sys::ucp_worker_h,
-    /// Requests delivered during the current progress call.
-    pub(crate) inbox: RefCell<Vec<(ReplyTo, Frames)>>,
-    /// Releases of read descriptors, from readers.
-    pub(crate) releases: RefCell<Vec<Bytes>>,
-    /// Requests with a larger frame are dropped before they are received.
-    pub(crate) max_request: Cell<usize>,
-    /// Replies (and one-sided reads) larger than this are refused before
-    /// anything is allocated: the largest frame a client's limits allow.
-    pub(crate) max_reply: Cell<usize>,
-    pub(crate) routes: Arc<Routes>,
-}
-
-/// Everything that calls UCX; only touched under the lock.
-struct State {
-    /// Cleaned up when the arena's last slab is gone too.
-    _context: Arc<Context>,
-    worker: sys::ucp_worker_h,
-    callbacks: Box<Callbacks>,
-    eps: HashMap<u64, Ep>,
-    next_ep: u64,
-    rma: Rma,
-    /// Answers requests where they are progressed; else they go to
-    /// `requests` (a server loop over [`Engine::take_requests`]).
-    server: Option<InlineHandler>,
-    requests: Sender<(ReplyTo, Frames)>,
-    /// Set once the worker is destroyed.
-    closed: bool,
-}
-
-// SAFETY: the raw UCX handles and the RefCell in Callbacks are only used by
-// the thread holding the mutex around State; UCX's serialized mode allows
-// any one thread at a time.
-unsafe impl Send for State {}
-
-/// What the engine thread and handles share.
-struct Shared {
-    state: Mutex<State>,
-    worker: WorkerHandle,
-    efd: i32,
-    callers: AtomicUsize,
-    /// Threads blocked on a completion only the background thread can
-    /// bring (they stopped progressing themselves).
-    waiting: AtomicUsize,
-    /// Whether this worker answers requests (then it must be progressed
-    /// even when no one waits).
-    serving: AtomicBool,
-    stop: AtomicBool,
-    thread: OnceLock<Thread>,
-}
+use crate::progress::{run, InlineHandler, Shared, State};
+use crate::worker::{address_and_efd, close_ep, init, mem_map};
 
 /// The engine handle other threads hold.
 pub(crate) struct Engine {
     shared: Arc<Shared>,
     address: Vec<u8>,
-    requests: Mutex<Option<Receiver<(ReplyTo, Frames)>>>,
     routes: Arc<Routes>,
     arena: Arc<Arena>,
     next_conn: AtomicU64,
@@ -154,40 +45,27 @@ fn closed() -> Error {
     }
 }
 
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Whether the background thread must progress the worker now (else it
-    /// naps: a worker that only makes requests is progressed by its callers).
-    fn needs_progress(&self) -> bool {
-        self.serving.load(Ordering::SeqCst) || self.waiting.load(Ordering::SeqCst) > 0
-    }
-
-    fn wake(&self) {
-        if let Some(t) = self.thread.get() {
-            t.unpark();
-        }
-    }
+/// Memory registered in place for one-sided reads; unmapped when dropped
+/// (under the engine lock while the engine lives).
+struct MemReg {
+    memh: sys::ucp_mem_h,
+    context: Arc<Context>,
+    shared: Weak<Shared>,
 }
 
-/// Marks a thread as progressing the worker itself; the background thread
-/// stays out of the way meanwhile and resumes when the last caller leaves.
-struct Caller<'a>(&'a Shared);
+// SAFETY: the handle is only passed to UCX in `drop`, under the engine lock
+// or after the engine (and so every other user of the context) is gone.
+unsafe impl Send for MemReg {}
+// SAFETY: as above; shared references never use the handle.
+unsafe impl Sync for MemReg {}
 
-impl<'a> Caller<'a> {
-    fn enter(shared: &'a Shared) -> Self {
-        shared.callers.fetch_add(1, Ordering::SeqCst);
-        Caller(shared)
-    }
-}
-
-impl Drop for Caller<'_> {
+impl Drop for MemReg {
     fn drop(&mut self) {
-        if self.0.callers.fetch_sub(1, Ordering::SeqCst) == 1 && self.0.needs_progress() {
-            self.0.wake();
-        }
+        let shared = self.shared.upgrade();
+        let _guard = shared.as_ref().map(|s| s.lock());
+        // SAFETY: mapped by this context, unmapped once; serialized with the
+        // worker by the guard, or the engine is gone.
+        unsafe { sys::ucp_mem_unmap(self.context.0, self.memh) };
     }
 }
 
@@ -196,7 +74,6 @@ impl Engine {
     /// background progress thread.
     pub(crate) fn start() -> Result<Arc<Engine>> {
         let routes: Arc<Routes> = Arc::default();
-        let (req_tx, req_rx) = channel();
         // SAFETY: fresh handles from `init`; the AM handlers get a pointer
         // to the boxed Callbacks, which lives in State until after the
         // worker is destroyed.
@@ -208,23 +85,15 @@ impl Engine {
                 worker,
                 inbox: RefCell::new(Vec::new()),
                 releases: RefCell::new(Vec::new()),
-                max_request: Cell::new(usize::MAX),
+                max_request: std::cell::Cell::new(usize::MAX),
                 // Raised by each client connection's limits.
-                max_reply: Cell::new(0),
+                max_reply: std::cell::Cell::new(0),
                 routes: Arc::clone(&routes),
             });
-            let mut state = State {
-                rma: Rma::new(context.0, worker, Arc::clone(&arena)),
-                _context: context,
-                worker,
-                callbacks,
-                eps: HashMap::new(),
-                next_ep: 1,
-                server: None,
-                requests: req_tx,
-                closed: false,
-            };
-            match state.setup() {
+            let mut state = State::new(context, worker, callbacks, Arc::clone(&arena));
+            let set_up =
+                set_handlers(worker, &state.callbacks).and_then(|()| address_and_efd(worker));
+            match set_up {
                 Ok((address, efd)) => (state, address, efd, arena),
                 Err(e) => {
                     state.teardown();
@@ -232,17 +101,7 @@ impl Engine {
                 }
             }
         };
-        let worker = WorkerHandle(state.worker);
-        let shared = Arc::new(Shared {
-            state: Mutex::new(state),
-            worker,
-            efd,
-            callers: AtomicUsize::new(0),
-            waiting: AtomicUsize::new(0),
-            serving: AtomicBool::new(false),
-            stop: AtomicBool::new(false),
-            thread: OnceLock::new(),
-        });
+        let shared = Arc::new(Shared::new(state, efd));
         let thread_shared = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("proxystore-ucx".into())
@@ -256,7 +115,6 @@ impl Engine {
         Ok(Arc::new(Engine {
             shared,
             address,
-            requests: Mutex::new(Some(req_rx)),
             routes,
             arena,
             next_conn: AtomicU64::new(1),
@@ -269,36 +127,37 @@ impl Engine {
         &self.address
     }
 
-    /// The stream of incoming requests, for a server loop of its own
-    /// (once; not after [`Engine::serve`]).
-    pub(crate) fn take_requests(&self) -> Option<Receiver<(ReplyTo, Frames)>> {
-        let taken = self
-            .requests
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        if taken.is_some() {
-            self.shared.serving.store(true, Ordering::SeqCst);
-            self.shared.wake();
-        }
-        taken
-    }
-
     /// Answers requests with `handler` wherever the worker is progressed
-    /// (once; not after [`Engine::take_requests`]). Requests with a frame
-    /// over `max_frame` bytes are dropped unread.
+    /// (once per engine). Requests with a frame over `max_frame` bytes are
+    /// dropped unread.
     pub(crate) fn serve(&self, handler: InlineHandler, max_frame: u64) -> Result<()> {
-        if self.take_requests().is_none() {
-            return Err(Error::Config(
-                "this UCX worker already has a data server".into(),
-            ));
+        {
+            let mut server = self.shared.server.lock().unwrap_or_else(|e| e.into_inner());
+            if server.is_some() {
+                return Err(Error::Config(
+                    "this UCX worker already has a data server".into(),
+                ));
+            }
+            *server = Some(handler);
         }
-        let mut st = self.shared.lock();
-        st.server = Some(handler);
-        st.callbacks
+        self.shared
+            .lock()
+            .callbacks
             .max_request
             .set(usize::try_from(max_frame).unwrap_or(usize::MAX));
+        self.shared.serving.store(true, Ordering::SeqCst);
+        self.shared.wake();
         Ok(())
+    }
+
+    /// Releases of descriptors this worker hands out go to `exposures`,
+    /// which the idle loop also sweeps.
+    pub(crate) fn accept_releases(&self, exposures: Arc<dyn Expose>) {
+        *self
+            .shared
+            .exposures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(exposures);
     }
 
     /// Lets replies as large as `limits` allow arrive (the largest limits
@@ -309,10 +168,25 @@ impl Engine {
         st.callbacks.max_reply.set(max);
     }
 
-    /// Stops answering requests (they are dropped from now on).
+    /// Stops answering requests (they are dropped from now on) and lets go
+    /// of the server's registrations.
     pub(crate) fn stop_serving(&self) {
-        self.shared.lock().server = None;
+        let server = self
+            .shared
+            .server
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let exposures = self
+            .shared
+            .exposures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
         self.shared.serving.store(false, Ordering::SeqCst);
+        // Dropped here, outside every lock: registrations unmap under the
+        // engine lock.
+        drop((server, exposures));
     }
 
     /// Opens an endpoint to the worker at `address`; returns its id.
@@ -322,7 +196,7 @@ impl Engine {
             return Err(closed());
         }
         // SAFETY: under the lock, live worker.
-        let ep = unsafe { st.create_ep_any(address)? };
+        let ep = unsafe { crate::worker::connect_ep(st.worker, address)? };
         let id = st.next_ep;
         st.next_ep += 1;
         st.eps.insert(id, ep);
@@ -379,56 +253,7 @@ impl Engine {
     /// The next message on `rx` within `timeout`, progressing the worker
     /// on this thread while the wait is short.
     pub(crate) fn wait<T>(&self, rx: &Receiver<T>, timeout: Duration) -> Option<T> {
-        let deadline = Instant::now() + timeout;
-        {
-            let caller = Caller::enter(&self.shared);
-            let mut last_event = Instant::now();
-            loop {
-                if let Ok(v) = rx.try_recv() {
-                    return Some(v);
-                }
-                let now = Instant::now();
-                if now >= deadline {
-                    return None;
-                }
-                if now - last_event > CALLER_SPIN {
-                    self.shared.waiting.fetch_add(1, Ordering::SeqCst);
-                    drop(caller);
-                    self.shared.wake();
-                    break;
-                }
-                let guard = match self.shared.state.try_lock() {
-                    Ok(g) => Some(g),
-                    Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
-                    Err(TryLockError::WouldBlock) => None,
-                };
-                match guard {
-                    Some(mut st) => {
-                        // SAFETY: under the lock.
-                        if unsafe { st.progress() } > 0 {
-                            last_event = Instant::now();
-                        }
-                    }
-                    None => std::hint::spin_loop(),
-                }
-            }
-        }
-        // Long wait: the background thread progresses, we sleep.
-        let got = rx
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .ok();
-        self.shared.waiting.fetch_sub(1, Ordering::SeqCst);
-        got
-    }
-
-    /// A one-sided read descriptor for `data` (registered on first use), or
-    /// `None` if UCX could not register it.
-    pub(crate) fn expose(&self, data: Bytes) -> Option<Bytes> {
-        let mut st = self.shared.lock();
-        if st.closed {
-            return None;
-        }
-        st.rma.expose(data)
+        self.shared.wait(rx, timeout)
     }
 
     /// `data` copied into registered memory (see `arena`), or `None`.
@@ -447,45 +272,74 @@ impl Engine {
         Some(self.arena.fill(slab, data))
     }
 
-    /// Reads what `desc` describes from the worker at `owner`, one-sided.
-    pub(crate) fn read(&self, owner: Vec<u8>, desc: Bytes, timeout: Duration) -> Result<Bytes> {
+    /// Registers `data` for one-sided reads: a staged object's slab is
+    /// registered already; other memory is mapped in place.
+    pub(crate) fn register(&self, data: &Bytes) -> Result<Registration> {
+        if let Some(rkey) = self.arena.rkey_of(data) {
+            return Ok(Registration {
+                remote_key: rkey,
+                cheap: true,
+                keep: Box::new(()),
+            });
+        }
+        let st = self.shared.lock();
+        if st.closed {
+            return Err(closed());
+        }
+        // SAFETY: under the lock; the caller (the peer exposures) keeps
+        // `data` alive as long as the registration.
+        let mapped =
+            unsafe { mem_map(st.context.0, Some(data.as_ptr()), data.len()) }.ok_or_else(|| {
+                Error::Transport {
+                    connector: "ucx".into(),
+                    source: format!("ucp_mem_map of {} bytes failed", data.len()).into(),
+                }
+            })?;
+        Ok(Registration {
+            remote_key: Bytes::from(mapped.rkey),
+            cheap: false,
+            keep: Box::new(MemReg {
+                memh: mapped.memh,
+                context: Arc::clone(&st.context),
+                shared: Arc::downgrade(&self.shared),
+            }),
+        })
+    }
+
+    /// Reads `region` from the worker at `owner`, one-sided.
+    pub(crate) fn read(&self, owner: &[u8], region: Region, timeout: Duration) -> Result<Bytes> {
         let (done, rx) = channel();
         {
             let mut st = self.shared.lock();
             if st.closed {
                 return Err(closed());
             }
-            let max = st.callbacks.max_reply.get();
-            st.rma.read(owner, desc, max, done);
+            st.rma.read(owner, region, done);
         }
-        let out = self.wait(&rx, timeout).unwrap_or(Err(Error::Timeout {
+        self.wait(&rx, timeout).unwrap_or(Err(Error::Timeout {
             connector: "ucx".into(),
             op: "one-sided read",
             after: timeout,
-        }));
-        // Send the read's release now, not at the next progress: the owner
-        // reuses the object's slab once it is released and evicted.
-        if let Ok(mut st) = self.shared.state.try_lock() {
-            // SAFETY: under the lock.
-            unsafe { st.progress() };
-        }
-        out
+        }))
     }
 
-    /// Answers a request taken from [`Engine::take_requests`].
-    pub(crate) fn reply(&self, to: ReplyTo, frames: Frames) -> Result<()> {
-        let st = self.shared.lock();
+    /// Sends a release to the worker at `owner` and pushes it out now: the
+    /// owner reuses the object's slab once it is released and evicted.
+    pub(crate) fn send_release(&self, owner: &[u8], release: Bytes) {
+        let mut st = self.shared.lock();
         if st.closed {
-            return Err(closed());
+            return;
         }
-        // SAFETY: the endpoint UCX gave with the request, under the lock.
-        unsafe { am_send(to.ep, AM_REPLY, to.conn, frames, false, None) };
-        Ok(())
+        if let Err(e) = st.rma.send_release(owner, release) {
+            tracing::debug!(error = %e, "could not send a one-sided read release");
+        }
+        self.shared.progress(st);
     }
 }
 
 impl Drop for Engine {
     fn drop(&mut self) {
+        self.stop_serving();
         self.shared.stop.store(true, Ordering::Release);
         // SAFETY: the worker is alive until the teardown below.
         unsafe { sys::ucp_worker_signal(self.shared.worker.0) };
@@ -495,157 +349,5 @@ impl Drop for Engine {
         }
         // SAFETY: the progress thread has exited; we hold the lock.
         unsafe { self.shared.lock().teardown() };
-    }
-}
-
-/// The background progress thread.
-fn run(shared: &Shared) {
-    let mut idle_since: Option<Instant> = None;
-    while !shared.stop.load(Ordering::Acquire) {
-        if shared.callers.load(Ordering::SeqCst) > 0 {
-            std::thread::park_timeout(SLEEP_MAX);
-            // Callers just left and will likely be back: one pass, then
-            // sleep rather than spin beside them.
-            idle_since = Instant::now().checked_sub(SPIN);
-            continue;
-        }
-        // SAFETY: under the lock.
-        if unsafe { shared.lock().progress() } > 0 {
-            idle_since = None;
-            continue;
-        }
-        if !shared.needs_progress() {
-            shared.lock().rma.sweep();
-            std::thread::park_timeout(SLEEP_MAX);
-            continue;
-        }
-        let since = *idle_since.get_or_insert_with(Instant::now);
-        if since.elapsed() < SPIN {
-            std::hint::spin_loop();
-            continue;
-        }
-        // Arm under the lock, sleep without it until network activity, a
-        // signal, or the next sweep; arm says BUSY when events are pending.
-        let armed = {
-            let mut st = shared.lock();
-            st.rma.sweep();
-            // SAFETY: under the lock, live worker.
-            !st.closed && unsafe { sys::ucp_worker_arm(st.worker) } == sys::ucs_status_t_UCS_OK
-        };
-        if armed {
-            let mut fd = libc::pollfd {
-                fd: shared.efd,
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            // SAFETY: one valid pollfd; the efd lives as long as the worker.
-            unsafe { libc::poll(&mut fd, 1, SLEEP_MAX.as_millis() as libc::c_int) };
-        }
-    }
-}
-
-impl State {
-    /// Registers the AM handlers; returns the worker address and event fd.
-    unsafe fn setup(&mut self) -> Result<(Vec<u8>, i32)> {
-        let arg = (&*self.callbacks as *const Callbacks)
-            .cast_mut()
-            .cast::<c_void>();
-        // SAFETY: live worker; `arg` outlives it (see Engine::start).
-        unsafe {
-            for (id, cb) in [
-                (AM_REQUEST, on_message::<AM_REQUEST> as AmCallback),
-                (AM_REPLY, on_message::<AM_REPLY> as AmCallback),
-                (AM_RELEASE, on_message::<AM_RELEASE> as AmCallback),
-            ] {
-                let param = sys::ucp_am_handler_param_t {
-                    field_mask: (sys::ucp_am_handler_param_field_UCP_AM_HANDLER_PARAM_FIELD_ID
-                        | sys::ucp_am_handler_param_field_UCP_AM_HANDLER_PARAM_FIELD_CB
-                        | sys::ucp_am_handler_param_field_UCP_AM_HANDLER_PARAM_FIELD_ARG)
-                        as u64,
-                    id,
-                    flags: 0,
-                    cb: Some(cb),
-                    arg,
-                };
-                let st = sys::ucp_worker_set_am_recv_handler(self.worker, &param);
-                if st != sys::ucs_status_t_UCS_OK {
-                    return Err(status_error("ucp_worker_set_am_recv_handler", st));
-                }
-            }
-            let mut efd = -1;
-            let st = sys::ucp_worker_get_efd(self.worker, &mut efd);
-            if st != sys::ucs_status_t_UCS_OK {
-                return Err(status_error("ucp_worker_get_efd", st));
-            }
-            let mut addr_ptr: *mut sys::ucp_address_t = ptr::null_mut();
-            let mut addr_len = 0usize;
-            let st = sys::ucp_worker_get_address(self.worker, &mut addr_ptr, &mut addr_len);
-            if st != sys::ucs_status_t_UCS_OK {
-                return Err(status_error("ucp_worker_get_address", st));
-            }
-            let address = std::slice::from_raw_parts(addr_ptr.cast::<u8>(), addr_len).to_vec();
-            sys::ucp_worker_release_address(self.worker, addr_ptr);
-            Ok((address, efd))
-        }
-    }
-
-    /// Progresses the worker once and answers the requests it delivered;
-    /// returns how many events there were.
-    unsafe fn progress(&mut self) -> usize {
-        if self.closed {
-            return 0;
-        }
-        // SAFETY: live worker, under the lock (the caller's contract).
-        let mut events = unsafe { sys::ucp_worker_progress(self.worker) } as usize;
-        let releases = std::mem::take(&mut *self.callbacks.releases.borrow_mut());
-        for msg in &releases {
-            self.rma.release(msg);
-        }
-        self.rma.send_releases();
-        let inbox = std::mem::take(&mut *self.callbacks.inbox.borrow_mut());
-        events += inbox.len() + releases.len();
-        for (to, frames) in inbox {
-            match &self.server {
-                Some(handler) => {
-                    let rma = &mut self.rma;
-                    if let Some(reply) = handler(frames, &mut |d| rma.expose(d.clone())) {
-                        // SAFETY: the endpoint UCX gave with the request.
-                        unsafe { am_send(to.ep, AM_REPLY, to.conn, reply, false, None) };
-                    }
-                }
-                None => {
-                    let _ = self.requests.send((to, frames));
-                }
-            }
-        }
-        events
-    }
-
-    /// An endpoint with peer-failure detection, or without it where the
-    /// transports refuse it (shared memory in UCX 1.13): request timeouts
-    /// still bound every wait.
-    unsafe fn create_ep_any(&mut self, address: &[u8]) -> Result<Ep> {
-        // SAFETY: live worker, under the lock.
-        unsafe { connect_ep(self.worker, address) }
-    }
-
-    /// Releases every UCX resource; idempotent.
-    unsafe fn teardown(&mut self) {
-        if self.closed {
-            return;
-        }
-        self.closed = true;
-        self.server = None;
-        // SAFETY: handles of this state, released once, in UCX's order.
-        unsafe {
-            self.rma.shutdown();
-            for (_, ep) in self.eps.drain() {
-                close_ep(ep);
-            }
-            // Let the closes and any last sends finish.
-            let deadline = Instant::now() + Duration::from_millis(200);
-            while Instant::now() < deadline && sys::ucp_worker_progress(self.worker) > 0 {}
-            sys::ucp_worker_destroy(self.worker);
-        }
     }
 }

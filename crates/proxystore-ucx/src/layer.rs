@@ -1,21 +1,23 @@
-//! UCX as a [`SocketLayer`]: the data server and client connections of the
-//! shared peer connector, carried by UCP active messages (see `engine`).
+//! UCX as a [`SocketLayer`] and [`OneSided`]: the data server and client
+//! connections of the shared peer connector, carried by UCP active
+//! messages, and one-sided reads of registered memory (see `engine`).
 //! Addresses are `ucx://<base64url of the UCP worker address and its
-//! 64-bit FNV-1a checksum>`: UCX parses a worker address without knowing
-//! its length and aborts the process on a malformed one, so nothing from a
-//! key reaches UCX unless it is intact.
+//! checksum>` (`proxystore_peer::address`): UCX parses a worker address
+//! without knowing its length and aborts the process on a malformed one,
+//! so nothing from a key reaches UCX unless it is intact.
 
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use base64::Engine as _;
 use bytes::Bytes;
-use proxystore_core::{Error, ObjectId, Result};
+use proxystore_core::{Error, Result};
+use proxystore_peer::address::{self, abbreviate};
+use proxystore_peer::rma::{Expose, OneSided, Region, Registration};
 use proxystore_peer::wire::Limits;
-use proxystore_peer::{ClientSocket, Frames, Handler, InlineServer, ServerSocket, SocketLayer};
+use proxystore_peer::{ClientSocket, Frames, Handler, InlineServer, NoServer, SocketLayer};
 
-use crate::engine::{Engine, ReplyTo};
+use crate::engine::Engine;
 
 const SCHEME: &str = "ucx://";
 
@@ -44,17 +46,6 @@ impl UcxLayer {
     }
 }
 
-fn b64() -> base64::engine::GeneralPurpose {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-}
-
-/// A data server's stream of requests.
-pub struct UcxServer {
-    engine: Arc<Engine>,
-    requests: Receiver<(ReplyTo, Frames)>,
-    max_frame: u64,
-}
-
 /// One client connection: an endpoint and the route its replies take.
 pub struct UcxClient {
     engine: Arc<Engine>,
@@ -74,28 +65,19 @@ impl Drop for Serving {
 }
 
 impl SocketLayer for UcxLayer {
-    type Server = UcxServer;
+    type Server = NoServer;
     type Client = UcxClient;
 
     fn name(&self) -> &'static str {
         "ucx"
     }
 
-    fn bind(&self, endpoint: &str, limits: &Limits) -> Result<(UcxServer, String)> {
-        check_endpoint(endpoint)?;
-        let engine = self.engine()?;
-        let requests = engine
-            .take_requests()
-            .ok_or_else(|| Error::Config("this UCX worker already has a data server".into()))?;
-        let address = encode_address(engine.address());
-        Ok((
-            UcxServer {
-                engine,
-                requests,
-                max_frame: limits.max_frame(),
-            },
-            address,
-        ))
+    /// UCX serves only inline (see [`SocketLayer::serve_inline`]).
+    fn bind(&self, _endpoint: &str, _limits: &Limits) -> Result<(NoServer, String)> {
+        Err(Error::Unsupported {
+            connector: "ucx".into(),
+            op: "a server loop of its own (UCX answers on its progress thread)",
+        })
     }
 
     /// Requests are answered wherever the worker is progressed: by the
@@ -110,12 +92,10 @@ impl SocketLayer for UcxLayer {
             let engine = self.engine()?;
             let h = handler.clone();
             engine.serve(
-                Box::new(move |frames, expose| {
-                    h.handle_exposing(frames, &mut |_, data| expose(data))
-                }),
+                Arc::new(move |frames| h.handle(frames)),
                 handler.limits().max_frame(),
             )?;
-            let address = encode_address(engine.address());
+            let address = address::encode(SCHEME, engine.address());
             Ok((Box::new(Serving(engine)) as InlineServer, address))
         });
         Some(served)
@@ -125,40 +105,8 @@ impl SocketLayer for UcxLayer {
         SCHEME.into()
     }
 
-    fn expose(&self, _id: ObjectId, data: &Bytes) -> Option<Bytes> {
-        self.engine().ok()?.expose(data.clone())
-    }
-
-    fn stage(&self, data: Bytes) -> Bytes {
-        if data.len() < crate::ONE_SIDED_MIN || !reads_one_sided() {
-            return data;
-        }
-        match self.engine() {
-            Ok(engine) => engine.stage(&data).unwrap_or(data),
-            Err(_) => data,
-        }
-    }
-
-    fn reads_remote(&self) -> bool {
-        reads_one_sided()
-    }
-
-    fn read_remote(&self, address: &str, desc: &Bytes, timeout: Duration) -> Result<Bytes> {
-        let blob = worker_address(address)?;
-        ONE_SIDED_READS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.engine()?
-            .read(blob, desc.clone(), timeout.min(crate::rma::READ_MAX))
-            .map_err(|e| match e {
-                Error::PeerUnreachable { reason, .. } => Error::PeerUnreachable {
-                    address: abbreviate(address),
-                    reason,
-                },
-                other => other,
-            })
-    }
-
     fn connect(&self, address: &str, limits: &Limits) -> Result<UcxClient> {
-        let blob = worker_address(address)?;
+        let blob = address::decode(SCHEME, address)?;
         let engine = self.engine()?;
         engine.allow_replies(limits);
         let ep = engine.connect(&blob).map_err(|e| Error::PeerUnreachable {
@@ -173,6 +121,59 @@ impl SocketLayer for UcxLayer {
             conn,
             replies,
         })
+    }
+
+    fn one_sided(&self) -> Option<&dyn OneSided> {
+        Some(self)
+    }
+}
+
+impl OneSided for UcxLayer {
+    fn reads_one_sided(&self) -> bool {
+        reads_one_sided()
+    }
+
+    fn stage(&self, data: Bytes) -> Bytes {
+        match self.engine() {
+            Ok(engine) => engine.stage(&data).unwrap_or(data),
+            Err(_) => data,
+        }
+    }
+
+    fn register(&self, data: &Bytes) -> Result<Registration> {
+        self.engine()?.register(data)
+    }
+
+    fn read(&self, address: &str, region: Region, timeout: Duration) -> Result<Bytes> {
+        let blob = address::decode(SCHEME, address)?;
+        ONE_SIDED_READS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.engine()?
+            .read(&blob, region, timeout)
+            .map_err(|e| name_peer(address, e))
+    }
+
+    fn send_release(&self, address: &str, release: Bytes) {
+        if let (Ok(blob), Ok(engine)) = (address::decode(SCHEME, address), self.engine()) {
+            engine.send_release(&blob, release);
+        }
+    }
+
+    fn accept_releases(&self, _address: &str, exposures: Arc<dyn Expose>) {
+        // One server per worker: its releases arrive on this engine.
+        if let Ok(engine) = self.engine() {
+            engine.accept_releases(exposures);
+        }
+    }
+}
+
+/// Puts the peer's address into errors the engine could not name.
+fn name_peer(address: &str, e: Error) -> Error {
+    match e {
+        Error::PeerUnreachable { reason, .. } => Error::PeerUnreachable {
+            address: abbreviate(address),
+            reason,
+        },
+        other => other,
     }
 }
 
@@ -191,43 +192,6 @@ fn check_endpoint(endpoint: &str) -> Result<()> {
         )));
     }
     Ok(())
-}
-
-/// FNV-1a, 64 bits: a checksum every build computes alike.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
-}
-
-/// `ucx://` and the worker address with its checksum, base64url.
-fn encode_address(worker: &[u8]) -> String {
-    let mut blob = Vec::with_capacity(worker.len() + 8);
-    blob.extend_from_slice(worker);
-    blob.extend_from_slice(&fnv1a(worker).to_le_bytes());
-    format!("{SCHEME}{}", b64().encode(blob))
-}
-
-/// The worker address inside `ucx://<base64url>`, if intact.
-fn worker_address(address: &str) -> Result<Vec<u8>> {
-    let invalid = |reason| Error::InvalidKey {
-        text: address.chars().take(200).collect(),
-        reason,
-    };
-    let mut blob = address
-        .strip_prefix(SCHEME)
-        .and_then(|b| b64().decode(b).ok())
-        .ok_or_else(|| invalid("a ucx owner address is ucx://<base64url worker address>"))?;
-    if blob.len() <= 8 {
-        return Err(invalid("ucx owner address too short"));
-    }
-    let sum = blob.split_off(blob.len() - 8);
-    if sum != fnv1a(&blob).to_le_bytes() {
-        return Err(invalid(
-            "ucx owner address fails its checksum (truncated or corrupted)",
-        ));
-    }
-    Ok(blob)
 }
 
 /// Whether this process's gets use one-sided reads (for objects of
@@ -263,37 +227,6 @@ fn one_sided_from_env() -> bool {
         && !names.iter().any(|n| n.starts_with("tcp") || *n == "all")
 }
 
-/// Worker addresses run to hundreds of characters; messages show the start.
-fn abbreviate(address: &str) -> String {
-    if address.chars().count() > 48 {
-        format!("{}...", address.chars().take(48).collect::<String>())
-    } else {
-        address.to_string()
-    }
-}
-
-impl ServerSocket for UcxServer {
-    type Peer = ReplyTo;
-
-    fn recv(&mut self, timeout: Duration) -> Result<Option<(ReplyTo, Frames)>> {
-        loop {
-            match self.requests.recv_timeout(timeout) {
-                Ok((peer, frames)) => {
-                    if frames.iter().any(|f| f.len() as u64 > self.max_frame) {
-                        continue; // over the limit: not handled
-                    }
-                    return Ok(Some((peer, frames)));
-                }
-                Err(_) => return Ok(None),
-            }
-        }
-    }
-
-    fn send(&mut self, peer: ReplyTo, frames: Frames) -> Result<()> {
-        self.engine.reply(peer, frames)
-    }
-}
-
 impl ClientSocket for UcxClient {
     fn send(&mut self, frames: Frames, _timeout: Duration) -> Result<()> {
         // Never blocks: UCX queues the message; a failure arrives as an
@@ -312,51 +245,13 @@ impl ClientSocket for UcxClient {
 }
 
 impl UcxClient {
-    /// Puts the peer's address into errors the engine could not name.
     fn name_peer(&self, e: Error) -> Error {
-        match e {
-            Error::PeerUnreachable { reason, .. } => Error::PeerUnreachable {
-                address: abbreviate(&self.address),
-                reason,
-            },
-            other => other,
-        }
+        name_peer(&self.address, e)
     }
 }
 
 impl Drop for UcxClient {
     fn drop(&mut self) {
         self.engine.close(self.ep, self.conn);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn addresses_round_trip_and_damage_is_caught() {
-        let worker: Vec<u8> = (0..150u8).collect();
-        let address = encode_address(&worker);
-        assert_eq!(worker_address(&address).unwrap(), worker);
-        // Every truncation and every single-character change is refused.
-        for cut in SCHEME.len()..address.len() {
-            assert!(worker_address(&address[..cut]).is_err(), "cut at {cut}");
-        }
-        for at in SCHEME.len()..address.len() {
-            let mut damaged = address.clone().into_bytes();
-            damaged[at] = if damaged[at] == b'A' { b'B' } else { b'A' };
-            let damaged = String::from_utf8(damaged).unwrap();
-            assert!(worker_address(&damaged).is_err(), "change at {at}");
-        }
-        assert!(worker_address("ucx://").is_err());
-        assert!(worker_address("tcp://1.2.3.4:5").is_err());
-    }
-
-    #[test]
-    fn long_addresses_are_cut_on_character_boundaries() {
-        let address = format!("ucx://{}", "é".repeat(60));
-        assert_eq!(abbreviate(&address).chars().count(), 51);
-        assert_eq!(abbreviate("ucx://short"), "ucx://short");
     }
 }

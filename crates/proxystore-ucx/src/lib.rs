@@ -21,23 +21,23 @@
 //! - Otherwise the reply carries the bytes as an active message (eager for
 //!   small ones, rendezvous for large ones) into a pooled, reused buffer.
 //!
-//! The request handling, pooling, batching and timeouts are
-//! `proxystore-peer`'s, shared with ZeroMQ and run in CI on its in-process
-//! mock layer; this crate supplies the UCX socket layer.
+//! The request handling, pooling, batching, timeouts and the one-sided
+//! protocol (descriptors, pins, releases) are `proxystore-peer`'s, shared
+//! with ZeroMQ and run in CI on its in-process mock layers; this crate
+//! supplies the UCP calls: the socket layer and the one-sided memory calls.
 
 mod am;
 mod arena;
 pub mod baseline;
 mod engine;
 mod layer;
-mod pool;
+mod progress;
 mod rma;
 mod worker;
 
 use std::sync::Arc;
 
-pub use engine::ReplyTo;
-pub use layer::{one_sided_reads, reads_one_sided, UcxClient, UcxLayer, UcxServer};
+pub use layer::{one_sided_reads, reads_one_sided, UcxClient, UcxLayer};
 use proxystore_core::Result;
 pub use proxystore_peer::PeerConfig;
 use proxystore_peer::{DataServer, PeerConnector};

@@ -226,3 +226,27 @@ pub(crate) unsafe fn mem_map(
         })
     }
 }
+
+/// The worker's address (what peers connect to) and its event fd.
+///
+/// # Safety
+/// `worker` is live and used under the engine lock.
+pub(crate) unsafe fn address_and_efd(worker: sys::ucp_worker_h) -> Result<(Vec<u8>, i32)> {
+    // SAFETY: the caller's contract; the address is copied and released.
+    unsafe {
+        let mut efd = -1;
+        let st = sys::ucp_worker_get_efd(worker, &mut efd);
+        if st != sys::ucs_status_t_UCS_OK {
+            return Err(status_error("ucp_worker_get_efd", st));
+        }
+        let mut addr_ptr: *mut sys::ucp_address_t = ptr::null_mut();
+        let mut addr_len = 0usize;
+        let st = sys::ucp_worker_get_address(worker, &mut addr_ptr, &mut addr_len);
+        if st != sys::ucs_status_t_UCS_OK {
+            return Err(status_error("ucp_worker_get_address", st));
+        }
+        let address = std::slice::from_raw_parts(addr_ptr.cast::<u8>(), addr_len).to_vec();
+        sys::ucp_worker_release_address(worker, addr_ptr);
+        Ok((address, efd))
+    }
+}

@@ -402,32 +402,12 @@ fn the_raw_baseline_moves_payloads_both_ways() {
 }
 
 #[test]
-fn a_bound_server_socket_answers_through_its_own_loop() {
-    // `SocketLayer::bind` (a server loop of one's own, not the engine's
-    // inline answering) still works: requests arrive on the socket and the
-    // replies reach the client, payload intact.
+fn ucx_serves_only_inline_and_bind_says_so() {
+    // Requests are answered on the worker's progress thread (serve_inline);
+    // a server loop of one's own is refused with a typed error.
     use proxystore_peer::wire::Limits;
-    use proxystore_peer::{ClientSocket, ServerSocket, SocketLayer};
+    use proxystore_peer::SocketLayer;
     let layer = proxystore_ucx::UcxLayer::default();
-    let limits = Limits::default();
-    let (mut server, address) = layer.bind(ADDRESS, &limits).unwrap();
-    assert!(
-        layer.bind(ADDRESS, &limits).is_err(),
-        "one server per worker"
-    );
-    let echo = std::thread::spawn(move || {
-        let (peer, frames) = server.recv(Duration::from_secs(10)).unwrap().unwrap();
-        server
-            .send(peer, frames.into_iter().rev().collect())
-            .unwrap();
-    });
-    let client_layer = proxystore_ucx::UcxLayer::default();
-    let mut client = client_layer.connect(&address, &limits).unwrap();
-    let big = pattern(300 << 10, 5);
-    client
-        .send(vec![pattern(10, 1), big.clone()], Duration::from_secs(10))
-        .unwrap();
-    let reply = client.recv(Duration::from_secs(10)).unwrap().unwrap();
-    assert_eq!(reply, vec![big, pattern(10, 1)]);
-    echo.join().unwrap();
+    let err = layer.bind(ADDRESS, &Limits::default()).err();
+    assert!(matches!(err, Some(Error::Unsupported { .. })), "{err:?}");
 }

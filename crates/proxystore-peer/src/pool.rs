@@ -1,8 +1,10 @@
-//! Reused receive buffers. A large message lands in a buffer from this
-//! pool and reaches the caller as `Bytes` that hand the buffer back when
-//! dropped, so the next message of that size class lands in memory that is
-//! already faulted in (and already in UCX's registration cache): a fresh
-//! 64 MiB buffer costs ~16k first-touch page faults per message otherwise.
+//! Reused receive buffers, for every transport that receives or reads into
+//! memory of its own (UCX now; libfabric and MPI next). A large message
+//! lands in a buffer from this pool and reaches the caller as `Bytes` that
+//! hand the buffer back when dropped, so the next message of that size
+//! class lands in memory that is already faulted in (and already in the
+//! transport's registration cache): a fresh 64 MiB buffer costs ~16k
+//! first-touch page faults per message otherwise.
 //!
 //! Buffers are page aligned. `malloc` puts a large block 16 bytes past a
 //! page boundary, and a copy from a page-aligned source (a UCX slab, a
@@ -17,7 +19,7 @@ use std::sync::{Mutex, OnceLock};
 use bytes::Bytes;
 
 /// Messages below this size use plain allocations.
-pub(crate) const POOLED_MIN: usize = 64 << 10;
+pub const POOLED_MIN: usize = 64 << 10;
 /// Idle bytes the pool keeps at most; beyond that, returned buffers are freed.
 const IDLE_MAX: usize = 1 << 30;
 /// Alignment of pooled buffers (a page); smaller ones get a cache line.
@@ -25,7 +27,7 @@ const PAGE: usize = 4096;
 const LINE: usize = 64;
 
 /// An owned, zeroed heap buffer aligned for fast copies.
-pub(crate) struct Buf {
+pub struct Buf {
     ptr: NonNull<u8>,
     len: usize,
 }
@@ -51,13 +53,18 @@ impl Buf {
     }
 
     /// Where the bytes go.
-    pub(crate) fn as_mut_ptr(&mut self) -> *mut u8 {
+    pub fn as_mut_ptr(&mut self) -> *mut u8 {
         self.ptr.as_ptr()
     }
 
     /// The buffer's length (its size class when pooled).
-    pub(crate) fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         self.len
+    }
+
+    /// Whether the buffer holds no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
     }
 }
 
@@ -92,7 +99,7 @@ fn pool() -> &'static Mutex<Pool> {
 /// A buffer for `len` bytes: from [`POOLED_MIN`] up its size class (a
 /// power of two), reused if one is idle; below, exactly `len`. `None` when
 /// memory for it cannot be had.
-pub(crate) fn take(len: usize) -> Option<Buf> {
+pub fn take(len: usize) -> Option<Buf> {
     if len < POOLED_MIN {
         return Buf::zeroed(len);
     }
@@ -136,7 +143,7 @@ impl Drop for Pooled {
 }
 
 /// The first `len` bytes of a buffer from [`take`], as `Bytes`.
-pub(crate) fn into_bytes(buf: Buf, len: usize) -> Bytes {
+pub fn into_bytes(buf: Buf, len: usize) -> Bytes {
     let len = len.min(buf.len());
     Bytes::from_owner(Pooled(Some(buf))).slice(0..len)
 }
