@@ -7,7 +7,28 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::key::Key;
+use crate::proxy::Proxy;
 use crate::store::Store;
+
+impl Store {
+    /// Puts `value`, binds its key to `lifetime` (which evicts it when the
+    /// lifetime ends) and returns a proxy of it.
+    pub fn proxy_with_lifetime<T: serde::Serialize + 'static>(
+        &self,
+        value: &T,
+        lifetime: &dyn Lifetime,
+    ) -> Result<Proxy<T>> {
+        if lifetime.done() {
+            return Err(Error::LifetimeEnded);
+        }
+        let key = self.put(value)?;
+        if let Err(e) = lifetime.add_key(self, key.clone()) {
+            let _ = self.evict(&key);
+            return Err(e);
+        }
+        Ok(Proxy::from_factory(self.factory(key)))
+    }
+}
 
 /// Something that keys can be bound to and that evicts them when it ends.
 pub trait Lifetime: Send + Sync {

@@ -17,6 +17,15 @@ use crate::key::Key;
 use crate::proxy::{Proxy, ProxyFactory};
 use crate::store::Store;
 
+impl Store {
+    /// Puts `value` and returns a proxy that owns it: the object is evicted
+    /// when the proxy is dropped.
+    pub fn owned_proxy<T: Serialize + 'static>(&self, value: &T) -> Result<OwnedProxy<T>> {
+        let key = self.put(value)?;
+        Ok(OwnedProxy::new(self.clone(), self.factory(key)))
+    }
+}
+
 /// A proxy that owns its object: dropping it evicts the object.
 ///
 /// It is not `Clone`, because copying can fail: [`try_clone`](Self::try_clone)

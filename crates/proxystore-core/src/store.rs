@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use lru::LruCache;
@@ -15,12 +15,8 @@ use tracing::field::Empty;
 use crate::codec::Codec;
 use crate::connector::{connector_from_config, Connector, ConnectorConfig};
 use crate::error::{Error, Result};
-use crate::future::StoreFuture;
 use crate::key::Key;
-use crate::lifetime::Lifetime;
 use crate::metrics::{Metrics, MetricsSnapshot, Op};
-use crate::ownership::OwnedProxy;
-use crate::proxy::{Proxy, ProxyFactory};
 
 /// Everything another process needs to rebuild an equivalent store.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -266,77 +262,8 @@ impl Store {
             .collect()
     }
 
-    /// The factory a proxy of `key` in this store carries.
-    pub(crate) fn factory(&self, key: Key) -> ProxyFactory {
-        ProxyFactory::new(self.config(), key)
-    }
-
-    /// Puts `value` and returns a proxy of it.
-    pub fn proxy<T: Serialize + 'static>(&self, value: &T) -> Result<Proxy<T>> {
-        let key = self.put(value)?;
-        Ok(Proxy::from_factory(self.factory(key)))
-    }
-
-    /// Puts `value` and returns a proxy that evicts the object after its
-    /// first resolution (for objects read exactly once).
-    pub fn proxy_evict_on_resolve<T: Serialize + 'static>(&self, value: &T) -> Result<Proxy<T>> {
-        let key = self.put(value)?;
-        Ok(Proxy::from_factory(
-            self.factory(key).evict_on_resolve(true),
-        ))
-    }
-
-    /// Puts several values in one batch and returns their proxies.
-    pub fn proxy_batch<T: Serialize + 'static>(&self, values: &[T]) -> Result<Vec<Proxy<T>>> {
-        let keys = self.put_batch(values)?;
-        Ok(keys
-            .into_iter()
-            .map(|k| Proxy::from_factory(self.factory(k)))
-            .collect())
-    }
-
-    /// A proxy of an object already in the store.
-    pub fn proxy_from_key<T>(&self, key: Key) -> Proxy<T> {
-        Proxy::from_factory(self.factory(key))
-    }
-
-    /// Puts `value` and returns a proxy that owns it: the object is evicted
-    /// when the proxy is dropped.
-    pub fn owned_proxy<T: Serialize + 'static>(&self, value: &T) -> Result<OwnedProxy<T>> {
-        let key = self.put(value)?;
-        Ok(OwnedProxy::new(self.clone(), self.factory(key)))
-    }
-
-    /// Puts `value`, binds its key to `lifetime` (which evicts it when the
-    /// lifetime ends) and returns a proxy of it.
-    pub fn proxy_with_lifetime<T: Serialize + 'static>(
-        &self,
-        value: &T,
-        lifetime: &dyn Lifetime,
-    ) -> Result<Proxy<T>> {
-        if lifetime.done() {
-            return Err(Error::LifetimeEnded);
-        }
-        let key = self.put(value)?;
-        if let Err(e) = lifetime.add_key(self, key.clone()) {
-            let _ = self.evict(&key);
-            return Err(e);
-        }
-        Ok(Proxy::from_factory(self.factory(key)))
-    }
-
-    /// A future: a key whose value a producer sets later (with
-    /// [`StoreFuture::set`]) and consumers wait on. Needs a connector that
-    /// can name keys before their data exists.
-    pub fn future<T>(&self) -> Result<StoreFuture<T>> {
-        let key = self
-            .deferrable("future (needs a deferrable connector)")?
-            .new_key()?;
-        Ok(StoreFuture::new(self.factory(key)))
-    }
-
     /// The connector as a deferrable one, or `Unsupported` naming `op`.
-    fn deferrable(&self, op: &'static str) -> Result<&dyn crate::DeferrableConnector> {
+    pub(crate) fn deferrable(&self, op: &'static str) -> Result<&dyn crate::DeferrableConnector> {
         self.inner
             .connector
             .as_deferrable()
@@ -409,6 +336,3 @@ pub fn get_or_create_store(config: &StoreConfig) -> Result<Store> {
     // Another thread may have registered it while we built ours.
     Ok(map.entry(config.name.clone()).or_insert(store).clone())
 }
-
-/// How long `Store` waits between polls of a future's key, at most.
-pub(crate) const MAX_POLL_INTERVAL: Duration = Duration::from_millis(50);
