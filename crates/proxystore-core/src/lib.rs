@@ -7,6 +7,7 @@
 //! in their own crates; [`LocalConnector`] is built in.
 
 mod blocking;
+mod cache;
 pub mod codec;
 pub mod connector;
 pub mod error;
@@ -23,6 +24,7 @@ pub mod table;
 pub mod testing;
 
 pub use bytes::Bytes;
+pub use cache::DEFAULT_CACHE_BYTES;
 pub use codec::Codec;
 pub use connector::{
     connector_from_config, register_connector, registered_connectors, Capabilities, Connector,

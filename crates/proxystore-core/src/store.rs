@@ -2,16 +2,15 @@
 //! process-wide store registry.
 
 use std::collections::HashMap;
-use std::num::NonZeroUsize;
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Instant;
 
 use bytes::Bytes;
-use lru::LruCache;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tracing::field::Empty;
 
+use crate::cache::{ObjectCache, DEFAULT_CACHE_BYTES};
 use crate::codec::Codec;
 use crate::connector::{connector_from_config, Connector, ConnectorConfig};
 use crate::error::{Error, Result};
@@ -37,7 +36,7 @@ struct Inner {
     connector: Arc<dyn Connector>,
     codec: Codec,
     cache_size: usize,
-    cache: Option<Mutex<LruCache<Key, Bytes>>>,
+    cache: Option<ObjectCache>,
     metrics: Metrics,
 }
 
@@ -57,6 +56,7 @@ pub struct StoreBuilder {
     connector: Arc<dyn Connector>,
     codec: Codec,
     cache_size: usize,
+    cache_bytes: usize,
 }
 
 impl StoreBuilder {
@@ -72,9 +72,22 @@ impl StoreBuilder {
         self
     }
 
+    /// Sets the cache's bound in bytes (default [`DEFAULT_CACHE_BYTES`],
+    /// 256 MiB); 0 turns the cache off. The least recently used objects
+    /// leave the cache until both this and the entry bound hold, and an
+    /// object larger than this bound is never cached.
+    ///
+    /// This bound is a setting of this process: it is not part of
+    /// [`StoreConfig`], so a store rebuilt from a config elsewhere uses the
+    /// default.
+    pub fn cache_bytes(mut self, bytes: usize) -> Self {
+        self.cache_bytes = bytes;
+        self
+    }
+
     /// Builds the store (not registered; see [`register_store`]).
     pub fn build(self) -> Store {
-        let cache = NonZeroUsize::new(self.cache_size).map(|n| Mutex::new(LruCache::new(n)));
+        let cache = ObjectCache::new(self.cache_size, self.cache_bytes);
         Store {
             inner: Arc::new(Inner {
                 name: self.name,
@@ -101,6 +114,7 @@ impl Store {
             connector,
             codec: Codec::default(),
             cache_size: 16,
+            cache_bytes: DEFAULT_CACHE_BYTES,
         }
     }
 
@@ -198,16 +212,19 @@ impl Store {
     /// Gets the raw bytes under `key`, through the cache.
     pub fn get_bytes(&self, key: &Key) -> Result<Option<Bytes>> {
         self.instrumented(Op::Get, Some(key), |_| {
-            if let Some(cache) = &self.inner.cache {
-                let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
-                if let Some(hit) = cache.get(key) {
-                    return Ok((Some(hit.clone()), hit.len() as u64));
+            let ticket = match self.inner.cache.as_ref().map(|c| c.get(key)) {
+                Some(Ok(hit)) => {
+                    let len = hit.len() as u64;
+                    return Ok((Some(hit), len));
                 }
-            }
+                Some(Err(ticket)) => Some(ticket),
+                None => None,
+            };
             let data = self.inner.connector.get(key)?;
-            if let (Some(cache), Some(d)) = (&self.inner.cache, &data) {
-                let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
-                cache.put(key.clone(), d.clone());
+            if let (Some(cache), Some(ticket), Some(d)) = (&self.inner.cache, ticket, &data) {
+                // Refused if an evict of this key ran since the miss: the
+                // bytes may be of an object that is gone by now.
+                cache.insert(key, d, ticket);
             }
             let len = data.as_ref().map_or(0, |d| d.len() as u64);
             Ok((data, len))
@@ -218,7 +235,6 @@ impl Store {
     pub fn exists(&self, key: &Key) -> Result<bool> {
         self.instrumented(Op::Exists, Some(key), |_| {
             if let Some(cache) = &self.inner.cache {
-                let cache = cache.lock().unwrap_or_else(|e| e.into_inner());
                 if cache.contains(key) {
                     return Ok((true, 0));
                 }
@@ -231,9 +247,16 @@ impl Store {
     pub fn evict(&self, key: &Key) -> Result<()> {
         self.instrumented(Op::Evict, Some(key), |_| {
             if let Some(cache) = &self.inner.cache {
-                cache.lock().unwrap_or_else(|e| e.into_inner()).pop(key);
+                cache.invalidate(key);
             }
-            self.inner.connector.evict(key)?;
+            let result = self.inner.connector.evict(key);
+            // Again after the connector: a get that read the object before
+            // it went may have cached it meanwhile, or may be about to (its
+            // ticket is now stale).
+            if let Some(cache) = &self.inner.cache {
+                cache.invalidate(key);
+            }
+            result?;
             Ok(((), 0))
         })
     }
@@ -286,7 +309,7 @@ impl Store {
     /// Closes the connector. Later operations fail with [`Error::Closed`].
     pub fn close(&self) -> Result<()> {
         if let Some(cache) = &self.inner.cache {
-            cache.lock().unwrap_or_else(|e| e.into_inner()).clear();
+            cache.clear();
         }
         self.inner.connector.close()
     }
