@@ -141,7 +141,7 @@ mod tests {
 
     fn fill(cache: &ObjectCache, len: usize) -> Key {
         let key = Key::random();
-        let ticket = cache.get(&key).err().expect("a new key misses");
+        let ticket = cache.get(&key).expect_err("a new key misses");
         cache.insert(&key, &Bytes::from(vec![0u8; len]), ticket);
         key
     }
@@ -179,15 +179,15 @@ mod tests {
     fn a_ticket_from_before_an_eviction_is_refused() {
         let cache = ObjectCache::new(10, 1000).expect("cache");
         let key = Key::random();
-        let ticket = cache.get(&key).err().expect("miss");
+        let ticket = cache.get(&key).expect_err("miss");
         cache.invalidate(&key);
         cache.insert(&key, &Bytes::from_static(b"stale"), ticket);
         assert!(!cache.contains(&key));
-        let fresh = cache.get(&key).err().expect("miss");
+        let fresh = cache.get(&key).expect_err("miss");
         cache.insert(&key, &Bytes::from_static(b"ok"), fresh);
         assert!(cache.contains(&key));
         let other = Key::random();
-        let before_clear = cache.get(&other).err().expect("miss");
+        let before_clear = cache.get(&other).expect_err("miss");
         cache.clear();
         cache.insert(&other, &Bytes::from_static(b"x"), before_clear);
         assert_eq!(cache.usage(), (0, 0));

@@ -18,10 +18,12 @@ pub mod local;
 pub mod metrics;
 pub mod ownership;
 pub mod proxy;
+mod reaper;
 pub mod store;
 pub mod table;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod timer;
 
 pub use bytes::Bytes;
 pub use cache::DEFAULT_CACHE_BYTES;
@@ -39,7 +41,7 @@ pub use metrics::{MetricsSnapshot, Op, OpStats};
 pub use ownership::{OwnedProxy, RefProxy};
 pub use proxy::{Proxy, ProxyFactory};
 pub use store::{
-    get_or_create_store, get_store, register_store, unregister_store, Store, StoreBuilder,
-    StoreConfig,
+    flush_all_evictions, get_or_create_store, get_store, register_store, unregister_store, Store,
+    StoreBuilder, StoreConfig, CLOSE_FLUSH_TIMEOUT,
 };
 pub use table::{ObjectTable, TableEntry};

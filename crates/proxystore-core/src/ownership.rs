@@ -28,6 +28,11 @@ impl Store {
 
 /// A proxy that owns its object: dropping it evicts the object.
 ///
+/// The eviction on drop runs on the process's background reaper thread, so
+/// a drop returns at once however slow the connector is; a failed eviction
+/// is logged. [`Store::flush_evictions`] waits for pending evictions, and
+/// [`Store::close`] flushes before closing.
+///
 /// It is not `Clone`, because copying can fail: [`try_clone`](Self::try_clone)
 /// copies the object under a new key and returns a second owner. It is not
 /// `Serialize` either; send a [`borrow`](Self::borrow) (the owner stays
@@ -64,7 +69,7 @@ impl<T> OwnedProxy<T> {
         self.proxy.take().expect("only taken by release or drop")
     }
 
-    /// Evicts the object now and reports any error (drop ignores errors).
+    /// Evicts the object now and reports any error (drop only logs them).
     pub fn evict(mut self) -> Result<()> {
         let proxy = self.proxy.take().expect("only taken by release or drop");
         self.store.evict(proxy.key())
@@ -95,13 +100,13 @@ impl<T: DeserializeOwned + 'static> OwnedProxy<T> {
     }
 }
 
+// Dropping never waits on the network (drops happen anywhere, async tasks
+// included): the eviction goes to the process's reaper thread. Use
+// `evict` to evict now and see the error, `Store::flush_evictions` to wait.
 impl<T> Drop for OwnedProxy<T> {
     fn drop(&mut self) {
         if let Some(proxy) = self.proxy.take() {
-            if let Err(e) = self.store.evict(proxy.key()) {
-                tracing::warn!(store = self.store.name(), key = %proxy.key(), error = %e,
-                    "owned proxy could not evict its object");
-            }
+            self.store.evict_in_background(proxy.key().clone());
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
@@ -16,6 +16,11 @@ use crate::connector::{connector_from_config, Connector, ConnectorConfig};
 use crate::error::{Error, Result};
 use crate::key::Key;
 use crate::metrics::{Metrics, MetricsSnapshot, Op};
+use crate::reaper::{Outstanding, Reaper};
+
+/// How long [`Store::close`] waits for the store's pending background
+/// evictions before it closes the connector anyway.
+pub const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Everything another process needs to rebuild an equivalent store.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -38,6 +43,8 @@ struct Inner {
     cache_size: usize,
     cache: Option<ObjectCache>,
     metrics: Metrics,
+    /// Evictions handed to the reaper and not finished yet.
+    pending: Outstanding,
 }
 
 /// A named store: puts values through a connector and hands out proxies.
@@ -96,6 +103,7 @@ impl StoreBuilder {
                 cache_size: self.cache_size,
                 cache,
                 metrics: Metrics::default(),
+                pending: Outstanding::new(),
             }),
         }
     }
@@ -306,12 +314,90 @@ impl Store {
         })
     }
 
-    /// Closes the connector. Later operations fail with [`Error::Closed`].
+    /// Evicts `key` on the process's reaper thread, for `Drop` code that
+    /// must not wait on the network. A failure is logged (warn, with store,
+    /// key and error). If the reaper's queue is full, evicts inline (with a
+    /// warning) rather than drop the eviction or grow the queue.
+    pub(crate) fn evict_in_background(&self, key: Key) {
+        self.inner.pending.add();
+        all_pending().add();
+        let store = self.clone();
+        let job = Box::new(move || {
+            // Counted done even if the connector panics.
+            let _done = Finished(&store);
+            if let Err(e) = store.evict(&key) {
+                tracing::warn!(store = store.name(), key = %key, error = %e,
+                    "background eviction failed");
+            }
+        });
+        if let Err(job) = Reaper::global().submit(job) {
+            tracing::warn!(
+                store = self.name(),
+                "eviction queue full or reaper unavailable; evicting inline"
+            );
+            job();
+        }
+    }
+
+    /// Waits up to `timeout` until every eviction this store handed to the
+    /// background reaper (from dropped [`OwnedProxy`](crate::OwnedProxy)s,
+    /// [`ScopeLifetime`](crate::ScopeLifetime)s and expired leases) has
+    /// finished; [`Error::Timeout`] if some are still running then.
+    pub fn flush_evictions(&self, timeout: Duration) -> Result<()> {
+        if self.inner.pending.wait_idle(timeout) {
+            Ok(())
+        } else {
+            Err(Error::Timeout {
+                connector: self.inner.connector.kind().to_owned(),
+                op: "flush pending evictions",
+                after: timeout,
+            })
+        }
+    }
+
+    /// Closes the connector after flushing the store's pending background
+    /// evictions (for up to [`CLOSE_FLUSH_TIMEOUT`]; evictions still
+    /// pending then fail with [`Error::Closed`], and are logged). Later
+    /// operations fail with [`Error::Closed`].
     pub fn close(&self) -> Result<()> {
+        if let Err(e) = self.flush_evictions(CLOSE_FLUSH_TIMEOUT) {
+            tracing::warn!(store = self.name(), error = %e,
+                "closing with background evictions still pending");
+        }
         if let Some(cache) = &self.inner.cache {
             cache.clear();
         }
         self.inner.connector.close()
+    }
+}
+
+/// Marks one background eviction of a store finished when dropped.
+struct Finished<'a>(&'a Store);
+
+impl Drop for Finished<'_> {
+    fn drop(&mut self) {
+        self.0.inner.pending.done();
+        all_pending().done();
+    }
+}
+
+fn all_pending() -> &'static Outstanding {
+    static ALL: Outstanding = Outstanding::new();
+    &ALL
+}
+
+/// Waits up to `timeout` until every background eviction of every store in
+/// this process has finished (call it before the process exits, so objects
+/// of dropped owners are gone); [`Error::Timeout`] if some are still running.
+pub fn flush_all_evictions(timeout: Duration) -> Result<()> {
+    if all_pending().wait_idle(timeout) {
+        Ok(())
+    } else {
+        Err(Error::Timeout {
+            connector: "all stores".into(),
+            op: "flush pending evictions",
+            after: timeout,
+        })
     }
 }
 
