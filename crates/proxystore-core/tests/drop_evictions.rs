@@ -118,18 +118,30 @@ fn many_leases_share_one_timer_thread() {
     let leases: Vec<LeaseLifetime> = (0..50)
         .map(|_| LeaseLifetime::new(Duration::from_secs(600)).unwrap())
         .collect();
-    let timers = std::fs::read_dir("/proc/self/task")
+    // A new thread names itself once it runs, so look until it has.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut timers = timer_threads();
+    while timers == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+        timers = timer_threads();
+    }
+    assert_eq!(timers, 1, "one timer thread for {} leases", leases.len());
+    let p = s.proxy_with_lifetime(&3u8, &leases[0]).unwrap();
+    leases[0].close().unwrap();
+    assert!(!s.exists(p.key()).unwrap(), "close evicts at once");
+}
+
+/// Threads of this process named like the lease timer (names are cut to
+/// 15 bytes in /proc).
+#[cfg(target_os = "linux")]
+fn timer_threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
         .unwrap()
         .filter(|t| {
             let comm = t.as_ref().unwrap().path().join("comm");
             std::fs::read_to_string(comm).unwrap_or_default().trim() == "proxystore-time"
         })
-        .count();
-    // Thread names are cut to 15 bytes in /proc.
-    assert_eq!(timers, 1, "one timer thread for {} leases", leases.len());
-    let p = s.proxy_with_lifetime(&3u8, &leases[0]).unwrap();
-    leases[0].close().unwrap();
-    assert!(!s.exists(p.key()).unwrap(), "close evicts at once");
+        .count()
 }
 
 /// Every WARN event's fields, as text.
