@@ -20,6 +20,7 @@ pub mod ownership;
 pub mod proxy;
 mod reaper;
 pub mod store;
+pub mod support;
 pub mod table;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -44,4 +45,5 @@ pub use store::{
     flush_all_evictions, get_or_create_store, get_store, register_store, unregister_store, Store,
     StoreBuilder, StoreConfig, CLOSE_FLUSH_TIMEOUT,
 };
+pub use support::{put_via_batch, ClosedFlag};
 pub use table::{ObjectTable, TableEntry};
