@@ -51,6 +51,32 @@ struct Inner {
 ///
 /// Cloning is cheap (a reference count); clones share connector, cache and
 /// metrics.
+///
+/// # Cache
+///
+/// Each store keeps a private LRU cache of the objects it read, bounded by
+/// entries ([`StoreBuilder::cache_size`], default 16) and by bytes
+/// ([`StoreBuilder::cache_bytes`], default 256 MiB; larger objects are not
+/// cached). Objects are immutable under their key, so a cached copy is never
+/// out of date while the object exists. What the cache does and does not see:
+///
+/// - This store's [`evict`](Store::evict) removes the object from the cache
+///   and the connector; once it returns, this store (and its clones) neither
+///   serves the object nor says it [`exists`](Store::exists), even if a
+///   `get` of it ran at the same time.
+/// - Another store's evict (another process, or a second `Store` over the
+///   same objects in this process) is not seen: a store that already caches
+///   the object keeps serving it, and `exists` answers `true` from the
+///   cache, until the entry is pushed out. This is Python ProxyStore's
+///   behaviour too. Proxies resolved in one process share the registered
+///   store of that name (see [`get_or_create_store`]), hence its cache.
+/// - Build with `cache_size(0)` for a store that always asks the connector.
+///
+/// # Evictions on drop
+///
+/// Owned proxies and scopes that are dropped evict in the background (see
+/// [`OwnedProxy`](crate::OwnedProxy)); [`flush_evictions`](Store::flush_evictions)
+/// waits for them and [`close`](Store::close) flushes before closing.
 #[derive(Clone, Debug)]
 pub struct Store {
     inner: Arc<Inner>,
