@@ -3,8 +3,9 @@
 //! nor outlive the owner.
 //!
 //! Python ProxyStore relies on the garbage collector for this; here it is
-//! deterministic (the object goes when the owner's scope ends) and checked by
-//! the borrow checker.
+//! deterministic (the eviction is issued when the owner's scope ends, and
+//! runs on the process's background reaper so the drop never blocks) and
+//! checked by the borrow checker.
 
 use std::fmt;
 use std::ops::Deref;
