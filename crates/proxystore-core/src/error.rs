@@ -109,6 +109,26 @@ pub enum Error {
     /// A lifetime was used after it ended.
     #[error("lifetime has ended; no more keys can be bound to it")]
     LifetimeEnded,
+    /// A peer or server refused the request because the caller is not
+    /// authenticated or not authorized (a bad token, a wrong password, an
+    /// ACL). Not retryable: the same credentials fail again.
+    #[error("{connector}: {address} refused the request: {reason}")]
+    Unauthorized {
+        /// Connector kind.
+        connector: String,
+        /// Address of the peer or server that refused.
+        address: String,
+        /// Why, as the peer said it.
+        reason: String,
+    },
+    /// An internal invariant did not hold: a bug in proxystore or in a
+    /// connector, not bad input or configuration (e.g. a batch put of one
+    /// object that returned no key).
+    #[error("internal error (a bug, please report it): {what}")]
+    Internal {
+        /// Which invariant failed.
+        what: &'static str,
+    },
     /// Any other failure inside a transport library.
     #[error("{connector}: {source}")]
     Transport {
@@ -130,16 +150,48 @@ impl Error {
     }
 
     /// Whether trying the same operation again may succeed (timeouts,
-    /// unreachable peers, interrupted I/O); `false` for bad input or config.
+    /// unreachable peers, interrupted I/O); `false` for bad input or
+    /// config, refused credentials ([`Error::Unauthorized`]) and bugs
+    /// ([`Error::Internal`]).
     pub fn is_retryable(&self) -> bool {
         use std::io::ErrorKind as K;
         match self {
             Error::Timeout { .. } | Error::PeerUnreachable { .. } => true,
+            // Same credentials, same refusal; same code, same bug.
+            Error::Unauthorized { .. } | Error::Internal { .. } => false,
             Error::Io { source, .. } => matches!(
                 source.kind(),
                 K::Interrupted | K::WouldBlock | K::TimedOut | K::ConnectionReset
             ),
             _ => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_and_bugs_are_not_retryable_and_say_where() {
+        let refused = Error::Unauthorized {
+            connector: "zmq".into(),
+            address: "10.0.0.2:5555".into(),
+            reason: "bad token".into(),
+        };
+        assert!(!refused.is_retryable());
+        let text = refused.to_string();
+        assert!(
+            text.contains("10.0.0.2:5555") && text.contains("bad token"),
+            "{text}"
+        );
+        let bug = Error::Internal { what: "no key" };
+        assert!(!bug.is_retryable() && bug.to_string().contains("no key"));
+        let timeout = Error::Timeout {
+            connector: "zmq".into(),
+            op: "get",
+            after: Duration::from_secs(1),
+        };
+        assert!(timeout.is_retryable());
     }
 }

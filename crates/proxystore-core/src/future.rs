@@ -9,6 +9,19 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::Result;
 use crate::proxy::{poll_until_set, Proxy, ProxyFactory};
+use crate::store::Store;
+
+impl Store {
+    /// A future: a key whose value a producer sets later (with
+    /// [`StoreFuture::set`]) and consumers wait on. Needs a connector that
+    /// can name keys before their data exists.
+    pub fn future<T>(&self) -> Result<StoreFuture<T>> {
+        let key = self
+            .deferrable("future (needs a deferrable connector)")?
+            .new_key()?;
+        Ok(StoreFuture::new(self.factory(key)))
+    }
+}
 
 /// A handle to a key whose value is set later. Serializable, so the producer
 /// and the consumers can be in different processes.

@@ -7,6 +7,7 @@
 //! in their own crates; [`LocalConnector`] is built in.
 
 mod blocking;
+mod cache;
 pub mod codec;
 pub mod connector;
 pub mod error;
@@ -17,12 +18,16 @@ pub mod local;
 pub mod metrics;
 pub mod ownership;
 pub mod proxy;
+mod reaper;
 pub mod store;
+pub mod support;
 pub mod table;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod timer;
 
 pub use bytes::Bytes;
+pub use cache::DEFAULT_CACHE_BYTES;
 pub use codec::Codec;
 pub use connector::{
     connector_from_config, register_connector, registered_connectors, Capabilities, Connector,
@@ -37,7 +42,8 @@ pub use metrics::{MetricsSnapshot, Op, OpStats};
 pub use ownership::{OwnedProxy, RefProxy};
 pub use proxy::{Proxy, ProxyFactory};
 pub use store::{
-    get_or_create_store, get_store, register_store, unregister_store, Store, StoreBuilder,
-    StoreConfig,
+    flush_all_evictions, get_or_create_store, get_store, register_store, unregister_store, Store,
+    StoreBuilder, StoreConfig, CLOSE_FLUSH_TIMEOUT,
 };
+pub use support::{put_via_batch, ClosedFlag};
 pub use table::{ObjectTable, TableEntry};

@@ -2,12 +2,33 @@
 //! it ends.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::key::Key;
+use crate::proxy::Proxy;
 use crate::store::Store;
+
+impl Store {
+    /// Puts `value`, binds its key to `lifetime` (which evicts it when the
+    /// lifetime ends) and returns a proxy of it.
+    pub fn proxy_with_lifetime<T: serde::Serialize + 'static>(
+        &self,
+        value: &T,
+        lifetime: &dyn Lifetime,
+    ) -> Result<Proxy<T>> {
+        if lifetime.done() {
+            return Err(Error::LifetimeEnded);
+        }
+        let key = self.put(value)?;
+        if let Err(e) = lifetime.add_key(self, key.clone()) {
+            let _ = self.evict(&key);
+            return Err(e);
+        }
+        Ok(Proxy::from_factory(self.factory(key)))
+    }
+}
 
 /// Something that keys can be bound to and that evicts them when it ends.
 pub trait Lifetime: Send + Sync {
@@ -29,7 +50,7 @@ struct Bound {
 impl Bound {
     fn add(&self, store: &Store, key: Key) -> Result<()> {
         let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
-        // Checked under the lock so a key is never added after evict_all ran.
+        // Checked under the lock so a key is never added after `take` ran.
         if self.done.load(Ordering::Acquire) {
             return Err(Error::LifetimeEnded);
         }
@@ -37,24 +58,49 @@ impl Bound {
         Ok(())
     }
 
-    /// Evicts every key; reports the first error after trying them all.
+    fn done(&self) -> bool {
+        self.done.load(Ordering::Acquire)
+    }
+
+    /// Ends the lifetime and returns the keys that were bound.
+    fn take(&self) -> Vec<(Store, Key)> {
+        let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        self.done.store(true, Ordering::Release);
+        std::mem::take(&mut *keys)
+    }
+
+    /// Ends the lifetime and evicts every key now; reports the first error
+    /// after trying them all.
     fn evict_all(&self) -> Result<()> {
-        let keys = {
-            let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
-            self.done.store(true, Ordering::Release);
-            std::mem::take(&mut *keys)
-        };
-        let mut first_error = None;
-        for (store, key) in keys {
-            if let Err(e) = store.evict(&key) {
-                first_error.get_or_insert(e);
-            }
+        evict_now(self.take())
+    }
+
+    /// Ends the lifetime and hands every key to the background reaper
+    /// (failures are logged there), for code that must not block.
+    fn evict_all_in_background(&self) {
+        for (store, key) in self.take() {
+            store.evict_in_background(key);
         }
-        first_error.map_or(Ok(()), Err)
     }
 }
 
+/// Evicts `keys` now; reports the first error after trying them all.
+fn evict_now(keys: Vec<(Store, Key)>) -> Result<()> {
+    let mut first_error = None;
+    for (store, key) in keys {
+        if let Err(e) = store.evict(&key) {
+            first_error.get_or_insert(e);
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
 /// Evicts its keys when closed or dropped: a lexical scope for objects.
+///
+/// [`close`](Lifetime::close) evicts at once and reports errors. Dropping
+/// hands the evictions to the process's background reaper thread, so the
+/// drop never waits on the network; failures are logged, and
+/// [`Store::flush_evictions`] waits for them.
 #[derive(Debug, Default)]
 pub struct ScopeLifetime {
     bound: Bound,
@@ -72,7 +118,7 @@ impl Lifetime for ScopeLifetime {
         self.bound.add(store, key)
     }
     fn done(&self) -> bool {
-        self.bound.done.load(Ordering::Acquire)
+        self.bound.done()
     }
     fn close(&self) -> Result<()> {
         self.bound.evict_all()
@@ -81,39 +127,92 @@ impl Lifetime for ScopeLifetime {
 
 impl Drop for ScopeLifetime {
     fn drop(&mut self) {
-        if let Err(e) = self.bound.evict_all() {
-            tracing::warn!(error = %e, "scope lifetime could not evict all its keys");
-        }
+        self.bound.evict_all_in_background();
+    }
+}
+
+/// The process-wide lifetime: keys bound to it live until it is closed
+/// explicitly (typically at the end of `main`), never earlier.
+///
+/// It is a [`ScopeLifetime`] that is never dropped, so the two share one
+/// implementation.
+#[derive(Debug)]
+pub struct StaticLifetime {
+    scope: ScopeLifetime,
+}
+
+impl StaticLifetime {
+    /// The one static lifetime of this process.
+    pub fn global() -> &'static StaticLifetime {
+        static GLOBAL: OnceLock<StaticLifetime> = OnceLock::new();
+        GLOBAL.get_or_init(|| StaticLifetime {
+            scope: ScopeLifetime::new(),
+        })
+    }
+}
+
+impl Lifetime for StaticLifetime {
+    fn add_key(&self, store: &Store, key: Key) -> Result<()> {
+        self.scope.add_key(store, key)
+    }
+    fn done(&self) -> bool {
+        self.scope.done()
+    }
+    fn close(&self) -> Result<()> {
+        self.scope.close()
     }
 }
 
 #[derive(Debug)]
 struct LeaseState {
     bound: Bound,
+    /// Locked while the deadline is read and the lease ended, so an
+    /// `extend` either lands before expiry or fails.
     deadline: Mutex<Instant>,
-    changed: Condvar,
 }
 
-/// Evicts its keys at a deadline unless extended. A background thread
-/// watches the deadline; dropping the handle does not end the lease.
+impl LeaseState {
+    /// Run by the timer at the deadline: ends the lease unless it was
+    /// extended (then returns the new deadline).
+    fn expire(&self) -> Option<Instant> {
+        let deadline = self.deadline.lock().unwrap_or_else(|e| e.into_inner());
+        if self.bound.done() {
+            return None;
+        }
+        if Instant::now() < *deadline {
+            return Some(*deadline);
+        }
+        let keys = self.bound.take();
+        drop(deadline);
+        // The timer thread serves every lease; evictions go to the reaper.
+        for (store, key) in keys {
+            store.evict_in_background(key);
+        }
+        None
+    }
+}
+
+/// Evicts its keys at a deadline unless extended. One timer thread per
+/// process watches every lease's deadline; at expiry the evictions go to
+/// the background reaper ([`Store::flush_evictions`] waits for them).
+/// Dropping the handle does not end the lease.
 #[derive(Debug, Clone)]
 pub struct LeaseLifetime {
     state: Arc<LeaseState>,
 }
 
 impl LeaseLifetime {
-    /// A lease that ends `duration` from now.
+    /// A lease that ends `duration` from now. Fails only if the process's
+    /// timer thread cannot be started.
     pub fn new(duration: Duration) -> Result<Self> {
+        let deadline = Instant::now() + duration;
         let state = Arc::new(LeaseState {
             bound: Bound::default(),
-            deadline: Mutex::new(Instant::now() + duration),
-            changed: Condvar::new(),
+            deadline: Mutex::new(deadline),
         });
-        let watcher = Arc::clone(&state);
-        std::thread::Builder::new()
-            .name("proxystore-lease".into())
-            .spawn(move || watch_lease(&watcher))
-            .map_err(|e| Error::io("spawning a lease watcher thread", e))?;
+        let timer_state = Arc::clone(&state);
+        crate::timer::schedule(deadline, Box::new(move || timer_state.expire()))
+            .map_err(|e| Error::io("starting the lease timer thread", e))?;
         Ok(LeaseLifetime { state })
     }
 
@@ -127,8 +226,8 @@ impl LeaseLifetime {
         if self.done() {
             return Err(Error::LifetimeEnded);
         }
+        // The timer finds the later deadline when the old one comes.
         *deadline += by;
-        self.state.changed.notify_all();
         let ttl = deadline.saturating_duration_since(Instant::now());
         drop(deadline);
         let keys = self
@@ -158,29 +257,6 @@ impl LeaseLifetime {
     }
 }
 
-fn watch_lease(state: &LeaseState) {
-    let mut deadline = state.deadline.lock().unwrap_or_else(|e| e.into_inner());
-    loop {
-        if state.bound.done.load(Ordering::Acquire) {
-            return;
-        }
-        let now = Instant::now();
-        if now >= *deadline {
-            drop(deadline);
-            if let Err(e) = state.bound.evict_all() {
-                tracing::warn!(error = %e, "lease lifetime could not evict all its keys");
-            }
-            return;
-        }
-        let wait = *deadline - now;
-        deadline = state
-            .changed
-            .wait_timeout(deadline, wait)
-            .unwrap_or_else(|e| e.into_inner())
-            .0;
-    }
-}
-
 impl Lifetime for LeaseLifetime {
     fn add_key(&self, store: &Store, key: Key) -> Result<()> {
         self.state.bound.add(store, key.clone())?;
@@ -190,45 +266,19 @@ impl Lifetime for LeaseLifetime {
         Ok(())
     }
     fn done(&self) -> bool {
-        self.state.bound.done.load(Ordering::Acquire)
+        self.state.bound.done()
     }
     fn close(&self) -> Result<()> {
-        let result = self.state.bound.evict_all();
-        let _guard = self
-            .state
-            .deadline
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        self.state.changed.notify_all();
-        result
-    }
-}
-
-/// The process-wide lifetime: keys bound to it live until it is closed
-/// explicitly (typically at the end of `main`), never earlier.
-#[derive(Debug)]
-pub struct StaticLifetime {
-    bound: Bound,
-}
-
-impl StaticLifetime {
-    /// The one static lifetime of this process.
-    pub fn global() -> &'static StaticLifetime {
-        static GLOBAL: OnceLock<StaticLifetime> = OnceLock::new();
-        GLOBAL.get_or_init(|| StaticLifetime {
-            bound: Bound::default(),
-        })
-    }
-}
-
-impl Lifetime for StaticLifetime {
-    fn add_key(&self, store: &Store, key: Key) -> Result<()> {
-        self.bound.add(store, key)
-    }
-    fn done(&self) -> bool {
-        self.bound.done.load(Ordering::Acquire)
-    }
-    fn close(&self) -> Result<()> {
-        self.bound.evict_all()
+        // Ended under the deadline lock, like expiry, so the two never both
+        // take the keys; evicted after it, so the timer never waits on us.
+        let keys = {
+            let _deadline = self
+                .state
+                .deadline
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            self.state.bound.take()
+        };
+        evict_now(keys)
     }
 }

@@ -1,7 +1,7 @@
 //! In-process connector: objects live in this process's memory.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use bytes::Bytes;
@@ -9,6 +9,7 @@ use bytes::Bytes;
 use crate::connector::{Capabilities, Connector, ConnectorConfig, DeferrableConnector};
 use crate::error::{Error, Result};
 use crate::key::{Key, ObjectId};
+use crate::support::ClosedFlag;
 use crate::table::ObjectTable;
 
 type Table = ObjectTable;
@@ -29,7 +30,7 @@ fn instances() -> &'static Mutex<HashMap<u64, Weak<Table>>> {
 pub struct LocalConnector {
     table: Arc<Table>,
     instance: u64,
-    closed: AtomicBool,
+    closed: ClosedFlag,
 }
 
 impl Default for LocalConnector {
@@ -50,7 +51,7 @@ impl LocalConnector {
         LocalConnector {
             table,
             instance,
-            closed: AtomicBool::new(false),
+            closed: ClosedFlag::new(),
         }
     }
 
@@ -75,7 +76,7 @@ impl LocalConnector {
         Ok(LocalConnector {
             table,
             instance,
-            closed: AtomicBool::new(false),
+            closed: ClosedFlag::new(),
         })
     }
 
@@ -84,12 +85,7 @@ impl LocalConnector {
     }
 
     fn check_open(&self) -> Result<()> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(Error::Closed {
-                connector: "local".into(),
-            });
-        }
-        Ok(())
+        self.closed.check("local")
     }
 
     fn insert(&self, id: ObjectId, data: Bytes) {
@@ -140,7 +136,7 @@ impl Connector for LocalConnector {
     }
 
     fn close(&self) -> Result<()> {
-        self.closed.store(true, Ordering::Release);
+        self.closed.close();
         Ok(())
     }
 
@@ -151,8 +147,7 @@ impl Connector for LocalConnector {
 
 impl DeferrableConnector for LocalConnector {
     fn new_key(&self) -> Result<Key> {
-        self.check_open()?;
-        Ok(Key::random())
+        self.closed.new_key("local")
     }
 
     fn set(&self, key: &Key, data: Bytes) -> Result<()> {

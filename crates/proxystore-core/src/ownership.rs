@@ -3,8 +3,9 @@
 //! nor outlive the owner.
 //!
 //! Python ProxyStore relies on the garbage collector for this; here it is
-//! deterministic (the object goes when the owner's scope ends) and checked by
-//! the borrow checker.
+//! deterministic (the eviction is issued when the owner's scope ends, and
+//! runs on the process's background reaper so the drop never blocks) and
+//! checked by the borrow checker.
 
 use std::fmt;
 use std::ops::Deref;
@@ -17,7 +18,21 @@ use crate::key::Key;
 use crate::proxy::{Proxy, ProxyFactory};
 use crate::store::Store;
 
+impl Store {
+    /// Puts `value` and returns a proxy that owns it: the object is evicted
+    /// when the proxy is dropped.
+    pub fn owned_proxy<T: Serialize + 'static>(&self, value: &T) -> Result<OwnedProxy<T>> {
+        let key = self.put(value)?;
+        Ok(OwnedProxy::new(self.clone(), self.factory(key)))
+    }
+}
+
 /// A proxy that owns its object: dropping it evicts the object.
+///
+/// The eviction on drop runs on the process's background reaper thread, so
+/// a drop returns at once however slow the connector is; a failed eviction
+/// is logged. [`Store::flush_evictions`] waits for pending evictions, and
+/// [`Store::close`] flushes before closing.
 ///
 /// It is not `Clone`, because copying can fail: [`try_clone`](Self::try_clone)
 /// copies the object under a new key and returns a second owner. It is not
@@ -55,7 +70,7 @@ impl<T> OwnedProxy<T> {
         self.proxy.take().expect("only taken by release or drop")
     }
 
-    /// Evicts the object now and reports any error (drop ignores errors).
+    /// Evicts the object now and reports any error (drop only logs them).
     pub fn evict(mut self) -> Result<()> {
         let proxy = self.proxy.take().expect("only taken by release or drop");
         self.store.evict(proxy.key())
@@ -86,13 +101,13 @@ impl<T: DeserializeOwned + 'static> OwnedProxy<T> {
     }
 }
 
+// Dropping never waits on the network (drops happen anywhere, async tasks
+// included): the eviction goes to the process's reaper thread. Use
+// `evict` to evict now and see the error, `Store::flush_evictions` to wait.
 impl<T> Drop for OwnedProxy<T> {
     fn drop(&mut self) {
         if let Some(proxy) = self.proxy.take() {
-            if let Err(e) = self.store.evict(proxy.key()) {
-                tracing::warn!(store = self.store.name(), key = %proxy.key(), error = %e,
-                    "owned proxy could not evict its object");
-            }
+            self.store.evict_in_background(proxy.key().clone());
         }
     }
 }

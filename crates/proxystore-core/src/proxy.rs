@@ -13,7 +13,10 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, Result};
 use crate::key::Key;
-use crate::store::{get_or_create_store, Store, StoreConfig, MAX_POLL_INTERVAL};
+use crate::store::{get_or_create_store, Store, StoreConfig};
+
+/// How long a wait for a future's key pauses between polls, at most.
+const MAX_POLL_INTERVAL: Duration = Duration::from_millis(50);
 
 /// Everything needed to resolve a proxy in any process: the store's config,
 /// the key, and how to resolve.
@@ -80,6 +83,44 @@ impl ProxyFactory {
             store.evict(&self.key)?;
         }
         Ok(value)
+    }
+}
+
+// Proxy constructors live here, not in store.rs, so the store module does
+// not depend on the proxy module (which depends on the store).
+impl Store {
+    /// The factory a proxy of `key` in this store carries.
+    pub(crate) fn factory(&self, key: Key) -> ProxyFactory {
+        ProxyFactory::new(self.config(), key)
+    }
+
+    /// Puts `value` and returns a proxy of it.
+    pub fn proxy<T: Serialize + 'static>(&self, value: &T) -> Result<Proxy<T>> {
+        let key = self.put(value)?;
+        Ok(Proxy::from_factory(self.factory(key)))
+    }
+
+    /// Puts `value` and returns a proxy that evicts the object after its
+    /// first resolution (for objects read exactly once).
+    pub fn proxy_evict_on_resolve<T: Serialize + 'static>(&self, value: &T) -> Result<Proxy<T>> {
+        let key = self.put(value)?;
+        Ok(Proxy::from_factory(
+            self.factory(key).evict_on_resolve(true),
+        ))
+    }
+
+    /// Puts several values in one batch and returns their proxies.
+    pub fn proxy_batch<T: Serialize + 'static>(&self, values: &[T]) -> Result<Vec<Proxy<T>>> {
+        let keys = self.put_batch(values)?;
+        Ok(keys
+            .into_iter()
+            .map(|k| Proxy::from_factory(self.factory(k)))
+            .collect())
+    }
+
+    /// A proxy of an object already in the store.
+    pub fn proxy_from_key<T>(&self, key: Key) -> Proxy<T> {
+        Proxy::from_factory(self.factory(key))
     }
 }
 

@@ -2,25 +2,25 @@
 //! process-wide store registry.
 
 use std::collections::HashMap;
-use std::num::NonZeroUsize;
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use lru::LruCache;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tracing::field::Empty;
 
+use crate::cache::{ObjectCache, DEFAULT_CACHE_BYTES};
 use crate::codec::Codec;
 use crate::connector::{connector_from_config, Connector, ConnectorConfig};
 use crate::error::{Error, Result};
-use crate::future::StoreFuture;
 use crate::key::Key;
-use crate::lifetime::Lifetime;
 use crate::metrics::{Metrics, MetricsSnapshot, Op};
-use crate::ownership::OwnedProxy;
-use crate::proxy::{Proxy, ProxyFactory};
+use crate::reaper::{Outstanding, Reaper};
+
+/// How long [`Store::close`] waits for the store's pending background
+/// evictions before it closes the connector anyway.
+pub const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Everything another process needs to rebuild an equivalent store.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -41,14 +41,42 @@ struct Inner {
     connector: Arc<dyn Connector>,
     codec: Codec,
     cache_size: usize,
-    cache: Option<Mutex<LruCache<Key, Bytes>>>,
+    cache: Option<ObjectCache>,
     metrics: Metrics,
+    /// Evictions handed to the reaper and not finished yet.
+    pending: Outstanding,
 }
 
 /// A named store: puts values through a connector and hands out proxies.
 ///
 /// Cloning is cheap (a reference count); clones share connector, cache and
 /// metrics.
+///
+/// # Cache
+///
+/// Each store keeps a private LRU cache of the objects it read, bounded by
+/// entries ([`StoreBuilder::cache_size`], default 16) and by bytes
+/// ([`StoreBuilder::cache_bytes`], default 256 MiB; larger objects are not
+/// cached). Objects are immutable under their key, so a cached copy is never
+/// out of date while the object exists. What the cache does and does not see:
+///
+/// - This store's [`evict`](Store::evict) removes the object from the cache
+///   and the connector; once it returns, this store (and its clones) neither
+///   serves the object nor says it [`exists`](Store::exists), even if a
+///   `get` of it ran at the same time.
+/// - Another store's evict (another process, or a second `Store` over the
+///   same objects in this process) is not seen: a store that already caches
+///   the object keeps serving it, and `exists` answers `true` from the
+///   cache, until the entry is pushed out. This is Python ProxyStore's
+///   behaviour too. Proxies resolved in one process share the registered
+///   store of that name (see [`get_or_create_store`]), hence its cache.
+/// - Build with `cache_size(0)` for a store that always asks the connector.
+///
+/// # Evictions on drop
+///
+/// Owned proxies and scopes that are dropped evict in the background (see
+/// [`OwnedProxy`](crate::OwnedProxy)); [`flush_evictions`](Store::flush_evictions)
+/// waits for them and [`close`](Store::close) flushes before closing.
 #[derive(Clone, Debug)]
 pub struct Store {
     inner: Arc<Inner>,
@@ -61,6 +89,7 @@ pub struct StoreBuilder {
     connector: Arc<dyn Connector>,
     codec: Codec,
     cache_size: usize,
+    cache_bytes: usize,
 }
 
 impl StoreBuilder {
@@ -76,9 +105,22 @@ impl StoreBuilder {
         self
     }
 
+    /// Sets the cache's bound in bytes (default [`DEFAULT_CACHE_BYTES`],
+    /// 256 MiB); 0 turns the cache off. The least recently used objects
+    /// leave the cache until both this and the entry bound hold, and an
+    /// object larger than this bound is never cached.
+    ///
+    /// This bound is a setting of this process: it is not part of
+    /// [`StoreConfig`], so a store rebuilt from a config elsewhere uses the
+    /// default.
+    pub fn cache_bytes(mut self, bytes: usize) -> Self {
+        self.cache_bytes = bytes;
+        self
+    }
+
     /// Builds the store (not registered; see [`register_store`]).
     pub fn build(self) -> Store {
-        let cache = NonZeroUsize::new(self.cache_size).map(|n| Mutex::new(LruCache::new(n)));
+        let cache = ObjectCache::new(self.cache_size, self.cache_bytes);
         Store {
             inner: Arc::new(Inner {
                 name: self.name,
@@ -87,6 +129,7 @@ impl StoreBuilder {
                 cache_size: self.cache_size,
                 cache,
                 metrics: Metrics::default(),
+                pending: Outstanding::new(),
             }),
         }
     }
@@ -105,6 +148,7 @@ impl Store {
             connector,
             codec: Codec::default(),
             cache_size: 16,
+            cache_bytes: DEFAULT_CACHE_BYTES,
         }
     }
 
@@ -202,16 +246,19 @@ impl Store {
     /// Gets the raw bytes under `key`, through the cache.
     pub fn get_bytes(&self, key: &Key) -> Result<Option<Bytes>> {
         self.instrumented(Op::Get, Some(key), |_| {
-            if let Some(cache) = &self.inner.cache {
-                let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
-                if let Some(hit) = cache.get(key) {
-                    return Ok((Some(hit.clone()), hit.len() as u64));
+            let ticket = match self.inner.cache.as_ref().map(|c| c.get(key)) {
+                Some(Ok(hit)) => {
+                    let len = hit.len() as u64;
+                    return Ok((Some(hit), len));
                 }
-            }
+                Some(Err(ticket)) => Some(ticket),
+                None => None,
+            };
             let data = self.inner.connector.get(key)?;
-            if let (Some(cache), Some(d)) = (&self.inner.cache, &data) {
-                let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
-                cache.put(key.clone(), d.clone());
+            if let (Some(cache), Some(ticket), Some(d)) = (&self.inner.cache, ticket, &data) {
+                // Refused if an evict of this key ran since the miss: the
+                // bytes may be of an object that is gone by now.
+                cache.insert(key, d, ticket);
             }
             let len = data.as_ref().map_or(0, |d| d.len() as u64);
             Ok((data, len))
@@ -222,7 +269,6 @@ impl Store {
     pub fn exists(&self, key: &Key) -> Result<bool> {
         self.instrumented(Op::Exists, Some(key), |_| {
             if let Some(cache) = &self.inner.cache {
-                let cache = cache.lock().unwrap_or_else(|e| e.into_inner());
                 if cache.contains(key) {
                     return Ok((true, 0));
                 }
@@ -235,9 +281,16 @@ impl Store {
     pub fn evict(&self, key: &Key) -> Result<()> {
         self.instrumented(Op::Evict, Some(key), |_| {
             if let Some(cache) = &self.inner.cache {
-                cache.lock().unwrap_or_else(|e| e.into_inner()).pop(key);
+                cache.invalidate(key);
             }
-            self.inner.connector.evict(key)?;
+            let result = self.inner.connector.evict(key);
+            // Again after the connector: a get that read the object before
+            // it went may have cached it meanwhile, or may be about to (its
+            // ticket is now stale).
+            if let Some(cache) = &self.inner.cache {
+                cache.invalidate(key);
+            }
+            result?;
             Ok(((), 0))
         })
     }
@@ -266,77 +319,8 @@ impl Store {
             .collect()
     }
 
-    /// The factory a proxy of `key` in this store carries.
-    pub(crate) fn factory(&self, key: Key) -> ProxyFactory {
-        ProxyFactory::new(self.config(), key)
-    }
-
-    /// Puts `value` and returns a proxy of it.
-    pub fn proxy<T: Serialize + 'static>(&self, value: &T) -> Result<Proxy<T>> {
-        let key = self.put(value)?;
-        Ok(Proxy::from_factory(self.factory(key)))
-    }
-
-    /// Puts `value` and returns a proxy that evicts the object after its
-    /// first resolution (for objects read exactly once).
-    pub fn proxy_evict_on_resolve<T: Serialize + 'static>(&self, value: &T) -> Result<Proxy<T>> {
-        let key = self.put(value)?;
-        Ok(Proxy::from_factory(
-            self.factory(key).evict_on_resolve(true),
-        ))
-    }
-
-    /// Puts several values in one batch and returns their proxies.
-    pub fn proxy_batch<T: Serialize + 'static>(&self, values: &[T]) -> Result<Vec<Proxy<T>>> {
-        let keys = self.put_batch(values)?;
-        Ok(keys
-            .into_iter()
-            .map(|k| Proxy::from_factory(self.factory(k)))
-            .collect())
-    }
-
-    /// A proxy of an object already in the store.
-    pub fn proxy_from_key<T>(&self, key: Key) -> Proxy<T> {
-        Proxy::from_factory(self.factory(key))
-    }
-
-    /// Puts `value` and returns a proxy that owns it: the object is evicted
-    /// when the proxy is dropped.
-    pub fn owned_proxy<T: Serialize + 'static>(&self, value: &T) -> Result<OwnedProxy<T>> {
-        let key = self.put(value)?;
-        Ok(OwnedProxy::new(self.clone(), self.factory(key)))
-    }
-
-    /// Puts `value`, binds its key to `lifetime` (which evicts it when the
-    /// lifetime ends) and returns a proxy of it.
-    pub fn proxy_with_lifetime<T: Serialize + 'static>(
-        &self,
-        value: &T,
-        lifetime: &dyn Lifetime,
-    ) -> Result<Proxy<T>> {
-        if lifetime.done() {
-            return Err(Error::LifetimeEnded);
-        }
-        let key = self.put(value)?;
-        if let Err(e) = lifetime.add_key(self, key.clone()) {
-            let _ = self.evict(&key);
-            return Err(e);
-        }
-        Ok(Proxy::from_factory(self.factory(key)))
-    }
-
-    /// A future: a key whose value a producer sets later (with
-    /// [`StoreFuture::set`]) and consumers wait on. Needs a connector that
-    /// can name keys before their data exists.
-    pub fn future<T>(&self) -> Result<StoreFuture<T>> {
-        let key = self
-            .deferrable("future (needs a deferrable connector)")?
-            .new_key()?;
-        Ok(StoreFuture::new(self.factory(key)))
-    }
-
     /// The connector as a deferrable one, or `Unsupported` naming `op`.
-    fn deferrable(&self, op: &'static str) -> Result<&dyn crate::DeferrableConnector> {
+    pub(crate) fn deferrable(&self, op: &'static str) -> Result<&dyn crate::DeferrableConnector> {
         self.inner
             .connector
             .as_deferrable()
@@ -356,12 +340,90 @@ impl Store {
         })
     }
 
-    /// Closes the connector. Later operations fail with [`Error::Closed`].
+    /// Evicts `key` on the process's reaper thread, for `Drop` code that
+    /// must not wait on the network. A failure is logged (warn, with store,
+    /// key and error). If the reaper's queue is full, evicts inline (with a
+    /// warning) rather than drop the eviction or grow the queue.
+    pub(crate) fn evict_in_background(&self, key: Key) {
+        self.inner.pending.add();
+        all_pending().add();
+        let store = self.clone();
+        let job = Box::new(move || {
+            // Counted done even if the connector panics.
+            let _done = Finished(&store);
+            if let Err(e) = store.evict(&key) {
+                tracing::warn!(store = store.name(), key = %key, error = %e,
+                    "background eviction failed");
+            }
+        });
+        if let Err(job) = Reaper::global().submit(job) {
+            tracing::warn!(
+                store = self.name(),
+                "eviction queue full or reaper unavailable; evicting inline"
+            );
+            job();
+        }
+    }
+
+    /// Waits up to `timeout` until every eviction this store handed to the
+    /// background reaper (from dropped [`OwnedProxy`](crate::OwnedProxy)s,
+    /// [`ScopeLifetime`](crate::ScopeLifetime)s and expired leases) has
+    /// finished; [`Error::Timeout`] if some are still running then.
+    pub fn flush_evictions(&self, timeout: Duration) -> Result<()> {
+        if self.inner.pending.wait_idle(timeout) {
+            Ok(())
+        } else {
+            Err(Error::Timeout {
+                connector: self.inner.connector.kind().to_owned(),
+                op: "flush pending evictions",
+                after: timeout,
+            })
+        }
+    }
+
+    /// Closes the connector after flushing the store's pending background
+    /// evictions (for up to [`CLOSE_FLUSH_TIMEOUT`]; evictions still
+    /// pending then fail with [`Error::Closed`], and are logged). Later
+    /// operations fail with [`Error::Closed`].
     pub fn close(&self) -> Result<()> {
+        if let Err(e) = self.flush_evictions(CLOSE_FLUSH_TIMEOUT) {
+            tracing::warn!(store = self.name(), error = %e,
+                "closing with background evictions still pending");
+        }
         if let Some(cache) = &self.inner.cache {
-            cache.lock().unwrap_or_else(|e| e.into_inner()).clear();
+            cache.clear();
         }
         self.inner.connector.close()
+    }
+}
+
+/// Marks one background eviction of a store finished when dropped.
+struct Finished<'a>(&'a Store);
+
+impl Drop for Finished<'_> {
+    fn drop(&mut self) {
+        self.0.inner.pending.done();
+        all_pending().done();
+    }
+}
+
+fn all_pending() -> &'static Outstanding {
+    static ALL: Outstanding = Outstanding::new();
+    &ALL
+}
+
+/// Waits up to `timeout` until every background eviction of every store in
+/// this process has finished (call it before the process exits, so objects
+/// of dropped owners are gone); [`Error::Timeout`] if some are still running.
+pub fn flush_all_evictions(timeout: Duration) -> Result<()> {
+    if all_pending().wait_idle(timeout) {
+        Ok(())
+    } else {
+        Err(Error::Timeout {
+            connector: "all stores".into(),
+            op: "flush pending evictions",
+            after: timeout,
+        })
     }
 }
 
@@ -409,6 +471,3 @@ pub fn get_or_create_store(config: &StoreConfig) -> Result<Store> {
     // Another thread may have registered it while we built ours.
     Ok(map.entry(config.name.clone()).or_insert(store).clone())
 }
-
-/// How long `Store` waits between polls of a future's key, at most.
-pub(crate) const MAX_POLL_INTERVAL: Duration = Duration::from_millis(50);

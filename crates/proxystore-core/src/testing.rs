@@ -311,6 +311,58 @@ pub fn proxy_resolves_from_config(c: Arc<dyn Connector>) {
     unregister_store(&name);
 }
 
+/// Races one `get` against one `evict` of the same key on `store`, `races`
+/// times (two threads meeting at a spin barrier before every key), and
+/// returns how many evicted keys the store still reports afterwards (a
+/// stale cache entry). A correct store returns 0. The store needs a cache
+/// for the race to matter.
+pub fn get_evict_races(store: &Store, races: usize) -> usize {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let keys: Vec<Key> = (0..races)
+        .map(|i| {
+            store
+                .put_bytes(pattern(64, i as u64))
+                .expect("put a race object")
+        })
+        .collect();
+    let arrived = AtomicUsize::new(0);
+    // Both threads arrive before key `i` is raced; spinning (not a Barrier)
+    // keeps the two operations within a few hundred nanoseconds.
+    let meet = |i: usize| {
+        arrived.fetch_add(1, Ordering::AcqRel);
+        let mut spins = 0u32;
+        while arrived.load(Ordering::Acquire) < 2 * (i + 1) {
+            spins += 1;
+            if spins % 1024 == 0 {
+                std::thread::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+    };
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for (i, key) in keys.iter().enumerate() {
+                meet(i);
+                let _ = store.get_bytes(key).expect("racing get");
+            }
+        });
+        s.spawn(|| {
+            for (i, key) in keys.iter().enumerate() {
+                meet(i);
+                store.evict(key).expect("racing evict");
+            }
+        });
+    });
+    keys.iter()
+        .filter(|k| {
+            store.exists(k).expect("exists after race")
+                || store.get_bytes(k).expect("get after race").is_some()
+        })
+        .count()
+}
+
 /// Environment variable that tells a re-executed test binary which child
 /// role to play (see [`child_command`]).
 pub const CHILD_ROLE: &str = "PROXYSTORE_TEST_CHILD_ROLE";

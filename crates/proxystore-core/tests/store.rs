@@ -178,6 +178,7 @@ fn owned_proxy_evicts_on_drop_and_clone_copies() {
     let copy = owned.try_clone().unwrap();
     assert_ne!(copy.key(), &key);
     drop(owned);
+    s.flush_evictions(Duration::from_secs(10)).unwrap();
     assert!(!s.exists(&key).unwrap(), "dropping the owner evicts");
     assert_eq!(&*copy, &[1, 2, 3], "the copy is independent");
     let released = copy.release();
@@ -196,6 +197,7 @@ fn scope_lifetime_evicts_when_it_ends() {
     let b = s.proxy_with_lifetime(&2u8, &scope).unwrap();
     assert!(s.exists(a.key()).unwrap() && s.exists(b.key()).unwrap());
     drop(scope);
+    s.flush_evictions(Duration::from_secs(10)).unwrap();
     assert!(!s.exists(a.key()).unwrap() && !s.exists(b.key()).unwrap());
     let closed = ScopeLifetime::new();
     closed.close().unwrap();
@@ -223,6 +225,7 @@ fn lease_lifetime_expires_unless_extended() {
         std::thread::sleep(Duration::from_millis(10));
     }
     assert!(lease.done());
+    s.flush_evictions(Duration::from_secs(10)).unwrap();
     assert!(!s.exists(p.key()).unwrap(), "expired lease evicted its key");
     assert!(lease.extend(Duration::from_secs(1)).is_err());
 }

@@ -19,12 +19,11 @@ mod lustre;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use proxystore_core::{
-    register_connector, Capabilities, Connector, ConnectorConfig, DeferrableConnector, Error, Key,
-    ObjectId, Result,
+    register_connector, Capabilities, ClosedFlag, Connector, ConnectorConfig, DeferrableConnector,
+    Error, Key, ObjectId, Result,
 };
 
 pub use lustre::{is_lustre, LustreStripe};
@@ -131,7 +130,7 @@ impl FileConfig {
 #[derive(Debug)]
 pub struct FileConnector {
     config: FileConfig,
-    closed: AtomicBool,
+    closed: ClosedFlag,
 }
 
 impl FileConnector {
@@ -171,7 +170,7 @@ impl FileConnector {
         }
         Ok(FileConnector {
             config,
-            closed: AtomicBool::new(false),
+            closed: ClosedFlag::new(),
         })
     }
 
@@ -193,12 +192,7 @@ impl FileConnector {
     }
 
     fn check_open(&self) -> Result<()> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(Error::Closed {
-                connector: self.config.kind.clone(),
-            });
-        }
-        Ok(())
+        self.closed.check(&self.config.kind)
     }
 
     /// Writes `data` to a temporary file beside `path` and renames it into
@@ -329,7 +323,7 @@ impl Connector for FileConnector {
     }
 
     fn close(&self) -> Result<()> {
-        self.closed.store(true, Ordering::Release);
+        self.closed.close();
         Ok(())
     }
 
@@ -340,8 +334,7 @@ impl Connector for FileConnector {
 
 impl DeferrableConnector for FileConnector {
     fn new_key(&self) -> Result<Key> {
-        self.check_open()?;
-        Ok(Key::random())
+        self.closed.new_key(&self.config.kind)
     }
 
     fn set(&self, key: &Key, data: Bytes) -> Result<()> {
