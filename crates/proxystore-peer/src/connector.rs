@@ -9,14 +9,13 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use proxystore_core::{
-    Capabilities, Connector, ConnectorConfig, DeferrableConnector, Error, Key, ObjectId,
-    ObjectTable, Result,
+    put_via_batch, Capabilities, ClosedFlag, Connector, ConnectorConfig, DeferrableConnector,
+    Error, Key, ObjectId, ObjectTable, Result,
 };
 
 use crate::handler::Handler;
@@ -189,7 +188,7 @@ pub struct PeerConnector<L: SocketLayer> {
     table: Arc<ObjectTable>,
     server: Mutex<Option<DataServer>>,
     clients: ClientPool<L>,
-    closed: AtomicBool,
+    closed: ClosedFlag,
 }
 
 impl<L: SocketLayer> fmt::Debug for PeerConnector<L> {
@@ -218,7 +217,7 @@ impl<L: SocketLayer> PeerConnector<L> {
             table: Arc::new(ObjectTable::new()),
             server: Mutex::new(None),
             clients,
-            closed: AtomicBool::new(false),
+            closed: ClosedFlag::new(),
         })
     }
 
@@ -251,12 +250,7 @@ impl<L: SocketLayer> PeerConnector<L> {
     }
 
     fn check_open(&self) -> Result<()> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(Error::Closed {
-                connector: self.config.kind.clone(),
-            });
-        }
-        Ok(())
+        self.closed.check(&self.config.kind)
     }
 
     fn owner<'k>(&self, key: &'k Key) -> Result<&'k str> {
@@ -313,9 +307,11 @@ impl<L: SocketLayer> PeerConnector<L> {
         if reply.status != Status::Ok || reply.op != op {
             let text = String::from_utf8_lossy(&reply.aux).into_owned();
             return Err(match reply.status {
-                Status::Unauthorized => {
-                    Error::Config(format!("{address} refused the request: {text}"))
-                }
+                Status::Unauthorized => Error::Unauthorized {
+                    connector: self.config.kind.clone(),
+                    address: address.to_string(),
+                    reason: text,
+                },
                 Status::TooLarge => {
                     self.transport_error(address, format!("request refused as too large: {text}"))
                 }
@@ -435,9 +431,7 @@ impl<L: SocketLayer> Connector for PeerConnector<L> {
     }
 
     fn put(&self, data: Bytes) -> Result<Key> {
-        let mut keys = self.put_many(vec![data])?;
-        keys.pop()
-            .ok_or_else(|| Error::Config("put produced no key".into()))
+        put_via_batch(self, data)
     }
 
     fn put_batch(&self, data: Vec<Bytes>) -> Result<Vec<Key>> {
@@ -507,7 +501,7 @@ impl<L: SocketLayer> Connector for PeerConnector<L> {
     }
 
     fn close(&self) -> Result<()> {
-        self.closed.store(true, Ordering::Release);
+        self.closed.close();
         if let Some(mut s) = self.server.lock().unwrap_or_else(|e| e.into_inner()).take() {
             s.stop();
         }

@@ -209,7 +209,12 @@ fn a_secret_is_required_off_loopback_and_checked_by_the_server() {
         "secrets never go into configs"
     );
     let stranger = mock_connector().unwrap();
-    assert!(matches!(stranger.get(&key), Err(Error::Config(_))));
+    match stranger.get(&key) {
+        Err(Error::Unauthorized { address, .. }) => {
+            assert_eq!(Some(address.as_str()), key.location());
+        }
+        other => panic!("expected Unauthorized naming the owner, got {other:?}"),
+    }
     let friend = connector(guarded);
     assert_eq!(friend.get(&key).unwrap(), Some(pattern(10, 1)));
 }

@@ -169,7 +169,7 @@ fn binding_off_loopback_needs_a_secret() {
         .with_location(&format!("tcp://127.0.0.1:{port}"))
         .unwrap();
     assert!(
-        matches!(short_timeout().get(&key), Err(Error::Config(_))),
+        matches!(short_timeout().get(&key), Err(Error::Unauthorized { .. })),
         "no secret must be refused"
     );
     let friend = ZmqConnector::with_config(PeerConfig {
