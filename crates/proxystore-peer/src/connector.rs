@@ -143,7 +143,7 @@ fn handler<L: SocketLayer>(
 ) -> Handler {
     let handler = Handler::new(table, secret_bytes(config), config.limits);
     match layer.one_sided() {
-        Some(_) => handler.with_exposures(Arc::new(Exposures::new(Arc::clone(layer)))),
+        Some(_) => handler.with_exposures(Arc::new(Exposures::for_layer(Arc::clone(layer)))),
         None => handler,
     }
 }

@@ -35,8 +35,6 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use proxystore_core::{Error, ObjectId, Result};
 
-use crate::transport::SocketLayer;
-
 /// Objects smaller than this are always sent inline: a one-sided read
 /// costs an extra round trip that only pays off for large objects.
 pub const REMOTE_MIN: usize = 64 << 10;
@@ -196,27 +194,33 @@ struct Table {
     last_sweep: Instant,
 }
 
+/// How [`Exposures`] reaches a layer's one-sided calls (for a socket
+/// layer: `SocketLayer::one_sided`).
+pub type OneSidedOf<L> = fn(&L) -> Option<&dyn OneSided>;
+
 /// The owner's side: registrations of served objects, pinned per
 /// descriptor handed out, released by readers, swept when stale.
-pub struct Exposures<L: SocketLayer> {
+pub struct Exposures<L> {
     layer: Arc<L>,
+    one_sided: OneSidedOf<L>,
     table: Mutex<Table>,
 }
 
-impl<L: SocketLayer> fmt::Debug for Exposures<L> {
+impl<L> fmt::Debug for Exposures<L> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Exposures")
-            .field("transport", &self.layer.name())
             .field("registered", &self.lock().pinned.len())
             .finish()
     }
 }
 
-impl<L: SocketLayer> Exposures<L> {
-    /// Registrations of objects served over `layer`.
-    pub fn new(layer: Arc<L>) -> Self {
+impl<L> Exposures<L> {
+    /// Registrations of objects served over `layer`, whose one-sided calls
+    /// `one_sided` gives (`Exposures::for_layer` for a socket layer).
+    pub fn new(layer: Arc<L>, one_sided: OneSidedOf<L>) -> Self {
         Exposures {
             layer,
+            one_sided,
             table: Mutex::new(Table {
                 pinned: HashMap::new(),
                 last_sweep: Instant::now(),
@@ -250,12 +254,12 @@ pub trait Expose: Send + Sync + fmt::Debug {
     fn sweep(&self);
 }
 
-impl<L: SocketLayer> Expose for Exposures<L> {
+impl<L: Send + Sync> Expose for Exposures<L> {
     fn expose(&self, data: &Bytes) -> Option<Bytes> {
         if data.len() < REMOTE_MIN {
             return None;
         }
-        let one_sided = self.layer.one_sided()?;
+        let one_sided = (self.one_sided)(&self.layer)?;
         self.sweep();
         let key = (data.as_ptr() as usize, data.len());
         if let Some(p) = self.lock().pinned.get_mut(&key) {
@@ -332,7 +336,7 @@ impl<L: SocketLayer> Expose for Exposures<L> {
     }
 }
 
-impl<L: SocketLayer> Exposures<L> {
+impl<L> Exposures<L> {
     /// Lets go of every registration stale at `now` (tests pass a time in
     /// the future instead of waiting).
     pub fn sweep_as_of(&self, now: Instant) {

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use proxystore_core::{Error, Result};
 
 use crate::handler::Handler;
-use crate::rma::OneSided;
+use crate::rma::{Exposures, OneSided};
 use crate::wire::{Frames, Limits, Message};
 
 /// How often a server loop wakes to check whether it should stop.
@@ -66,6 +66,13 @@ pub trait SocketLayer: Send + Sync + 'static {
     /// default): every get carries the bytes in its reply.
     fn one_sided(&self) -> Option<&dyn OneSided> {
         None
+    }
+}
+
+impl<L: SocketLayer> Exposures<L> {
+    /// Registrations of objects served over the socket layer `layer`.
+    pub fn for_layer(layer: Arc<L>) -> Self {
+        Exposures::new(layer, L::one_sided)
     }
 }
 

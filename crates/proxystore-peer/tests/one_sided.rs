@@ -78,14 +78,14 @@ fn store_futures_are_read_one_sided() {
 
 #[test]
 fn small_objects_are_never_exposed() {
-    let exposures = Exposures::new(Arc::new(MockRmaLayer));
+    let exposures = Exposures::for_layer(Arc::new(MockRmaLayer));
     assert!(exposures.expose(&pattern(REMOTE_MIN - 1, 1)).is_none());
     assert!(exposures.expose(&pattern(REMOTE_MIN, 1)).is_some());
 }
 
 #[test]
 fn descriptors_pin_until_released_and_forged_releases_are_ignored() {
-    let exposures = Exposures::new(Arc::new(MockRmaLayer));
+    let exposures = Exposures::for_layer(Arc::new(MockRmaLayer));
     let data = pattern(REMOTE_MIN, 2);
     let first = exposures.expose(&data).unwrap();
     let second = exposures.expose(&data).unwrap();
@@ -108,7 +108,7 @@ fn descriptors_pin_until_released_and_forged_releases_are_ignored() {
 
 #[test]
 fn unreleased_descriptors_are_swept_after_the_grace() {
-    let exposures = Exposures::new(Arc::new(MockRmaLayer));
+    let exposures = Exposures::for_layer(Arc::new(MockRmaLayer));
     let data = pattern(REMOTE_MIN, 3);
     exposures.expose(&data).unwrap();
     exposures.sweep_as_of(Instant::now() + IDLE_UNPINNED * 2);
@@ -124,7 +124,7 @@ fn unreleased_descriptors_are_swept_after_the_grace() {
 #[test]
 fn a_read_releases_its_descriptor_and_a_second_read_fails() {
     let layer = MockRmaLayer;
-    let exposures = Arc::new(Exposures::new(Arc::new(MockRmaLayer)));
+    let exposures = Arc::new(Exposures::for_layer(Arc::new(MockRmaLayer)));
     layer.accept_releases(
         "mock://owner-of-reads",
         exposures.clone() as Arc<dyn Expose>,
@@ -155,7 +155,7 @@ fn a_read_releases_its_descriptor_and_a_second_read_fails() {
 #[test]
 fn reads_are_bounded_in_size_and_time_and_bad_descriptors_are_errors() {
     let layer = MockRmaLayer;
-    let exposures = Exposures::new(Arc::new(MockRmaLayer));
+    let exposures = Exposures::for_layer(Arc::new(MockRmaLayer));
     let data = pattern(REMOTE_MIN * 2, 6);
     let desc = exposures.expose(&data).unwrap();
     let over = rma::read(
