@@ -16,7 +16,9 @@ pub mod lifetime;
 pub mod local;
 pub mod metrics;
 pub mod ownership;
+pub mod pattern;
 pub mod proxy;
+pub mod registry;
 pub mod store;
 pub mod table;
 #[cfg(feature = "testing")]
@@ -36,6 +38,7 @@ pub use local::LocalConnector;
 pub use metrics::{MetricsSnapshot, Op, OpStats};
 pub use ownership::{OwnedProxy, RefProxy};
 pub use proxy::{Proxy, ProxyFactory};
+pub use registry::ConnectorDescriptor;
 pub use store::{
     get_or_create_store, get_store, register_store, unregister_store, Store, StoreBuilder,
     StoreConfig,
