@@ -17,6 +17,7 @@
 
 mod connector;
 mod handler;
+#[cfg(any(test, feature = "mock"))]
 pub mod mock;
 mod transport;
 pub mod wire;
