@@ -39,7 +39,7 @@ enum Command {
     Exists(KeyArgs),
     /// Remove the object under KEY (a missing key is not an error).
     Evict(KeyArgs),
-    /// Run a standalone data server in the foreground (zmq, ucx); Ctrl-C stops it.
+    /// Run a connector's standalone data server in the foreground; Ctrl-C stops it.
     Serve(ConnectorArgs),
     /// Show the connectors compiled in.
     Info,
