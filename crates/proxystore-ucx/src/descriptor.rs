@@ -28,7 +28,6 @@ pub static DESCRIPTOR: ConnectorDescriptor =
 pub static DESCRIPTORS: &[&ConnectorDescriptor] = &[&DESCRIPTOR];
 
 fn build(config: &ConnectorConfig) -> Result<Box<dyn Connector>> {
-    crate::register();
     Ok(Box::new(UcxConnector::with_config(
         PeerConfig::from_connector_config(config)?,
     )?))
