@@ -1,17 +1,21 @@
-//! Building connectors from command-line flags. Each connector adds its
-//! flags and its arm here, once, for every subcommand.
+//! Building connectors from command-line flags, through each connector's
+//! descriptor: the flags it reads become its `ConnectorConfig`, and
+//! `connector_from_config` builds it. Nothing here names a connector kind
+//! (except that `local` is the one-process one, which its descriptor says).
 
 use std::fmt;
 use std::path::PathBuf;
 
-use proxystore::Connector;
+use proxystore::registry::{self, ConnectorDescriptor};
+use proxystore::{Connector, ConnectorConfig};
 
-use crate::CliError;
+use crate::error::CliError;
 
 /// Which connector to use and how to reach it.
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct ConnectorArgs {
-    /// Connector: file, shm, zmq, redis or ucx (local lives in one process, so only `bench` takes it).
+    /// Connector kind (`proxystore info` lists this build's; local lives in
+    /// one process, so only `bench` takes it).
     #[arg(long, default_value = "file")]
     pub(crate) connector: String,
     /// Directory of the file connector (default for shm: `/dev/shm/proxystore-<uid>`).
@@ -28,6 +32,10 @@ pub(crate) struct ConnectorArgs {
     /// Network connectors: how long to wait for a peer, in milliseconds.
     #[arg(long, default_value_t = 10_000)]
     pub(crate) timeout_ms: u64,
+    /// Any other connector config option, as KEY=VALUE (repeatable; see
+    /// docs/connectors.md for each connector's options).
+    #[arg(long = "option", value_name = "KEY=VALUE")]
+    pub(crate) options: Vec<String>,
 }
 
 impl fmt::Display for ConnectorArgs {
@@ -43,168 +51,126 @@ impl fmt::Display for ConnectorArgs {
 }
 
 impl ConnectorArgs {
+    /// The value given for flag `--name`, if any.
+    fn flag(&self, name: &str) -> Option<String> {
+        match name {
+            "dir" => self.dir.as_ref().map(|d| d.display().to_string()),
+            "address" => self.address.clone(),
+            "url" => self.url.clone(),
+            "timeout-ms" => Some(self.timeout_ms.to_string()),
+            _ => None,
+        }
+    }
+
+    /// The connector's descriptor and the config the flags give it;
+    /// `serving`: for `proxystore serve`, which may need more flags.
+    fn config(
+        &self,
+        serving: bool,
+    ) -> Result<(&'static ConnectorDescriptor, ConnectorConfig), CliError> {
+        let descriptor = descriptor(&self.connector)?;
+        let flag = |name: &str| self.flag(name);
+        if let Some(missing) = descriptor.missing_flag(serving, &flag) {
+            return Err(CliError::new(
+                2,
+                format!(
+                    "{}--connector {} needs --{} {}",
+                    if serving { "serve " } else { "" },
+                    descriptor.kind,
+                    missing.flag,
+                    missing.example
+                ),
+            ));
+        }
+        let mut config = descriptor.config_from_flags(&flag)?;
+        for option in &self.options {
+            let (key, value) = option
+                .split_once('=')
+                .ok_or_else(|| CliError::new(2, format!("--option '{option}' is not KEY=VALUE")))?;
+            config = config.with(key.trim(), value);
+        }
+        Ok((descriptor, config))
+    }
+
     /// Opens a connector that other processes can reach (for put/get/...).
     pub(crate) fn open_shared(&self) -> Result<Box<dyn Connector>, CliError> {
-        match self.connector.as_str() {
-            "local" => Err(CliError::new(
+        if descriptor(&self.connector)?.one_process {
+            return Err(CliError::new(
                 1,
-                "the local connector keeps data inside one process; use --connector file or shm",
-            )),
-            "file" => {
-                let dir = self
-                    .dir
-                    .clone()
-                    .ok_or_else(|| CliError::new(2, "--connector file needs --dir DIR"))?;
-                Ok(Box::new(proxystore::FileConnector::new(dir)?))
-            }
-            "shm" => {
-                let mut config = proxystore::file::FileConfig::shm();
-                if let Some(dir) = &self.dir {
-                    config.dir = dir.clone();
-                }
-                Ok(Box::new(proxystore::FileConnector::with_config(config)?))
-            }
-            #[cfg(feature = "zmq")]
-            "zmq" => {
-                use proxystore::zmq::{PeerConfig, KIND};
-                // This process exits after one command, so its puts go to
-                // the standalone server; gets follow the owner in the key.
-                let mut config = PeerConfig::new(KIND, proxystore::zmq::DEFAULT_ADDRESS);
-                config.server = self.address.clone();
-                config.timeout = std::time::Duration::from_millis(self.timeout_ms);
-                Ok(Box::new(proxystore::ZmqConnector::with_config(config)?))
-            }
-            #[cfg(feature = "redis")]
-            "redis" => {
-                let url = self.url.clone().ok_or_else(|| {
-                    CliError::new(2, "--connector redis needs --url redis://HOST:PORT")
-                })?;
-                let mut config = proxystore::RedisConfig::new(url);
-                config.timeout = std::time::Duration::from_millis(self.timeout_ms);
-                Ok(Box::new(proxystore::RedisConnector::with_config(config)?))
-            }
-            #[cfg(feature = "ucx")]
-            "ucx" => {
-                use proxystore::ucx::{PeerConfig, ADDRESS, KIND};
-                let mut config = PeerConfig::new(KIND, ADDRESS);
-                config.server = self.address.clone();
-                config.timeout = std::time::Duration::from_millis(self.timeout_ms);
-                Ok(Box::new(proxystore::UcxConnector::with_config(config)?))
-            }
-            other => Err(unknown(other)),
+                format!(
+                    "the {} connector keeps data inside one process; use one other processes reach, e.g. --connector file",
+                    self.connector
+                ),
+            ));
         }
+        let (_, config) = self.config(false)?;
+        Ok(proxystore::connector_from_config(&config)?)
     }
 
     /// Runs a standalone data server in the foreground until SIGINT or
     /// SIGTERM (`proxystore serve`).
     pub(crate) fn serve(&self) -> Result<(), CliError> {
-        match self.connector.as_str() {
-            #[cfg(feature = "zmq")]
-            "zmq" => {
-                use proxystore::zmq::{PeerConfig, KIND};
-                let address = self.address.as_deref().ok_or_else(|| {
-                    CliError::new(2, "serve --connector zmq needs --address tcp://HOST:PORT")
-                })?;
-                // Block the signals before any thread starts, so they all
-                // inherit the mask and only `wait_for_stop` sees them.
-                let signals = crate::signals::StopSignals::block()?;
-                let mut server = proxystore::zmq::serve(&PeerConfig::new(KIND, address))?;
-                println!(
-                    "proxystore: zmq data server on {} (Ctrl-C stops)",
-                    server.address()
-                );
-                let signal = signals.wait()?;
-                server.stop();
-                eprintln!("proxystore: stopped on {signal}");
-                Ok(())
-            }
-            #[cfg(feature = "ucx")]
-            "ucx" => {
-                use proxystore::ucx::{PeerConfig, ADDRESS, KIND};
-                let signals = crate::signals::StopSignals::block()?;
-                let mut server = proxystore::ucx::serve(&PeerConfig::new(KIND, ADDRESS))?;
-                println!(
-                    "proxystore: ucx data server on {} (Ctrl-C stops)",
-                    server.address()
-                );
-                let signal = signals.wait()?;
-                server.stop();
-                eprintln!("proxystore: stopped on {signal}");
-                Ok(())
-            }
-            "file" | "shm" | "local" | "redis" => Err(CliError::new(
+        let serve = descriptor(&self.connector)?.serve.ok_or_else(|| {
+            CliError::new(
                 2,
                 format!("the {} connector has no server to run", self.connector),
-            )),
-            other => Err(unknown(other)),
-        }
+            )
+        })?;
+        let (descriptor, config) = self.config(true)?;
+        // Block the signals before any thread starts, so they all inherit
+        // the mask and only `wait` sees them.
+        let signals = crate::signals::StopSignals::block()?;
+        let server = serve(&config)?;
+        println!(
+            "proxystore: {} data server on {} (Ctrl-C stops)",
+            descriptor.kind,
+            server.address()
+        );
+        let signal = signals.wait()?;
+        drop(server);
+        eprintln!("proxystore: stopped on {signal}");
+        Ok(())
     }
 }
 
-/// The error for a connector name this build does not know.
-pub(crate) fn unknown(name: &str) -> CliError {
-    CliError::new(
-        2,
-        format!(
-            "unknown connector '{name}' (this build has: {})",
-            proxystore::compiled_connectors().join(", ")
-        ),
-    )
+/// The descriptor of the connector named `name`, or the error for a name
+/// this build does not know.
+pub(crate) fn descriptor(name: &str) -> Result<&'static ConnectorDescriptor, CliError> {
+    registry::descriptor(name).ok_or_else(|| {
+        CliError::new(
+            2,
+            format!(
+                "unknown connector '{name}' (this build has: {})",
+                proxystore::compiled_connectors().join(", ")
+            ),
+        )
+    })
 }
 
-/// Every connector of the matrix: name, Cargo feature, what it needs.
-const MATRIX: &[(&str, &str, &str)] = &[
-    (
-        "local",
-        "(always)",
-        "nothing: objects live in the putting process",
-    ),
-    ("file", "file", "a directory: local disk, NFS or Lustre"),
-    ("shm", "file", "/dev/shm (one node)"),
-    ("zmq", "zmq", "libzmq"),
-    ("redis", "redis", "a Redis or KeyDB server"),
-    ("ucx", "ucx", "libucp (UCX)"),
-    ("ofi", "ofi", "libfabric"),
-    ("mpi", "mpi", "an MPI library"),
-    ("daos", "daos", "libdaos"),
-];
-
-/// The text of `proxystore info`.
+/// The text of `proxystore info`: every compiled-in connector from its
+/// descriptor, the connector features this build left out, and the
+/// connectors that are only planned.
 pub(crate) fn info() -> String {
-    let compiled = proxystore::compiled_connectors();
+    let compiled = proxystore::compiled_descriptors();
     let mut out = format!("proxystore {}\nconnectors:\n", env!("CARGO_PKG_VERSION"));
-    for (name, feature, needs) in MATRIX {
-        let status = if compiled.contains(name) {
-            format!("compiled in{}", library_note(name))
-        } else {
-            format!("not compiled (Cargo feature `{feature}`)")
+    for d in &compiled {
+        let status = match d.status {
+            Some(status) => format!("compiled in, {}", status()),
+            None => "compiled in".to_owned(),
         };
-        out.push_str(&format!("  {name:<6} {status:<44} needs {needs}\n"));
+        out.push_str(&format!("  {:<6} {status:<44} needs {}\n", d.kind, d.needs));
+    }
+    for feature in proxystore::CONNECTOR_FEATURES {
+        if !compiled.iter().any(|d| d.feature == Some(feature)) {
+            let status = format!("not compiled (Cargo feature `{feature}`)");
+            out.push_str(&format!("  {feature:<6} {status}\n"));
+        }
+    }
+    if !proxystore::PLANNED_CONNECTORS.is_empty() {
+        out.push_str("planned, not implemented (no Cargo feature builds them yet):\n");
+        for (kind, needs) in proxystore::PLANNED_CONNECTORS {
+            out.push_str(&format!("  {kind:<6} will need {needs}\n"));
+        }
     }
     out
-}
-
-/// What an optional connector found at run time (library version, server).
-fn library_note(name: &str) -> String {
-    match name {
-        #[cfg(feature = "zmq")]
-        "zmq" => {
-            let (major, minor, patch) = proxystore::zmq::libzmq_version();
-            format!(", libzmq {major}.{minor}.{patch}")
-        }
-        #[cfg(feature = "ucx")]
-        "ucx" => {
-            let (major, minor, release) = proxystore::ucx::libucp_version();
-            format!(", libucp {major}.{minor}.{release}")
-        }
-        #[cfg(feature = "redis")]
-        "redis" => {
-            if proxystore::redis::server::available() {
-                ", redis-server on PATH".into()
-            } else {
-                ", no local redis-server".into()
-            }
-        }
-        _ => String::new(),
-    }
 }

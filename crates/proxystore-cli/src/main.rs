@@ -2,10 +2,11 @@
 
 mod bench;
 mod connectors;
+mod error;
+mod measure;
 #[cfg(feature = "ucx")]
 mod perftest;
 mod report;
-#[cfg(any(feature = "zmq", feature = "ucx"))]
 mod signals;
 mod targets;
 
@@ -13,9 +14,10 @@ use std::io::{Read, Write};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use proxystore::{Error, Key};
+use proxystore::Key;
 
 use crate::connectors::ConnectorArgs;
+use crate::error::CliError;
 
 /// Move task data out of band: benchmarks and object commands.
 #[derive(Debug, Parser)]
@@ -37,7 +39,7 @@ enum Command {
     Exists(KeyArgs),
     /// Remove the object under KEY (a missing key is not an error).
     Evict(KeyArgs),
-    /// Run a standalone data server in the foreground (zmq); Ctrl-C stops it.
+    /// Run a connector's standalone data server in the foreground; Ctrl-C stops it.
     Serve(ConnectorArgs),
     /// Show the connectors compiled in.
     Info,
@@ -49,33 +51,6 @@ struct KeyArgs {
     key: String,
     #[command(flatten)]
     connector: ConnectorArgs,
-}
-
-/// A failure to report: one line on stderr and an exit code.
-#[derive(Debug)]
-pub(crate) struct CliError {
-    code: u8,
-    message: String,
-}
-
-impl CliError {
-    pub(crate) fn new(code: u8, message: impl Into<String>) -> Self {
-        CliError {
-            code,
-            message: message.into(),
-        }
-    }
-}
-
-impl From<Error> for CliError {
-    fn from(e: Error) -> Self {
-        let code = if matches!(e, Error::InvalidKey { .. }) {
-            2
-        } else {
-            1
-        };
-        CliError::new(code, e.to_string())
-    }
 }
 
 fn main() -> ExitCode {
@@ -100,6 +75,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Every compiled-in connector: the CLI finds kinds by their descriptors.
+    proxystore::register_connectors();
     match run(cli.command) {
         Ok(code) => code,
         Err(e) => {

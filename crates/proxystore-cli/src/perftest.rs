@@ -6,19 +6,63 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::CliError;
+use proxystore::Bytes;
+
+use crate::error::CliError;
+use crate::measure::Baseline;
+
+/// UCX's own `ucx_perftest`, when `kind` is `ucx` and the tool is on
+/// `PATH`: a reference beside the connector's own `ucx-raw`.
+pub(crate) fn baselines(kind: &str) -> Vec<Box<dyn Baseline>> {
+    match find_on_path("ucx_perftest") {
+        Some(tool) if kind == proxystore::ucx::KIND => vec![Box::new(UcxPerftest { tool })],
+        _ => Vec::new(),
+    }
+}
+
+fn find_on_path(tool: &str) -> Option<std::path::PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(tool))
+        .find(|p| p.is_file())
+}
+
+/// `ucx_perftest` on loopback with the same `UCX_TLS`, timing the UCP
+/// operations a get of the size needs at least: `ucp_get` of the size
+/// where gets are one-sided, else `ucp_am_lat` of the size (the reply) plus
+/// `ucp_am_lat` of 8 bytes (the request), both one-way times. One sample
+/// per run: perftest's typical time.
+struct UcxPerftest {
+    tool: std::path::PathBuf,
+}
+
+impl Baseline for UcxPerftest {
+    fn name(&self) -> &str {
+        "ucx-perftest"
+    }
+
+    fn ops(&self) -> &'static [&'static str] {
+        &["get"]
+    }
+
+    fn time(&self, _op: &str, data: &Bytes, iterations: usize) -> Result<Vec<Duration>, CliError> {
+        let size = data.len();
+        let run = |test, size| run(&self.tool, test, size, iterations);
+        let typical =
+            if proxystore::ucx::reads_one_sided() && size >= proxystore::ucx::ONE_SIDED_MIN {
+                run("ucp_get", size)?
+            } else {
+                run("ucp_am_lat", size)? + run("ucp_am_lat", 8)?
+            };
+        Ok(vec![typical])
+    }
+}
 
 /// How long one perftest run may take before it is killed.
 const RUN_LIMIT: Duration = Duration::from_secs(120);
 
 /// The typical time per operation `ucx_perftest -t test -s size` reports
 /// (for latency tests, the one-way time), over about `iterations` runs.
-pub(crate) fn run(
-    tool: &Path,
-    test: &str,
-    size: usize,
-    iterations: usize,
-) -> Result<Duration, CliError> {
+fn run(tool: &Path, test: &str, size: usize, iterations: usize) -> Result<Duration, CliError> {
     // A port can be taken between choosing and binding it: try twice.
     match run_once(tool, test, size, iterations) {
         Ok(t) => Ok(t),

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use crate::bench::Record;
+use crate::measure::Record;
 
 /// `1KiB`, `64MiB`, or plain bytes.
 pub(crate) fn human_size(bytes: u64) -> String {

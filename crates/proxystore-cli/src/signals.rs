@@ -1,7 +1,7 @@
 //! Waiting for SIGINT/SIGTERM without a signal handler: block them in
 //! every thread, then take them synchronously with `sigwait`.
 
-use crate::CliError;
+use crate::error::CliError;
 
 /// SIGINT and SIGTERM, blocked in this thread and every thread it starts.
 pub(crate) struct StopSignals {

@@ -107,11 +107,40 @@ fn info_lists_connectors() {
     let o = proxystore(&["info"], b"");
     assert!(o.status.success());
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        out.contains("local") && out.contains("compiled in"),
-        "{out}"
+    let line = |kind: &str| {
+        out.lines()
+            .find(|l| l.split_whitespace().next() == Some(kind))
+            .unwrap_or_else(|| panic!("no {kind} line in {out}"))
+            .to_owned()
+    };
+    assert!(line("local").contains("compiled in"), "{out}");
+    let ucx = line("ucx");
+    if cfg!(feature = "ucx") {
+        assert!(ucx.contains("compiled in, libucp"), "{ucx}");
+    } else {
+        assert!(ucx.contains("not compiled (Cargo feature `ucx`)"), "{ucx}");
+    }
+    // Kinds no crate implements are never offered as a feature to turn on.
+    let (_, planned) = out.split_once("planned, not implemented").unwrap();
+    for kind in ["ofi", "mpi", "daos"] {
+        assert!(!line(kind).contains("Cargo feature"), "{out}");
+        assert!(planned.contains(kind), "{out}");
+    }
+}
+
+#[test]
+fn option_flags_reach_the_connector_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    // A bad value of a connector option fails as that connector's config
+    // error; a malformed --option is a usage error.
+    let o = proxystore(
+        &["put", "--dir", d, "--option", "mmap_threshold=lots"],
+        b"x",
     );
-    assert!(out.contains("ucx") && out.contains("not compiled"), "{out}");
+    assert_fails_cleanly(&o, 1, "mmap_threshold");
+    let o = proxystore(&["put", "--dir", d, "--option", "novalue"], b"x");
+    assert_fails_cleanly(&o, 2, "KEY=VALUE");
 }
 
 #[test]

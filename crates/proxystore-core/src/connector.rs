@@ -1,5 +1,7 @@
 //! The `Connector` trait every transport implements, its configuration and
-//! the process-wide registry that rebuilds connectors from configurations.
+//! the process-wide table of factories that rebuilds connectors from
+//! configurations. What each kind is beyond its factory (feature, flags,
+//! server, bench setup) is in `crate::registry`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -199,21 +201,17 @@ pub type ConnectorFactory = fn(&ConnectorConfig) -> Result<Box<dyn Connector>>;
 
 fn factories() -> &'static RwLock<HashMap<String, ConnectorFactory>> {
     static FACTORIES: OnceLock<RwLock<HashMap<String, ConnectorFactory>>> = OnceLock::new();
-    FACTORIES.get_or_init(|| {
-        let mut m: HashMap<String, ConnectorFactory> = HashMap::new();
-        m.insert(
-            "local".into(),
-            crate::local::LocalConnector::from_config_boxed,
-        );
-        RwLock::new(m)
-    })
+    FACTORIES.get_or_init(Default::default)
 }
 
 /// Registers (or replaces) the factory for connector `kind` in this process.
 ///
-/// Connector crates register themselves when a connector is constructed;
+/// Every connector registers its kind when it is constructed (the built-in
+/// `local` one too), so a process resolves proxies of the kinds it built;
 /// `proxystore::register_connectors()` registers every compiled-in connector
-/// so a process that only receives proxies can resolve them.
+/// so a process that only receives proxies can resolve them. Connector
+/// crates register through `crate::registry::register`, which also records
+/// their descriptor.
 pub fn register_connector(kind: &str, factory: ConnectorFactory) {
     let mut map = factories().write().unwrap_or_else(|e| e.into_inner());
     map.insert(kind.to_owned(), factory);

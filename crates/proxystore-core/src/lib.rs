@@ -17,8 +17,10 @@ pub mod lifetime;
 pub mod local;
 pub mod metrics;
 pub mod ownership;
+pub mod pattern;
 pub mod proxy;
 mod reaper;
+pub mod registry;
 pub mod store;
 pub mod support;
 pub mod table;
@@ -41,6 +43,7 @@ pub use local::LocalConnector;
 pub use metrics::{MetricsSnapshot, Op, OpStats};
 pub use ownership::{OwnedProxy, RefProxy};
 pub use proxy::{Proxy, ProxyFactory};
+pub use registry::ConnectorDescriptor;
 pub use store::{
     flush_all_evictions, get_or_create_store, get_store, register_store, unregister_store, Store,
     StoreBuilder, StoreConfig, CLOSE_FLUSH_TIMEOUT,

@@ -6,7 +6,9 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use bytes::Bytes;
 
-use crate::connector::{Capabilities, Connector, ConnectorConfig, DeferrableConnector};
+use crate::connector::{
+    register_connector, Capabilities, Connector, ConnectorConfig, DeferrableConnector,
+};
 use crate::error::{Error, Result};
 use crate::key::{Key, ObjectId};
 use crate::support::ClosedFlag;
@@ -40,8 +42,11 @@ impl Default for LocalConnector {
 }
 
 impl LocalConnector {
-    /// A connector with a new, empty object table.
+    /// A connector with a new, empty object table. Registers the `local`
+    /// kind, so configs of this connector rebuild in this process.
     pub fn new() -> Self {
+        static REGISTER: std::sync::Once = std::sync::Once::new();
+        REGISTER.call_once(|| register_connector("local", Self::from_config_boxed));
         static NEXT: AtomicU64 = AtomicU64::new(1);
         let instance = NEXT.fetch_add(1, Ordering::Relaxed);
         let table = Arc::new(Table::new());

@@ -106,19 +106,7 @@ impl<C: Connector, G: Send + Sync + std::fmt::Debug> Connector for WithGuard<C, 
     }
 }
 
-/// Deterministic test data of `len` bytes, different for each `seed`.
-pub fn pattern(len: usize, seed: u64) -> Bytes {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len);
-    while out.len() < len {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        let take = (len - out.len()).min(8);
-        out.extend_from_slice(&state.to_le_bytes()[..take]);
-    }
-    Bytes::from(out)
-}
+pub use crate::pattern::pattern;
 
 /// What is put can be got back, byte for byte.
 pub fn put_get_round_trip(c: Arc<dyn Connector>) {

@@ -21,9 +21,12 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
+use proxystore_core::registry::{
+    self, BenchEnv, BenchSetup, CliOption, ConnectorDescriptor, FlagUse, ScratchDir,
+};
 use proxystore_core::{
-    register_connector, Capabilities, ClosedFlag, Connector, ConnectorConfig, DeferrableConnector,
-    Error, Key, ObjectId, Result,
+    Capabilities, ClosedFlag, Connector, ConnectorConfig, DeferrableConnector, Error, Key,
+    ObjectId, Result,
 };
 
 pub use lustre::{is_lustre, LustreStripe};
@@ -38,14 +41,47 @@ pub fn default_shm_dir() -> PathBuf {
     PathBuf::from(format!("/dev/shm/proxystore-{uid}"))
 }
 
+/// The `file` kind: a directory (`--dir`, required).
+pub static FILE: ConnectorDescriptor = ConnectorDescriptor::new(
+    "file",
+    Some("file"),
+    "a directory: local disk, NFS or Lustre",
+    FileConnector::from_config_boxed,
+)
+.with_cli_options(&[CliOption::new("dir", "dir", FlagUse::Required).example("DIR")])
+.with_bench(|env| match &env.dir {
+    Some(dir) => Ok(BenchSetup::new(FileConnector::new(dir)?)),
+    None => bench_in_scratch("file", &std::env::temp_dir()),
+});
+
+/// The `shm` kind: the file connector on `/dev/shm` (`--dir` optional).
+pub static SHM: ConnectorDescriptor = ConnectorDescriptor::new(
+    "shm",
+    Some("file"),
+    "/dev/shm (one node)",
+    FileConnector::from_config_boxed,
+)
+.with_cli_options(&[CliOption::new("dir", "dir", FlagUse::Optional)])
+.with_bench(|_: &BenchEnv| bench_in_scratch("shm", Path::new("/dev/shm")));
+
+/// The kinds this crate implements.
+pub static DESCRIPTORS: &[&ConnectorDescriptor] = &[&FILE, &SHM];
+
+/// A connector of `kind` on a new directory under `parent`, removed after.
+fn bench_in_scratch(kind: &str, parent: &Path) -> Result<BenchSetup> {
+    let scratch = ScratchDir::new_in(parent)?;
+    let connector = FileConnector::with_config(FileConfig {
+        kind: kind.into(),
+        ..FileConfig::new(scratch.path())
+    })?;
+    Ok(BenchSetup::new(connector).keep_alive(scratch))
+}
+
 /// Registers the `file` and `shm` kinds so connectors can be rebuilt from
 /// configs in this process. Called by every constructor; idempotent.
 pub fn register() {
     static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        register_connector("file", FileConnector::from_config_boxed);
-        register_connector("shm", FileConnector::from_config_boxed);
-    });
+    ONCE.call_once(|| DESCRIPTORS.iter().copied().for_each(registry::register));
 }
 
 /// Settings of a [`FileConnector`].

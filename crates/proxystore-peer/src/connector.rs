@@ -200,8 +200,13 @@ impl<L: SocketLayer> fmt::Debug for PeerConnector<L> {
 }
 
 impl<L: SocketLayer + Default> PeerConnector<L> {
-    /// A connector over a fresh `L`; its data server starts on the first put.
+    /// A connector over a fresh `L`; its data server starts on the first
+    /// put. Registers `config.kind` (once), so proxies of this kind
+    /// resolve in this process.
     pub fn with_config(config: PeerConfig) -> Result<Self> {
+        if !proxystore_core::registered_connectors().contains(&config.kind) {
+            register_kind::<L>(&config.kind);
+        }
         Self::new(Arc::new(L::default()), config)
     }
 }

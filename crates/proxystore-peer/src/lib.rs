@@ -24,6 +24,7 @@
 pub mod address;
 mod connector;
 mod handler;
+#[cfg(any(test, feature = "mock"))]
 pub mod mock;
 pub mod pool;
 pub mod rma;

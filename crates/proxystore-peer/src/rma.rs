@@ -51,7 +51,7 @@ const SWEEP_EVERY: Duration = Duration::from_secs(1);
 pub const RELEASE_LEN: usize = 24;
 
 /// A transport's one-sided memory calls. Reached through
-/// [`SocketLayer::one_sided`]; everything else about one-sided reads is
+/// [`SocketLayer::one_sided`](crate::SocketLayer::one_sided); everything else about one-sided reads is
 /// this module's.
 pub trait OneSided: Send + Sync {
     /// Whether this process reads objects one-sided when an owner offers a
@@ -76,7 +76,7 @@ pub trait OneSided: Send + Sync {
     /// process, waiting at most `timeout`.
     fn read(&self, address: &str, region: Region, timeout: Duration) -> Result<Bytes>;
 
-    /// Sends `release` (from [`Region::release`]) to the owner at
+    /// Sends `release` (a descriptor's first [`RELEASE_LEN`] bytes) to the owner at
     /// `address`, best effort and without waiting: a lost release only
     /// keeps memory registered until [`GRACE`] passes.
     fn send_release(&self, address: &str, release: Bytes);

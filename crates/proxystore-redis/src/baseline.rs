@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use proxystore_core::registry::{RawBaseline, RawSession};
 use proxystore_core::{Error, Result};
 
 use crate::layer::redis_error;
@@ -68,5 +69,35 @@ fn unexpected(op: &str, reply: &Reply) -> Error {
 impl Drop for RawSetGet {
     fn drop(&mut self) {
         let _ = self.con.call(&[b"DEL", self.key.as_bytes()]);
+    }
+}
+
+/// Plain SET/GET on the server at `url` as `proxystore bench`'s raw
+/// baseline of the `redis` connector (`redis-raw`).
+#[derive(Clone, Debug)]
+pub struct RedisRaw {
+    /// The server.
+    pub url: String,
+}
+
+impl RawBaseline for RedisRaw {
+    fn name(&self) -> &str {
+        "redis-raw"
+    }
+
+    fn start(&self, payload: &Bytes) -> Result<Box<dyn RawSession>> {
+        let mut raw = RawSetGet::connect(&self.url)?;
+        raw.set(payload)?;
+        Ok(Box::new(raw))
+    }
+}
+
+impl RawSession for RawSetGet {
+    fn put(&mut self, data: &Bytes) -> Result<()> {
+        self.set(data)
+    }
+
+    fn get(&mut self) -> Result<Option<Bytes>> {
+        RawSetGet::get(self)
     }
 }

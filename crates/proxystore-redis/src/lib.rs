@@ -16,8 +16,10 @@
 //! # Ok::<(), proxystore_core::Error>(())
 //! ```
 
+#[cfg(feature = "baseline")]
 pub mod baseline;
 mod layer;
+#[cfg(feature = "mock")]
 pub mod mock;
 pub mod resp;
 pub mod server;
@@ -28,9 +30,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 pub use layer::{CommandLayer, RedisLayer};
+use proxystore_core::registry::{
+    self, BenchEnv, BenchSetup, CliOption, ConnectorDescriptor, FlagUse,
+};
 use proxystore_core::{
-    register_connector, Capabilities, Connector, ConnectorConfig, DeferrableConnector, Error, Key,
-    Result,
+    Capabilities, Connector, ConnectorConfig, DeferrableConnector, Error, Key, Result,
 };
 
 /// The connector kind, Cargo feature and CLI name.
@@ -43,8 +47,8 @@ pub const DEFAULT_MAX_OBJECT: u64 = 512 << 20;
 /// Settings of a Redis connector.
 #[derive(Clone, PartialEq, Eq)]
 pub struct RedisConfig {
-    /// `redis://host:port/db`, `unix:///path/to/socket`, or `mock://name`
-    /// for the in-process mock.
+    /// `redis://host:port/db`, `unix:///path/to/socket`, or (with the
+    /// `mock` feature) `mock://name` for the in-process mock.
     pub url: String,
     /// Password (AUTH). Never written into the connector config, so never
     /// into proxies; rebuilt connectors read `PROXYSTORE_REDIS_PASSWORD`.
@@ -127,11 +131,13 @@ impl RedisConnector {
         Self::with_config(RedisConfig::new(url))
     }
 
-    /// A connector with explicit settings; `mock://` URLs use the
-    /// in-process mock. Connections are opened on first use.
+    /// A connector with explicit settings; with the `mock` feature,
+    /// `mock://` URLs use the in-process mock. Connections are opened on
+    /// first use. Registers the `redis` kind.
     pub fn with_config(config: RedisConfig) -> Result<Self> {
+        register();
         let layer: Arc<dyn CommandLayer> = if config.url.starts_with("mock://") {
-            Arc::new(mock::MockRedis::open(&config.url)?)
+            mock_layer(&config.url)?
         } else {
             Arc::new(RedisLayer::open(
                 &config.url,
@@ -296,11 +302,59 @@ impl DeferrableConnector for RedisConnector {
     }
 }
 
+/// The in-process mock keyspace a `mock://` URL names.
+#[cfg(feature = "mock")]
+fn mock_layer(url: &str) -> Result<Arc<dyn CommandLayer>> {
+    Ok(Arc::new(mock::MockRedis::open(url)?))
+}
+
+/// Without the `mock` feature a `mock://` URL is a configuration error.
+#[cfg(not(feature = "mock"))]
+fn mock_layer(url: &str) -> Result<Arc<dyn CommandLayer>> {
+    Err(Error::Config(format!(
+        "redis url '{url}': mock:// needs the `mock` feature of proxystore-redis"
+    )))
+}
+
+/// The `redis` kind: what it needs, its flags (`--url`, required;
+/// `--timeout-ms`), bench setup and `info` line.
+pub static DESCRIPTOR: ConnectorDescriptor =
+    ConnectorDescriptor::new(KIND, Some("redis"), "a Redis or KeyDB server", build)
+        .with_cli_options(&[
+            CliOption::new("url", "url", FlagUse::Required).example("redis://HOST:PORT"),
+            CliOption::new("timeout-ms", "timeout_ms", FlagUse::Optional),
+        ])
+        .with_bench(bench)
+        .with_status(|| {
+            if server::available() {
+                "redis-server on PATH".into()
+            } else {
+                "no local redis-server".into()
+            }
+        });
+
+/// The kinds this crate implements.
+pub static DESCRIPTORS: &[&ConnectorDescriptor] = &[&DESCRIPTOR];
+
+fn build(config: &ConnectorConfig) -> Result<Box<dyn Connector>> {
+    Ok(Box::new(RedisConnector::with_config(
+        RedisConfig::from_connector_config(config)?,
+    )?))
+}
+
+/// A throwaway `redis-server` on a free loopback port (stopped with the
+/// setup), beside plain SET/GET when the `baseline` feature is on.
+fn bench(_: &BenchEnv) -> Result<BenchSetup> {
+    let server = server::LocalRedisServer::start()?;
+    let setup = BenchSetup::new(RedisConnector::open(&server.url())?);
+    #[cfg(feature = "baseline")]
+    let setup = setup.with_baseline(baseline::RedisRaw { url: server.url() });
+    Ok(setup.keep_alive(server))
+}
+
 /// Registers the `redis` kind so proxies naming it resolve in this process.
+/// Idempotent and cheap; every constructor calls it.
 pub fn register() {
-    register_connector(KIND, |config| {
-        Ok(Box::new(RedisConnector::with_config(
-            RedisConfig::from_connector_config(config)?,
-        )?))
-    });
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| registry::register(&DESCRIPTOR));
 }

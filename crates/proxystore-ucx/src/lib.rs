@@ -28,7 +28,9 @@
 
 mod am;
 mod arena;
+#[cfg(feature = "baseline")]
 pub mod baseline;
+mod descriptor;
 mod engine;
 mod layer;
 mod progress;
@@ -37,6 +39,7 @@ mod worker;
 
 use std::sync::Arc;
 
+pub use descriptor::{DESCRIPTOR, DESCRIPTORS};
 pub use layer::{one_sided_reads, reads_one_sided, UcxClient, UcxLayer};
 use proxystore_core::Result;
 pub use proxystore_peer::PeerConfig;
@@ -64,6 +67,7 @@ pub trait UcxConnectorExt: Sized {
 
 impl UcxConnectorExt for UcxConnector {
     fn open() -> Result<Self> {
+        register();
         Self::with_config(PeerConfig::new(KIND, ADDRESS))
     }
 }
@@ -71,12 +75,15 @@ impl UcxConnectorExt for UcxConnector {
 /// Starts a standalone data server (what `proxystore serve --connector
 /// ucx` runs); it answers until stopped or dropped.
 pub fn serve(config: &PeerConfig) -> Result<DataServer> {
+    register();
     proxystore_peer::serve(Arc::new(UcxLayer::default()), config)
 }
 
 /// Registers the `ucx` kind so proxies naming it resolve in this process.
+/// Idempotent and cheap; [`UcxConnectorExt::open`] and [`serve`] call it.
 pub fn register() {
-    proxystore_peer::register_kind::<UcxLayer>(KIND);
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| proxystore_core::registry::register(&DESCRIPTOR));
 }
 
 /// The version of the libucp this process is linked against.

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use bytes::Bytes;
+use proxystore_core::registry::{RawBaseline, RawSession};
 use proxystore_core::{Error, Result};
 
 use crate::layer::Part;
@@ -102,5 +103,30 @@ impl Drop for RawReqRep {
         if let Some(t) = self.server.take() {
             let _ = t.join();
         }
+    }
+}
+
+/// The REQ/REP pair as `proxystore bench`'s raw baseline of the `zmq`
+/// connector (`zmq-raw`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ZmqRaw;
+
+impl RawBaseline for ZmqRaw {
+    fn name(&self) -> &str {
+        "zmq-raw"
+    }
+
+    fn start(&self, payload: &Bytes) -> Result<Box<dyn RawSession>> {
+        Ok(Box::new(RawReqRep::start(payload.clone())?))
+    }
+}
+
+impl RawSession for RawReqRep {
+    fn put(&mut self, data: &Bytes) -> Result<()> {
+        RawReqRep::put(self, data)
+    }
+
+    fn get(&mut self) -> Result<Option<Bytes>> {
+        RawReqRep::get(self).map(Some)
     }
 }

@@ -22,7 +22,11 @@ impl std::fmt::Debug for ZmqLayer {
 }
 
 impl Default for ZmqLayer {
+    /// A layer with its own ZeroMQ context. Registers the `zmq` kind (see
+    /// [`crate::register`]): every `ZmqConnector` is built over one of
+    /// these, so a process resolves the zmq proxies it made.
     fn default() -> Self {
+        crate::register();
         ZmqLayer {
             context: zmq::Context::new(),
         }

@@ -18,13 +18,17 @@
 //! # Ok::<(), proxystore_core::Error>(())
 //! ```
 
+#[cfg(feature = "baseline")]
 pub mod baseline;
 mod layer;
 
 use std::sync::Arc;
 
 pub use layer::{ZmqClient, ZmqLayer, ZmqServer};
-use proxystore_core::Result;
+use proxystore_core::registry::{
+    self, BenchEnv, BenchSetup, CliOption, ConnectorDescriptor, FlagUse, ServerHandle,
+};
+use proxystore_core::{Connector, ConnectorConfig, Result};
 pub use proxystore_peer::PeerConfig;
 use proxystore_peer::{DataServer, PeerConnector};
 
@@ -62,9 +66,57 @@ pub fn serve(config: &PeerConfig) -> Result<DataServer> {
     proxystore_peer::serve(Arc::new(ZmqLayer::default()), config)
 }
 
+/// The `zmq` kind: what it needs, its flags (`--address`: the standalone
+/// data server puts go to, and what `serve` binds; `--timeout-ms`), its
+/// server, bench setup and `info` line.
+pub static DESCRIPTOR: ConnectorDescriptor =
+    ConnectorDescriptor::new(KIND, Some("zmq"), "libzmq", build)
+        .with_defaults(&[("address", DEFAULT_ADDRESS)])
+        .with_cli_options(&[
+            CliOption::new("address", "server", FlagUse::RequiredToServe)
+                .example("tcp://HOST:PORT"),
+            CliOption::new("timeout-ms", "timeout_ms", FlagUse::Optional),
+        ])
+        .with_serve(serve_from_config)
+        .with_bench(bench)
+        .with_status(|| {
+            let (major, minor, patch) = libzmq_version();
+            format!("libzmq {major}.{minor}.{patch}")
+        });
+
+/// The kinds this crate implements.
+pub static DESCRIPTORS: &[&ConnectorDescriptor] = &[&DESCRIPTOR];
+
+fn build(config: &ConnectorConfig) -> Result<Box<dyn Connector>> {
+    Ok(Box::new(ZmqConnector::with_config(
+        PeerConfig::from_connector_config(config)?,
+    )?))
+}
+
+/// `proxystore serve`: a data server bound where puts are sent (option
+/// `server`).
+fn serve_from_config(config: &ConnectorConfig) -> Result<ServerHandle> {
+    let mut peer = PeerConfig::from_connector_config(config)?;
+    peer.address = config.require("server")?.to_string();
+    let server = serve(&peer)?;
+    Ok(ServerHandle::new(server.address().to_string(), server))
+}
+
+/// Two connectors on loopback (gets cross the socket), beside libzmq's
+/// plain REQ/REP when the `baseline` feature is on.
+fn bench(_: &BenchEnv) -> Result<BenchSetup> {
+    let setup = BenchSetup::new(ZmqConnector::loopback()?).with_reader(ZmqConnector::loopback()?);
+    #[cfg(feature = "baseline")]
+    let setup = setup.with_baseline(baseline::ZmqRaw);
+    Ok(setup)
+}
+
 /// Registers the `zmq` kind so proxies naming it resolve in this process.
+/// Idempotent and cheap; every ZeroMQ layer (so every `ZmqConnector` and
+/// server) calls it when built.
 pub fn register() {
-    proxystore_peer::register_kind::<ZmqLayer>(KIND);
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| registry::register(&DESCRIPTOR));
 }
 
 /// The version of the libzmq this process is linked against.

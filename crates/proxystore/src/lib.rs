@@ -39,35 +39,59 @@ pub use proxystore_redis::{self as redis, RedisConfig, RedisConnector};
 #[cfg(feature = "ucx")]
 pub use proxystore_ucx::{self as ucx, UcxConnector, UcxConnectorExt};
 
-/// Names of the connectors compiled into this build, in matrix order.
+/// Lists the connector crates, one line each under its Cargo feature: the
+/// only place the facade names them. Expands to [`CONNECTOR_FEATURES`] and
+/// [`compiled_descriptors`].
+macro_rules! connector_crates {
+    ($($feature:literal => $krate:ident),* $(,)?) => {
+        /// Every Cargo feature of this crate that compiles a connector in,
+        /// whether or not this build turned it on.
+        pub const CONNECTOR_FEATURES: &[&str] = &[$($feature),*];
+
+        /// The descriptors of every connector compiled into this build:
+        /// `local`, then each enabled feature's, in [`CONNECTOR_FEATURES`]
+        /// order.
+        pub fn compiled_descriptors() -> Vec<&'static ConnectorDescriptor> {
+            #[allow(unused_mut)] // with no connector feature, only `local`
+            let mut out: Vec<&'static ConnectorDescriptor> = vec![&registry::LOCAL];
+            $(
+                #[cfg(feature = $feature)]
+                out.extend($krate::DESCRIPTORS.iter().copied());
+            )*
+            out
+        }
+    };
+}
+
+connector_crates! {
+    "file" => proxystore_file,
+    "zmq" => proxystore_zmq,
+    "redis" => proxystore_redis,
+    "ucx" => proxystore_ucx,
+}
+
+/// Connectors the design plans that no crate implements yet: `(kind, what
+/// it will need)`. No Cargo feature builds them; `proxystore info` shows
+/// them as planned.
+pub const PLANNED_CONNECTORS: &[(&str, &str)] = &[
+    ("ofi", "libfabric"),
+    ("mpi", "an MPI library"),
+    ("daos", "libdaos"),
+];
+
+/// Names of the connectors compiled into this build, in
+/// [`compiled_descriptors`] order.
 pub fn compiled_connectors() -> Vec<&'static str> {
-    let mut out = vec!["local"];
-    if cfg!(feature = "file") {
-        out.extend(["file", "shm"]);
-    }
-    if cfg!(feature = "zmq") {
-        out.push("zmq");
-    }
-    if cfg!(feature = "redis") {
-        out.push("redis");
-    }
-    if cfg!(feature = "ucx") {
-        out.push("ucx");
-    }
-    out
+    compiled_descriptors().iter().map(|d| d.kind).collect()
 }
 
 /// Registers every compiled-in connector kind, so proxies naming any of
-/// them can be resolved in this process. Idempotent and cheap.
+/// them can be resolved in this process and the CLI can find their
+/// descriptors. Idempotent and cheap.
 pub fn register_connectors() {
-    #[cfg(feature = "file")]
-    proxystore_file::register();
-    #[cfg(feature = "zmq")]
-    proxystore_zmq::register();
-    #[cfg(feature = "redis")]
-    proxystore_redis::register();
-    #[cfg(feature = "ucx")]
-    proxystore_ucx::register();
+    for descriptor in compiled_descriptors() {
+        registry::register(descriptor);
+    }
 }
 
 #[cfg(test)]
@@ -81,6 +105,25 @@ mod tests {
                 registered.iter().any(|k| k == kind),
                 "{kind} not registered"
             );
+            let d = super::registry::descriptor(kind).expect("descriptor registered");
+            assert_eq!(d.kind, kind);
+        }
+    }
+
+    #[test]
+    fn compiled_kinds_follow_the_features() {
+        let kinds = super::compiled_connectors();
+        assert_eq!(kinds[0], "local");
+        assert_eq!(kinds.contains(&"zmq"), cfg!(feature = "zmq"));
+        assert_eq!(kinds.contains(&"shm"), cfg!(feature = "file"));
+        for d in super::compiled_descriptors() {
+            if let Some(feature) = d.feature {
+                assert!(super::CONNECTOR_FEATURES.contains(&feature), "{feature}");
+            }
+        }
+        for (planned, _) in super::PLANNED_CONNECTORS {
+            assert!(!kinds.contains(planned), "{planned} is not implemented");
+            assert!(!super::CONNECTOR_FEATURES.contains(planned));
         }
     }
 }

@@ -1,0 +1,87 @@
+//! What the `ucx` kind is to the rest of the workspace: its flags, server,
+//! bench setup and `info` line, declared once.
+
+use proxystore_core::registry::{
+    BenchEnv, BenchSetup, CliOption, ConnectorDescriptor, FlagUse, ServerHandle,
+};
+use proxystore_core::{Connector, ConnectorConfig, ObjectId, Result};
+
+use crate::{libucp_version, serve, PeerConfig, UcxConnector, ADDRESS, KIND};
+
+/// The `ucx` kind: `--address` names a standalone data server puts go to;
+/// `--timeout-ms` bounds every wait.
+pub static DESCRIPTOR: ConnectorDescriptor =
+    ConnectorDescriptor::new(KIND, Some("ucx"), "libucp (UCX)", build)
+        .with_defaults(&[("address", ADDRESS)])
+        .with_cli_options(&[
+            CliOption::new("address", "server", FlagUse::Optional).example("ucx://WORKER"),
+            CliOption::new("timeout-ms", "timeout_ms", FlagUse::Optional),
+        ])
+        .with_serve(serve_from_config)
+        .with_bench(bench)
+        .with_status(|| {
+            let (major, minor, release) = libucp_version();
+            format!("libucp {major}.{minor}.{release}")
+        });
+
+/// The kinds this crate implements.
+pub static DESCRIPTORS: &[&ConnectorDescriptor] = &[&DESCRIPTOR];
+
+fn build(config: &ConnectorConfig) -> Result<Box<dyn Connector>> {
+    Ok(Box::new(UcxConnector::with_config(
+        PeerConfig::from_connector_config(config)?,
+    )?))
+}
+
+/// `proxystore serve`: a data server on this process's UCP worker.
+fn serve_from_config(config: &ConnectorConfig) -> Result<ServerHandle> {
+    let server = serve(&PeerConfig::from_connector_config(config)?)?;
+    Ok(ServerHandle::new(server.address().to_string(), server))
+}
+
+/// Two connectors with a one-run secret (a UCP worker is reachable over the
+/// network), beside the bare active-message responder when the `baseline`
+/// feature is on.
+fn bench(_: &BenchEnv) -> Result<BenchSetup> {
+    let mut config = PeerConfig::new(KIND, ADDRESS);
+    config.secret = Some(format!("{:032x}", ObjectId::random().as_u128()));
+    let setup = BenchSetup::new(UcxConnector::with_config(config.clone())?)
+        .with_reader(UcxConnector::with_config(config)?);
+    #[cfg(feature = "baseline")]
+    let setup = setup.with_baseline(raw::UcxRaw);
+    Ok(setup)
+}
+
+/// [`crate::baseline::RawAm`] as `proxystore bench`'s raw baseline.
+#[cfg(feature = "baseline")]
+mod raw {
+    use proxystore_core::registry::{RawBaseline, RawSession};
+    use proxystore_core::{Bytes, Result};
+
+    use crate::baseline::RawAm;
+
+    /// The same active-message path with a bare responder (`ucx-raw`).
+    pub(super) struct UcxRaw;
+
+    struct Session(RawAm);
+
+    impl RawBaseline for UcxRaw {
+        fn name(&self) -> &str {
+            "ucx-raw"
+        }
+
+        fn start(&self, payload: &Bytes) -> Result<Box<dyn RawSession>> {
+            Ok(Box::new(Session(RawAm::start(payload.clone())?)))
+        }
+    }
+
+    impl RawSession for Session {
+        fn put(&mut self, data: &Bytes) -> Result<()> {
+            self.0.put(data.clone())
+        }
+
+        fn get(&mut self) -> Result<Option<Bytes>> {
+            self.0.get().map(Some)
+        }
+    }
+}
