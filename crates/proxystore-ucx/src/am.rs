@@ -14,7 +14,7 @@ use proxystore_core::Result;
 use proxystore_peer::pool;
 use ucx_sys as sys;
 
-use crate::worker::{ptr_status, status_error, Ep};
+use crate::worker::{peer_error, ptr_status, status_error, Ep};
 
 /// AM id of requests to a data server.
 pub(crate) const AM_REQUEST: u32 = 1;
@@ -26,7 +26,15 @@ pub(crate) const AM_RELEASE: u32 = 3;
 pub(crate) use proxystore_peer::Frames;
 
 /// Where replies for one client connection go (errors of its sends too).
-pub(crate) type Routes = Mutex<HashMap<u64, Sender<Result<Frames>>>>;
+pub(crate) type Routes = Mutex<HashMap<u64, Route>>;
+
+/// Where one client connection's replies, and errors of its sends, go;
+/// with the peer's address (abbreviated) that errors name.
+#[derive(Clone)]
+pub(crate) struct Route {
+    pub(crate) tx: Sender<Result<Frames>>,
+    pub(crate) peer: Arc<str>,
+}
 
 /// Where a request came from: the endpoint to answer on and the client's
 /// connection id.
@@ -83,7 +91,7 @@ pub(crate) unsafe fn set_handlers(worker: sys::ucp_worker_h, callbacks: &Callbac
 
 /// Where a failed send reports: the route of the connection waiting for
 /// the reply.
-pub(crate) type OnError = Option<Sender<Result<Frames>>>;
+pub(crate) type OnError = Option<Route>;
 
 /// What a send keeps alive until UCX is done with its buffers.
 struct SendCtx {
@@ -175,6 +183,13 @@ fn decode_header(h: &[u8]) -> Option<Header> {
     Some(Header { conn, lens, inline })
 }
 
+/// Sends `frames` as active message `id` on `ep` (frame 0 in the header
+/// when small, the rest as contiguous or iov data), keeping them alive
+/// until UCX is done; a failure goes to `on_error`.
+///
+/// # Safety
+/// `ep` is a live endpoint of the engine's worker, used under the engine
+/// lock.
 pub(crate) unsafe fn am_send(
     ep: Ep,
     id: u32,
@@ -241,22 +256,24 @@ pub(crate) unsafe fn am_send(
             &param,
         );
         if st.is_null() {
-            finish(*Box::from_raw(ctx), Ok(()));
+            drop(Box::from_raw(ctx));
         } else if let Some(status) = ptr_status(st) {
-            finish(
-                *Box::from_raw(ctx),
-                Err(status_error("ucp_am_send_nbx", status)),
-            );
+            failed(*Box::from_raw(ctx), "ucp_am_send_nbx", status);
         }
     }
 }
 
-fn finish(ctx: SendCtx, result: Result<()>) {
-    if let (Err(e), Some(route)) = (result, ctx.on_error) {
-        let _ = route.send(Err(e));
+/// Tells the connection waiting for the reply that its request was not sent.
+fn failed(ctx: SendCtx, what: &str, status: sys::ucs_status_t) {
+    if let Some(route) = ctx.on_error {
+        let _ = route.tx.send(Err(peer_error(what, status, &route.peer)));
     }
 }
 
+/// Completion of a send started by [`am_send`].
+///
+/// # Safety
+/// Called by UCX only, with the request and the `SendCtx` of that send.
 unsafe extern "C" fn on_send_done(
     request: *mut c_void,
     status: sys::ucs_status_t,
@@ -266,12 +283,9 @@ unsafe extern "C" fn on_send_done(
     // this request; `request` is UCX's and is freed once.
     unsafe {
         let ctx = Box::from_raw(user_data.cast::<SendCtx>());
-        let result = if status == sys::ucs_status_t_UCS_OK {
-            Ok(())
-        } else {
-            Err(status_error("active message send", status))
-        };
-        finish(*ctx, result);
+        if status != sys::ucs_status_t_UCS_OK {
+            failed(*ctx, "active message send", status);
+        }
         sys::ucp_request_free(request);
     }
 }
@@ -296,7 +310,11 @@ struct RecvCtx {
 }
 
 /// The AM receive callback for messages of id `KIND` (registered once per
-/// id: `AM_REQUEST`, `AM_REPLY`).
+/// id: `AM_REQUEST`, `AM_REPLY`, `AM_RELEASE`).
+///
+/// # Safety
+/// Called by UCX only, inside progress (under the engine lock), with `arg`
+/// the engine's `Callbacks` and header/data valid for the call.
 unsafe extern "C" fn on_message<const KIND: u32>(
     arg: *mut c_void,
     header: *const c_void,
@@ -310,6 +328,8 @@ unsafe extern "C" fn on_message<const KIND: u32>(
     unsafe { on_am(KIND, arg, header, header_len, data, len, param) }
 }
 
+/// # Safety
+/// As [`on_message`].
 unsafe fn on_am(
     kind: u32,
     arg: *mut c_void,
@@ -412,6 +432,10 @@ unsafe fn on_am(
     }
 }
 
+/// Completion of a rendezvous receive started in [`on_am`].
+///
+/// # Safety
+/// Called by UCX only, with the request and the `RecvCtx` of that receive.
 unsafe extern "C" fn on_rndv_done(
     request: *mut c_void,
     status: sys::ucs_status_t,
@@ -435,6 +459,7 @@ fn refuse_reply(callbacks: &Callbacks, conn: u64, size: usize, limit: usize) {
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .get(&conn)
+        .map(|r| &r.tx)
     {
         let _ = tx.send(Err(proxystore_core::Error::TooLarge {
             what: "reply",
@@ -478,6 +503,7 @@ fn deliver(callbacks: &Callbacks, kind: u32, head: Header, reply_ep: Ep, all: By
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .get(&conn)
+        .map(|r| &r.tx)
     {
         let _ = tx.send(Ok(frames));
     }

@@ -49,8 +49,8 @@ impl RawAm {
         )?;
         let client = Engine::start()?;
         client.allow_replies(&proxystore_peer::wire::Limits::default());
-        let ep = client.connect(server.address())?;
-        let (conn, replies) = client.open_route();
+        let ep = client.connect(server.address(), "ucx-raw responder")?;
+        let (conn, replies) = client.open_route("ucx-raw responder");
         Ok(RawAm {
             client,
             ep,

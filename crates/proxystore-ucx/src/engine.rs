@@ -20,7 +20,7 @@ use proxystore_peer::rma::{Expose, Region, Registration};
 use proxystore_peer::wire::Limits;
 use ucx_sys as sys;
 
-use crate::am::{am_send, set_handlers, Callbacks, Frames, Routes, AM_REQUEST};
+use crate::am::{am_send, set_handlers, Callbacks, Frames, Route, Routes, AM_REQUEST};
 use crate::arena::{Arena, Context};
 use crate::progress::{run, InlineHandler, Shared, State};
 use crate::worker::{address_and_efd, close_ep, init, mem_map};
@@ -189,29 +189,34 @@ impl Engine {
         drop((server, exposures));
     }
 
-    /// Opens an endpoint to the worker at `address`; returns its id.
-    pub(crate) fn connect(&self, address: &[u8]) -> Result<u64> {
+    /// Opens an endpoint to the worker at `address` (`peer` in errors);
+    /// returns its id.
+    pub(crate) fn connect(&self, address: &[u8], peer: &str) -> Result<u64> {
         let mut st = self.shared.lock();
         if st.closed {
             return Err(closed());
         }
         // SAFETY: under the lock, live worker.
-        let ep = unsafe { crate::worker::connect_ep(st.worker, address)? };
+        let ep = unsafe { crate::worker::connect_ep(st.worker, address, peer)? };
         let id = st.next_ep;
         st.next_ep += 1;
         st.eps.insert(id, ep);
         Ok(id)
     }
 
-    /// A new connection id whose replies (and send errors) arrive on the
-    /// returned receiver.
-    pub(crate) fn open_route(&self) -> (u64, Receiver<Result<Frames>>) {
+    /// A new connection id to `peer` whose replies (and send errors,
+    /// naming `peer`) arrive on the returned receiver.
+    pub(crate) fn open_route(&self, peer: &str) -> (u64, Receiver<Result<Frames>>) {
         let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = channel();
+        let route = Route {
+            tx,
+            peer: peer.into(),
+        };
         self.routes
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(conn, tx);
+            .insert(conn, route);
         (conn, rx)
     }
 
@@ -306,15 +311,22 @@ impl Engine {
         })
     }
 
-    /// Reads `region` from the worker at `owner`, one-sided.
-    pub(crate) fn read(&self, owner: &[u8], region: Region, timeout: Duration) -> Result<Bytes> {
+    /// Reads `region` from the worker at `owner` (`peer` in errors),
+    /// one-sided.
+    pub(crate) fn read(
+        &self,
+        owner: &[u8],
+        peer: &str,
+        region: Region,
+        timeout: Duration,
+    ) -> Result<Bytes> {
         let (done, rx) = channel();
         {
             let mut st = self.shared.lock();
             if st.closed {
                 return Err(closed());
             }
-            st.rma.read(owner, region, done);
+            st.rma.read(owner, peer, region, done);
         }
         self.wait(&rx, timeout).unwrap_or(Err(Error::Timeout {
             connector: "ucx".into(),
@@ -325,12 +337,12 @@ impl Engine {
 
     /// Sends a release to the worker at `owner` and pushes it out now: the
     /// owner reuses the object's slab once it is released and evicted.
-    pub(crate) fn send_release(&self, owner: &[u8], release: Bytes) {
+    pub(crate) fn send_release(&self, owner: &[u8], peer: &str, release: Bytes) {
         let mut st = self.shared.lock();
         if st.closed {
             return;
         }
-        if let Err(e) = st.rma.send_release(owner, release) {
+        if let Err(e) = st.rma.send_release(owner, peer, release) {
             tracing::debug!(error = %e, "could not send a one-sided read release");
         }
         self.shared.progress(st);

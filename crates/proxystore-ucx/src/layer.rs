@@ -49,7 +49,6 @@ impl UcxLayer {
 /// One client connection: an endpoint and the route its replies take.
 pub struct UcxClient {
     engine: Arc<Engine>,
-    address: String,
     ep: u64,
     conn: u64,
     replies: Receiver<Result<Frames>>,
@@ -109,14 +108,11 @@ impl SocketLayer for UcxLayer {
         let blob = address::decode(SCHEME, address)?;
         let engine = self.engine()?;
         engine.allow_replies(limits);
-        let ep = engine.connect(&blob).map_err(|e| Error::PeerUnreachable {
-            address: abbreviate(address),
-            reason: format!("connect: {e}"),
-        })?;
-        let (conn, replies) = engine.open_route();
+        let peer = abbreviate(address);
+        let ep = engine.connect(&blob, &peer)?;
+        let (conn, replies) = engine.open_route(&peer);
         Ok(UcxClient {
             engine,
-            address: address.to_string(),
             ep,
             conn,
             replies,
@@ -148,13 +144,12 @@ impl OneSided for UcxLayer {
         let blob = address::decode(SCHEME, address)?;
         ONE_SIDED_READS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.engine()?
-            .read(&blob, region, timeout)
-            .map_err(|e| name_peer(address, e))
+            .read(&blob, &abbreviate(address), region, timeout)
     }
 
     fn send_release(&self, address: &str, release: Bytes) {
         if let (Ok(blob), Ok(engine)) = (address::decode(SCHEME, address), self.engine()) {
-            engine.send_release(&blob, release);
+            engine.send_release(&blob, &abbreviate(address), release);
         }
     }
 
@@ -163,17 +158,6 @@ impl OneSided for UcxLayer {
         if let Ok(engine) = self.engine() {
             engine.accept_releases(exposures);
         }
-    }
-}
-
-/// Puts the peer's address into errors the engine could not name.
-fn name_peer(address: &str, e: Error) -> Error {
-    match e {
-        Error::PeerUnreachable { reason, .. } => Error::PeerUnreachable {
-            address: abbreviate(address),
-            reason,
-        },
-        other => other,
     }
 }
 
@@ -231,22 +215,11 @@ impl ClientSocket for UcxClient {
     fn send(&mut self, frames: Frames, _timeout: Duration) -> Result<()> {
         // Never blocks: UCX queues the message; a failure arrives as an
         // error on this connection's replies.
-        self.engine
-            .send(self.ep, self.conn, frames)
-            .map_err(|e| self.name_peer(e))
+        self.engine.send(self.ep, self.conn, frames)
     }
 
     fn recv(&mut self, timeout: Duration) -> Result<Option<Frames>> {
-        self.engine
-            .wait(&self.replies, timeout)
-            .transpose()
-            .map_err(|e| self.name_peer(e))
-    }
-}
-
-impl UcxClient {
-    fn name_peer(&self, e: Error) -> Error {
-        name_peer(&self.address, e)
+        self.engine.wait(&self.replies, timeout).transpose()
     }
 }
 

@@ -16,7 +16,7 @@ use proxystore_peer::rma::Region;
 use ucx_sys as sys;
 
 use crate::am::{am_send, AM_RELEASE};
-use crate::worker::{close_ep, connect_ep, ptr_status, status_error, Ep};
+use crate::worker::{close_ep, connect_ep, peer_error, ptr_status, Ep};
 
 /// Cached unpacked rkeys before the cache is flushed.
 const RKEY_CACHE: usize = 4096;
@@ -35,6 +35,8 @@ struct ReadCtx {
     buf: pool::Buf,
     len: usize,
     done: Sender<Result<Bytes>>,
+    /// The owner's address, for errors.
+    peer: Box<str>,
 }
 
 impl Rma {
@@ -47,19 +49,19 @@ impl Rma {
     }
 
     /// The endpoint to the worker at `owner`, connected on first use.
-    fn ep(&mut self, owner: &[u8]) -> Result<Ep> {
+    fn ep(&mut self, owner: &[u8], peer: &str) -> Result<Ep> {
         if let Some(&ep) = self.eps.get(owner) {
             return Ok(ep);
         }
         // SAFETY: under the engine lock, live worker.
-        let ep = unsafe { connect_ep(self.worker, owner)? };
+        let ep = unsafe { connect_ep(self.worker, owner, peer)? };
         self.eps.insert(owner.to_vec(), ep);
         Ok(ep)
     }
 
     /// Sends `release` to the worker at `owner`.
-    pub(crate) fn send_release(&mut self, owner: &[u8], release: Bytes) -> Result<()> {
-        let ep = self.ep(owner)?;
+    pub(crate) fn send_release(&mut self, owner: &[u8], peer: &str, release: Bytes) -> Result<()> {
+        let ep = self.ep(owner, peer)?;
         // SAFETY: an endpoint in `eps` (closed only at shutdown), under the
         // engine lock.
         unsafe { am_send(ep, AM_RELEASE, 0, vec![release], false, None) };
@@ -68,11 +70,17 @@ impl Rma {
 
     /// Starts a one-sided read of `region` at the worker `owner`; `done`
     /// gets the bytes.
-    pub(crate) fn read(&mut self, owner: &[u8], region: Region, done: Sender<Result<Bytes>>) {
+    pub(crate) fn read(
+        &mut self,
+        owner: &[u8],
+        peer: &str,
+        region: Region,
+        done: Sender<Result<Bytes>>,
+    ) {
         let fail = |e: Error| {
             let _ = done.send(Err(e));
         };
-        let ep = match self.ep(owner) {
+        let ep = match self.ep(owner, peer) {
             Ok(ep) => ep,
             Err(e) => return fail(e),
         };
@@ -92,7 +100,7 @@ impl Rma {
                     sys::ucp_ep_rkey_unpack(ep.0, region.remote_key.as_ptr().cast(), &mut rkey)
                 };
                 if st != sys::ucs_status_t_UCS_OK {
-                    return fail(status_error("ucp_ep_rkey_unpack", st));
+                    return fail(peer_error("ucp_ep_rkey_unpack", st, peer));
                 }
                 // Owned copy: the cache must not keep the reply's buffer alive.
                 self.rkeys.insert(
@@ -110,7 +118,12 @@ impl Rma {
                 limit: isize::MAX as u64,
             });
         };
-        let ctx = Box::into_raw(Box::new(ReadCtx { buf, len, done }));
+        let ctx = Box::into_raw(Box::new(ReadCtx {
+            buf,
+            len,
+            done,
+            peer: peer.into(),
+        }));
         let mut param = sys::ucp_request_param_t {
             op_attr_mask: sys::ucp_op_attr_t_UCP_OP_ATTR_FIELD_CALLBACK
                 | sys::ucp_op_attr_t_UCP_OP_ATTR_FIELD_USER_DATA,
@@ -132,10 +145,9 @@ impl Rma {
             if st.is_null() {
                 finish_read(*Box::from_raw(ctx), Ok(()));
             } else if let Some(status) = ptr_status(st) {
-                finish_read(
-                    *Box::from_raw(ctx),
-                    Err(status_error("ucp_get_nbx", status)),
-                );
+                let ctx = *Box::from_raw(ctx);
+                let e = peer_error("ucp_get_nbx", status, &ctx.peer);
+                finish_read(ctx, Err(e));
             }
         }
     }
@@ -163,6 +175,10 @@ fn finish_read(ctx: ReadCtx, result: Result<()>) {
     let _ = ctx.done.send(out);
 }
 
+/// Completion of a read started by [`Rma::read`].
+///
+/// # Safety
+/// Called by UCX only, with the request and the `ReadCtx` of that read.
 unsafe extern "C" fn on_read_done(
     request: *mut c_void,
     status: sys::ucs_status_t,
@@ -175,7 +191,7 @@ unsafe extern "C" fn on_read_done(
         let result = if status == sys::ucs_status_t_UCS_OK {
             Ok(())
         } else {
-            Err(status_error("one-sided read", status))
+            Err(peer_error("one-sided read", status, &ctx.peer))
         };
         finish_read(*ctx, result);
         sys::ucp_request_free(request);

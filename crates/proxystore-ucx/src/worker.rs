@@ -15,23 +15,38 @@ pub(crate) struct Ep(pub(crate) sys::ucp_ep_h);
 // the holder of the engine lock.
 unsafe impl Send for Ep {}
 
-pub(crate) fn status_error(what: &str, status: sys::ucs_status_t) -> Error {
+fn status_text(what: &str, status: sys::ucs_status_t) -> String {
     // SAFETY: ucs_status_string returns a static C string for any status.
     let text = unsafe { std::ffi::CStr::from_ptr(sys::ucs_status_string(status)) };
-    let reason = format!("{what}: {}", text.to_string_lossy());
+    format!("{what}: {}", text.to_string_lossy())
+}
+
+/// A failed local UCX call (context, worker, memory) as an error.
+pub(crate) fn status_error(what: &str, status: sys::ucs_status_t) -> Error {
+    Error::Transport {
+        connector: "ucx".into(),
+        source: status_text(what, status).into(),
+    }
+}
+
+/// A failed operation with the peer at `peer` (its address as keys show
+/// it, abbreviated): statuses that mean the peer is gone become
+/// [`Error::PeerUnreachable`] naming it.
+pub(crate) fn peer_error(what: &str, status: sys::ucs_status_t, peer: &str) -> Error {
+    let reason = status_text(what, status);
     if status == sys::ucs_status_t_UCS_ERR_UNREACHABLE
         || status == sys::ucs_status_t_UCS_ERR_CONNECTION_RESET
         || status == sys::ucs_status_t_UCS_ERR_ENDPOINT_TIMEOUT
         || status == sys::ucs_status_t_UCS_ERR_CANCELED
     {
         return Error::PeerUnreachable {
-            address: "ucx peer".into(),
+            address: peer.into(),
             reason,
         };
     }
     Error::Transport {
         connector: "ucx".into(),
-        source: reason.into(),
+        source: format!("peer {peer}: {reason}").into(),
     }
 }
 
@@ -43,6 +58,10 @@ pub(crate) fn ptr_status(p: sys::ucs_status_ptr_t) -> Option<sys::ucs_status_t> 
 
 /// Creates the context (AM, RMA, wakeup) and a worker in serialized mode
 /// (any thread, one at a time: the engine lock).
+///
+/// # Safety
+/// The caller owns the returned handles: it destroys the worker, then
+/// cleans up the context, once each.
 pub(crate) unsafe fn init() -> Result<(sys::ucp_context_h, sys::ucp_worker_h)> {
     // SAFETY: plain UCX setup calls with initialized parameter
     // structs; failures release what was created.
@@ -89,17 +108,25 @@ pub(crate) unsafe fn init() -> Result<(sys::ucp_context_h, sys::ucp_worker_h)> {
     }
 }
 
-/// An endpoint to `address`. With [`peer_errors`] on, UCX reports a dead
-/// peer as soon as the transport notices (where it can: shared memory in
-/// UCX 1.13 refuses it, and then the endpoint is made without it); off,
-/// request timeouts bound every wait.
-pub(crate) unsafe fn connect_ep(worker: sys::ucp_worker_h, address: &[u8]) -> Result<Ep> {
+/// An endpoint to the worker `address` (`peer` in errors). With
+/// [`peer_errors`] on, UCX reports a dead peer as soon as the transport
+/// notices (where it can: shared memory in UCX 1.13 refuses it, and then
+/// the endpoint is made without it); off, request timeouts bound every wait.
+///
+/// # Safety
+/// `worker` is live and used under the engine lock.
+pub(crate) unsafe fn connect_ep(
+    worker: sys::ucp_worker_h,
+    address: &[u8],
+    peer: &str,
+) -> Result<Ep> {
     // SAFETY: the caller's: live worker, under the lock.
     unsafe {
         if peer_errors() {
-            create_ep(worker, address, true).or_else(|_| create_ep(worker, address, false))
+            create_ep(worker, address, true, peer)
+                .or_else(|_| create_ep(worker, address, false, peer))
         } else {
-            create_ep(worker, address, false)
+            create_ep(worker, address, false, peer)
         }
     }
 }
@@ -112,7 +139,14 @@ pub(crate) fn peer_errors() -> bool {
     std::env::var("PROXYSTORE_UCX_PEER_ERRORS").as_deref() == Ok("on")
 }
 
-unsafe fn create_ep(worker: sys::ucp_worker_h, address: &[u8], peer_errors: bool) -> Result<Ep> {
+/// # Safety
+/// As [`connect_ep`].
+unsafe fn create_ep(
+    worker: sys::ucp_worker_h,
+    address: &[u8],
+    peer_errors: bool,
+    peer: &str,
+) -> Result<Ep> {
     let mut field_mask = sys::ucp_ep_params_field_UCP_EP_PARAM_FIELD_REMOTE_ADDRESS as u64;
     if peer_errors {
         field_mask |= (sys::ucp_ep_params_field_UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE
@@ -135,16 +169,24 @@ unsafe fn create_ep(worker: sys::ucp_worker_h, address: &[u8], peer_errors: bool
     if st == sys::ucs_status_t_UCS_OK {
         Ok(Ep(ep))
     } else {
-        Err(status_error("ucp_ep_create", st))
+        Err(peer_error("ucp_ep_create", st, peer))
     }
 }
 
 /// A peer failed: its pending operations complete with errors (which the
 /// callers see); the endpoint is closed when its connection is dropped.
+///
+/// # Safety
+/// Called by UCX only; it reads none of its pointer arguments.
 unsafe extern "C" fn on_ep_error(_arg: *mut c_void, _ep: sys::ucp_ep_h, status: sys::ucs_status_t) {
     tracing::debug!(status, "ucx endpoint failed");
 }
 
+/// Closes `ep` (forced: pending operations are cancelled).
+///
+/// # Safety
+/// `ep` is a live endpoint of the engine's worker, used under the engine
+/// lock, and is not used again.
 pub(crate) unsafe fn close_ep(ep: Ep) {
     let param = sys::ucp_request_param_t {
         op_attr_mask: sys::ucp_op_attr_t_UCP_OP_ATTR_FIELD_FLAGS,

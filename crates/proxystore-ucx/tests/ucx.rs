@@ -269,6 +269,9 @@ fn a_killed_owner_gives_an_error_not_a_hang() {
         matches!(err, Error::PeerUnreachable { .. } | Error::Timeout { .. }),
         "{err}"
     );
+    if let Error::PeerUnreachable { address, .. } = &err {
+        assert!(address.starts_with("ucx://"), "names the owner: {err}");
+    }
     assert!(
         started.elapsed() < Duration::from_secs(10),
         "took {:?}",
