@@ -49,4 +49,4 @@ pub use store::{
     StoreBuilder, StoreConfig, CLOSE_FLUSH_TIMEOUT,
 };
 pub use support::{put_via_batch, ClosedFlag};
-pub use table::{ObjectTable, TableEntry};
+pub use table::ObjectTable;

@@ -11,27 +11,17 @@ use crate::key::ObjectId;
 
 const SHARDS: usize = 16;
 
-/// One stored object: its bytes and, for transports that register memory
-/// (UCX, libfabric), the registration that keeps them reachable remotely.
-#[derive(Clone, Debug)]
-pub struct TableEntry<H> {
-    /// The object's bytes.
-    pub data: Bytes,
-    /// Transport registration of `data`, if any.
-    pub handle: Option<H>,
-}
-
 /// A sharded, thread-safe map from object id to bytes.
 ///
 /// Reads take a shard's read lock and clone a [`Bytes`] (a reference count),
 /// so concurrent gets of different objects do not contend.
 #[derive(Debug)]
-pub struct ObjectTable<H = ()> {
-    shards: [RwLock<HashMap<ObjectId, TableEntry<H>>>; SHARDS],
+pub struct ObjectTable {
+    shards: [RwLock<HashMap<ObjectId, Bytes>>; SHARDS],
     bytes: AtomicU64,
 }
 
-impl<H> Default for ObjectTable<H> {
+impl Default for ObjectTable {
     fn default() -> Self {
         ObjectTable {
             shards: std::array::from_fn(|_| RwLock::default()),
@@ -40,44 +30,33 @@ impl<H> Default for ObjectTable<H> {
     }
 }
 
-impl<H: Clone> ObjectTable<H> {
+impl ObjectTable {
     /// An empty table.
     pub fn new() -> Self {
         Self::default()
     }
 
-    fn shard(&self, id: ObjectId) -> &RwLock<HashMap<ObjectId, TableEntry<H>>> {
+    fn shard(&self, id: ObjectId) -> &RwLock<HashMap<ObjectId, Bytes>> {
         // Ids are random, so the low bits spread evenly.
         &self.shards[(id.as_u128() as usize) % SHARDS]
     }
 
     /// Stores `data` under `id`, replacing any previous object.
     pub fn insert(&self, id: ObjectId, data: Bytes) {
-        self.insert_entry(id, TableEntry { data, handle: None });
-    }
-
-    /// Stores an entry (bytes plus registration) under `id`.
-    pub fn insert_entry(&self, id: ObjectId, entry: TableEntry<H>) {
-        let added = entry.data.len() as u64;
+        let added = data.len() as u64;
         let old = self
             .shard(id)
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(id, entry);
+            .insert(id, data);
         self.bytes.fetch_add(added, Ordering::Relaxed);
         if let Some(old) = old {
-            self.bytes
-                .fetch_sub(old.data.len() as u64, Ordering::Relaxed);
+            self.bytes.fetch_sub(old.len() as u64, Ordering::Relaxed);
         }
     }
 
     /// The bytes under `id`, if any (no copy).
     pub fn get(&self, id: ObjectId) -> Option<Bytes> {
-        self.get_entry(id).map(|e| e.data)
-    }
-
-    /// The entry under `id`, if any.
-    pub fn get_entry(&self, id: ObjectId) -> Option<TableEntry<H>> {
         self.shard(id)
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -93,16 +72,15 @@ impl<H: Clone> ObjectTable<H> {
             .contains_key(&id)
     }
 
-    /// Removes and returns the entry under `id`.
-    pub fn remove(&self, id: ObjectId) -> Option<TableEntry<H>> {
+    /// Removes and returns the bytes under `id`.
+    pub fn remove(&self, id: ObjectId) -> Option<Bytes> {
         let old = self
             .shard(id)
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&id);
         if let Some(old) = &old {
-            self.bytes
-                .fetch_sub(old.data.len() as u64, Ordering::Relaxed);
+            self.bytes.fetch_sub(old.len() as u64, Ordering::Relaxed);
         }
         old
     }
@@ -140,14 +118,14 @@ mod tests {
 
     #[test]
     fn counts_objects_and_bytes() {
-        let t: ObjectTable = ObjectTable::new();
+        let t = ObjectTable::new();
         let (a, b) = (ObjectId::random(), ObjectId::random());
         t.insert(a, Bytes::from_static(b"hello"));
         t.insert(b, Bytes::from_static(b"xy"));
         assert_eq!((t.len(), t.bytes_held()), (2, 7));
         t.insert(a, Bytes::from_static(b"h"));
         assert_eq!((t.len(), t.bytes_held()), (2, 3));
-        assert_eq!(t.remove(b).map(|e| e.data), Some(Bytes::from_static(b"xy")));
+        assert_eq!(t.remove(b), Some(Bytes::from_static(b"xy")));
         assert!(t.remove(b).is_none());
         assert_eq!((t.len(), t.bytes_held()), (1, 1));
         assert!(t.contains(a) && !t.contains(b));

@@ -170,10 +170,12 @@ fn check_exposure(config: &PeerConfig) -> Result<()> {
 /// Registers connector kind `kind` as a [`PeerConnector`] over a fresh
 /// `L`, so configs naming it rebuild in this process.
 pub fn register_kind<L: SocketLayer + Default>(kind: &str) {
-    proxystore_core::register_connector(kind, build_from_config::<L>);
+    proxystore_core::register_connector(kind, peer_factory::<L>);
 }
 
-fn build_from_config<L: SocketLayer + Default>(
+/// The connector factory of a peer-to-peer kind over a fresh `L` (what a
+/// connector crate's descriptor names as its factory).
+pub fn peer_factory<L: SocketLayer + Default>(
     config: &ConnectorConfig,
 ) -> Result<Box<dyn Connector>> {
     Ok(Box::new(PeerConnector::<L>::with_config(

@@ -31,7 +31,9 @@ pub mod rma;
 mod transport;
 pub mod wire;
 
-pub use connector::{is_local_endpoint, register_kind, serve, PeerConfig, PeerConnector};
+pub use connector::{
+    is_local_endpoint, peer_factory, register_kind, serve, PeerConfig, PeerConnector,
+};
 pub use handler::Handler;
 pub use rma::{OneSided, Region, Registration, REMOTE_MIN};
 pub use transport::{

@@ -269,7 +269,7 @@ impl Message {
             offset += ITEM_LEN;
             let value = if !fixed.response || fixed.status != Status::Ok {
                 if carries_data {
-                    data_item(word, &mut payloads, limits)?
+                    Value::Data(data_item(word, &mut payloads, limits)?)
                 } else {
                     Value::Id
                 }
@@ -285,12 +285,9 @@ impl Message {
                                 limit: limits.max_aux.into(),
                             });
                         }
-                        match data_item(len, &mut payloads, limits)? {
-                            Value::Data(d) => Value::Remote(d),
-                            other => other,
-                        }
+                        Value::Remote(data_item(len, &mut payloads, limits)?)
                     }
-                    Op::Get => data_item(word, &mut payloads, limits)?,
+                    Op::Get => Value::Data(data_item(word, &mut payloads, limits)?),
                     Op::Exists => match word {
                         0 => Value::Flag(false),
                         1 => Value::Flag(true),
@@ -366,11 +363,12 @@ pub fn parse_head(head: &[u8]) -> Result<HeadInfo, WireError> {
     Ok(info)
 }
 
+/// The next payload frame, checked to be `len` bytes within the limits.
 fn data_item(
     len: u64,
     payloads: &mut impl Iterator<Item = Bytes>,
     limits: &Limits,
-) -> Result<Value, WireError> {
+) -> Result<Bytes, WireError> {
     if len > limits.max_object {
         return Err(WireError::TooLarge {
             what: "object",
@@ -385,7 +383,7 @@ fn data_item(
             actual: frame.len() as u64,
         });
     }
-    Ok(Value::Data(frame))
+    Ok(frame)
 }
 
 /// Bounds a peer enforces on what it receives.

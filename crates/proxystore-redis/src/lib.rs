@@ -24,7 +24,6 @@ pub mod mock;
 pub mod resp;
 pub mod server;
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,7 +33,8 @@ use proxystore_core::registry::{
     self, BenchEnv, BenchSetup, CliOption, ConnectorDescriptor, FlagUse,
 };
 use proxystore_core::{
-    Capabilities, Connector, ConnectorConfig, DeferrableConnector, Error, Key, Result,
+    put_via_batch, Capabilities, ClosedFlag, Connector, ConnectorConfig, DeferrableConnector,
+    Error, Key, Result,
 };
 
 /// The connector kind, Cargo feature and CLI name.
@@ -122,7 +122,7 @@ impl RedisConfig {
 pub struct RedisConnector {
     config: RedisConfig,
     layer: Arc<dyn CommandLayer>,
-    closed: AtomicBool,
+    closed: ClosedFlag,
 }
 
 impl RedisConnector {
@@ -149,7 +149,7 @@ impl RedisConnector {
         Ok(RedisConnector {
             config,
             layer,
-            closed: AtomicBool::new(false),
+            closed: ClosedFlag::new(),
         })
     }
 
@@ -164,12 +164,7 @@ impl RedisConnector {
     }
 
     fn check_open(&self) -> Result<()> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(Error::Closed {
-                connector: KIND.into(),
-            });
-        }
-        Ok(())
+        self.closed.check(KIND)
     }
 
     fn check_size(&self, data: &Bytes) -> Result<()> {
@@ -214,9 +209,7 @@ impl Connector for RedisConnector {
     }
 
     fn put(&self, data: Bytes) -> Result<Key> {
-        let mut keys = self.put_batch(vec![data])?;
-        keys.pop()
-            .ok_or_else(|| Error::Config("put produced no key".into()))
+        put_via_batch(self, data)
     }
 
     fn put_batch(&self, data: Vec<Bytes>) -> Result<Vec<Key>> {
@@ -273,7 +266,7 @@ impl Connector for RedisConnector {
     }
 
     fn close(&self) -> Result<()> {
-        self.closed.store(true, Ordering::Release);
+        self.closed.close();
         self.layer.close();
         Ok(())
     }
@@ -291,8 +284,7 @@ impl Connector for RedisConnector {
 
 impl DeferrableConnector for RedisConnector {
     fn new_key(&self) -> Result<Key> {
-        self.check_open()?;
-        Ok(Key::random())
+        self.closed.new_key(KIND)
     }
 
     fn set(&self, key: &Key, data: Bytes) -> Result<()> {

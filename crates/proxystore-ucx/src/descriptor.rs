@@ -4,14 +4,15 @@
 use proxystore_core::registry::{
     BenchEnv, BenchSetup, CliOption, ConnectorDescriptor, FlagUse, ServerHandle,
 };
-use proxystore_core::{Connector, ConnectorConfig, ObjectId, Result};
+use proxystore_core::{ConnectorConfig, ObjectId, Result};
+use proxystore_peer::peer_factory;
 
-use crate::{libucp_version, serve, PeerConfig, UcxConnector, ADDRESS, KIND};
+use crate::{libucp_version, serve, PeerConfig, UcxConnector, UcxLayer, ADDRESS, KIND};
 
 /// The `ucx` kind: `--address` names a standalone data server puts go to;
 /// `--timeout-ms` bounds every wait.
 pub static DESCRIPTOR: ConnectorDescriptor =
-    ConnectorDescriptor::new(KIND, Some("ucx"), "libucp (UCX)", build)
+    ConnectorDescriptor::new(KIND, Some("ucx"), "libucp (UCX)", peer_factory::<UcxLayer>)
         .with_defaults(&[("address", ADDRESS)])
         .with_cli_options(&[
             CliOption::new("address", "server", FlagUse::Optional).example("ucx://WORKER"),
@@ -26,12 +27,6 @@ pub static DESCRIPTOR: ConnectorDescriptor =
 
 /// The kinds this crate implements.
 pub static DESCRIPTORS: &[&ConnectorDescriptor] = &[&DESCRIPTOR];
-
-fn build(config: &ConnectorConfig) -> Result<Box<dyn Connector>> {
-    Ok(Box::new(UcxConnector::with_config(
-        PeerConfig::from_connector_config(config)?,
-    )?))
-}
 
 /// `proxystore serve`: a data server on this process's UCP worker.
 fn serve_from_config(config: &ConnectorConfig) -> Result<ServerHandle> {

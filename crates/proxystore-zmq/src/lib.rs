@@ -28,9 +28,9 @@ pub use layer::{ZmqClient, ZmqLayer, ZmqServer};
 use proxystore_core::registry::{
     self, BenchEnv, BenchSetup, CliOption, ConnectorDescriptor, FlagUse, ServerHandle,
 };
-use proxystore_core::{Connector, ConnectorConfig, Result};
+use proxystore_core::{ConnectorConfig, Result};
 pub use proxystore_peer::PeerConfig;
-use proxystore_peer::{DataServer, PeerConnector};
+use proxystore_peer::{peer_factory, DataServer, PeerConnector};
 
 /// The connector kind, Cargo feature and CLI name.
 pub const KIND: &str = "zmq";
@@ -70,7 +70,7 @@ pub fn serve(config: &PeerConfig) -> Result<DataServer> {
 /// data server puts go to, and what `serve` binds; `--timeout-ms`), its
 /// server, bench setup and `info` line.
 pub static DESCRIPTOR: ConnectorDescriptor =
-    ConnectorDescriptor::new(KIND, Some("zmq"), "libzmq", build)
+    ConnectorDescriptor::new(KIND, Some("zmq"), "libzmq", peer_factory::<ZmqLayer>)
         .with_defaults(&[("address", DEFAULT_ADDRESS)])
         .with_cli_options(&[
             CliOption::new("address", "server", FlagUse::RequiredToServe)
@@ -86,12 +86,6 @@ pub static DESCRIPTOR: ConnectorDescriptor =
 
 /// The kinds this crate implements.
 pub static DESCRIPTORS: &[&ConnectorDescriptor] = &[&DESCRIPTOR];
-
-fn build(config: &ConnectorConfig) -> Result<Box<dyn Connector>> {
-    Ok(Box::new(ZmqConnector::with_config(
-        PeerConfig::from_connector_config(config)?,
-    )?))
-}
 
 /// `proxystore serve`: a data server bound where puts are sent (option
 /// `server`).
