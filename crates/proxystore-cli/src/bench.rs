@@ -79,6 +79,9 @@ pub(crate) fn run(args: &BenchArgs) -> Result<(), CliError> {
         .iter()
         .map(|name| targets::open(name.trim(), args.dir.as_deref()))
         .collect::<Result<Vec<_>, _>>()?;
+    for t in &targets {
+        eprintln!("{}: {}", t.name, t.reader.capabilities());
+    }
     let ops = ["put", "get", "roundtrip"];
     let baselines: usize = targets
         .iter()

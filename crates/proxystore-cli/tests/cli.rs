@@ -172,6 +172,11 @@ fn bench_writes_json_records_and_plot() {
         table.contains("memcpy") && table.contains("roundtrip"),
         "{table}"
     );
+    // Each connector's capabilities, as it reports them.
+    let err = stderr(&o);
+    assert!(err.contains("local: deferrable keys\n"), "{err}");
+    let file = "file: deferrable keys, one-sided get, survives producer exit, cross-process\n";
+    assert!(err.contains(file), "{err}");
     let records: Vec<serde_json::Value> =
         serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     // memcpy + 2 connectors x 3 ops, per size.

@@ -70,6 +70,30 @@ impl Capabilities {
     }
 }
 
+/// The capabilities a connector has, comma separated (`none` if it has
+/// only the required operations); what `proxystore bench` prints.
+impl fmt::Display for Capabilities {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names = [
+            (self.native_batch, "native batch"),
+            (self.deferrable, "deferrable keys"),
+            (self.one_sided_get, "one-sided get"),
+            (self.survives_producer_exit, "survives producer exit"),
+            (self.cross_process, "cross-process"),
+        ];
+        let held: Vec<&str> = names
+            .iter()
+            .filter(|(on, _)| *on)
+            .map(|(_, n)| *n)
+            .collect();
+        if held.is_empty() {
+            f.write_str("none")
+        } else {
+            f.write_str(&held.join(", "))
+        }
+    }
+}
+
 /// A byte-level object store over one transport.
 ///
 /// Object safe: stores hold `Arc<dyn Connector>` built at run time from a

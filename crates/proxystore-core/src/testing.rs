@@ -34,6 +34,7 @@ macro_rules! conformance_tests {
             config_rebuilds_connector,
             use_after_close_fails,
             deferrable_keys,
+            capabilities_hold,
             proxy_resolves_from_config,
         );
     };
@@ -279,6 +280,36 @@ pub fn deferrable_keys(c: Arc<dyn Connector>) {
     let data = pattern(500, 15);
     d.set(&key, data.clone()).expect("set");
     assert_eq!(c.get(&key).expect("get after set"), Some(data));
+}
+
+/// What `capabilities()` claims holds where a test in one process can see
+/// it: a connector that says objects survive their producer serves them
+/// from a connector rebuilt from its config after the producer closed; one
+/// that says it is cross-process rebuilds from its config at all.
+pub fn capabilities_hold(c: Arc<dyn Connector>) {
+    let caps = c.capabilities();
+    if caps.survives_producer_exit {
+        assert!(
+            caps.cross_process,
+            "surviving the producer implies cross-process"
+        );
+    }
+    if !caps.cross_process {
+        return;
+    }
+    let data = pattern(1000, 17);
+    let key = c.put(data.clone()).expect("put");
+    let other = connector_from_config(&c.config()).expect("rebuild from config");
+    if caps.survives_producer_exit {
+        c.close().expect("close the producer");
+        assert_eq!(
+            other.get(&key).expect("get after the producer closed"),
+            Some(data),
+            "capabilities say objects survive their producer"
+        );
+    } else {
+        assert_eq!(other.get(&key).expect("get"), Some(data));
+    }
 }
 
 /// A proxy serialized, then resolved with no registered store, rebuilds the
