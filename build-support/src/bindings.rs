@@ -58,7 +58,7 @@ pub const CHECKED_IN_BINDINGS_CFG: &str = "checked_in_bindings";
 /// `<out_dir>/bindings.rs`, sets the cfg [`CHECKED_IN_BINDINGS_CFG`] and
 /// returns `Ok(true)`: the script must then return without probing or
 /// linking anything (docs.rs has no site libraries). Otherwise returns
-/// `Ok(false)` and the script goes on to [`LibrarySpec::find`].
+/// `Ok(false)` and the script goes on to [`LibrarySpec::find`](crate::LibrarySpec::find).
 ///
 /// `checked_in` is relative to the package root (a build script's working
 /// directory). Checked-in bindings that wrap `static inline` functions must
