@@ -13,6 +13,8 @@ APT_PACKAGES=(
     ucx-utils       # ucx_info, ucx_perftest: the raw UCX baseline
     libclang-dev    # bindgen (build-support) parses the C headers
     iproute2        # ip netns: proxystore-ucx's two-host test (tests/hosts.rs)
+    libfabric-dev   # sys/libfabric-sys: libfabric headers and library (tcp, shm providers)
+    libfabric-bin   # fi_info, fi_pingpong: the raw libfabric baseline
 )
 
 missing=()
