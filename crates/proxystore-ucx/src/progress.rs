@@ -235,7 +235,11 @@ impl Shared {
             return;
         }
         for (to, reply) in replies {
-            // SAFETY: the endpoint UCX gave with the request, under the lock.
+            // SAFETY: the endpoint UCX gave with the request, under the
+            // lock. It outlives the unlocked stretch since the request
+            // arrived: UCX keeps the endpoints it makes for remote peers
+            // until they are closed, and this engine never closes them (it
+            // closes only its own, at teardown, which sets `closed`).
             unsafe { am_send(to.ep, AM_REPLY, to.conn, reply, false, None) };
         }
     }
