@@ -347,3 +347,41 @@ impl Drop for Fabric {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_map_to_unreachable_peers_timeouts_and_transport_errors() {
+        let refused = -(sys::FI_ECONNREFUSED as i64);
+        match error(refused, "fi_send", Some("ofi://tcp;ofi_rxm/AAAA")) {
+            Error::PeerUnreachable { address, reason } => {
+                assert_eq!(address, "ofi://tcp;ofi_rxm/AAAA");
+                assert!(reason.starts_with("fi_send: "), "{reason}");
+            }
+            e => panic!("{e}"),
+        }
+        // A positive code (a CQ error entry's) maps alike.
+        let from_cq = error(sys::FI_EHOSTUNREACH as i64, "fi_send", Some("p"));
+        assert!(matches!(from_cq, Error::PeerUnreachable { .. }));
+        // Without a peer, or with another code: a transport error naming
+        // the call and fi_strerror's text.
+        let e = error(refused, "fi_av_open", None);
+        assert!(matches!(e, Error::Transport { ref connector, .. } if connector == "ofi"));
+        let text = error(-(sys::FI_ENOMEM as i64), "fi_cq_open", Some("p")).to_string();
+        assert!(text.contains("fi_cq_open") && text.contains(&strerror(sys::FI_ENOMEM as i32)));
+        assert!(matches!(
+            timeout("x", Duration::from_millis(1)),
+            Error::Timeout { .. }
+        ));
+    }
+
+    #[test]
+    fn only_intact_shm_names_are_looked_up() {
+        assert!(shm_region_exists(b"\x02\x00\x1f\x90"), "not an shm address");
+        assert!(!shm_region_exists(b"fi_shm://../etc\0"));
+        assert!(!shm_region_exists(b"fi_shm://\0"));
+        assert!(!shm_region_exists(b"fi_shm://no-such-region-here\0"));
+    }
+}
