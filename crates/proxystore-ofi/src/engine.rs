@@ -55,11 +55,20 @@ impl Engine {
             fabric.max_msg_size,
         );
         let shared = Arc::new(Shared::new(State::new(fabric)?, DEFAULT_MAX_MESSAGE));
+        let shm = provider == "shm";
+        if shm {
+            shm_graves().lock().unwrap_or_else(|e| e.into_inner()).live += 1;
+        }
         let thread_shared = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("proxystore-ofi".into())
             .spawn(move || run(&thread_shared))
-            .map_err(|e| Error::io("spawning the libfabric progress thread", e))?;
+            .map_err(|e| {
+                if shm {
+                    bury(Arc::clone(&shared));
+                }
+                Error::io("spawning the libfabric progress thread", e)
+            })?;
         let _ = shared.thread.set(thread.thread().clone());
         Ok(Engine {
             shared,
@@ -329,6 +338,46 @@ impl Drop for Engine {
                 tracing::warn!("the libfabric progress thread panicked");
             }
         }
-        // The state (and with it the endpoint) goes with the last Arc.
+        self.shared
+            .routes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        if self.provider == "shm" {
+            bury(Arc::clone(&self.shared));
+        }
+        // Otherwise the state (and the endpoint) goes with the last Arc.
     }
+}
+
+/// libfabric 1.17's shm provider hands endpoints in one process each
+/// other's shared memory region directly (not a mapping of their own), so
+/// closing one while another may still touch it crashes the other's
+/// progress. Closed shm engines of a process are therefore kept (stopped,
+/// not progressed) until its last shm engine closes. Separate processes
+/// map each other's regions and are not affected.
+#[derive(Default)]
+struct Graves {
+    live: usize,
+    dead: Vec<Arc<Shared>>,
+}
+
+fn shm_graves() -> &'static Mutex<Graves> {
+    static GRAVES: std::sync::OnceLock<Mutex<Graves>> = std::sync::OnceLock::new();
+    GRAVES.get_or_init(Mutex::default)
+}
+
+/// Keeps a stopped shm engine's state until the process's last one goes.
+fn bury(shared: Arc<Shared>) {
+    let dead = {
+        let mut g = shm_graves().lock().unwrap_or_else(|e| e.into_inner());
+        g.live = g.live.saturating_sub(1);
+        g.dead.push(shared);
+        if g.live > 0 {
+            return;
+        }
+        std::mem::take(&mut g.dead)
+    };
+    // Closed outside the lock: closing may take a while.
+    drop(dead);
 }

@@ -5,6 +5,8 @@
 
 mod common;
 
+use std::time::{Duration, Instant};
+
 fn progress_threads() -> usize {
     std::fs::read_dir("/proc/self/task")
         .map(|tasks| {
@@ -25,6 +27,11 @@ fn dropping_engines_leaves_no_thread_running() {
         let (Some(a), Some(b)) = (common::engine(provider), common::engine(provider)) else {
             continue;
         };
+        // A thread names itself once it runs: give it a moment.
+        let named = Instant::now() + Duration::from_secs(5);
+        while progress_threads() < 2 && Instant::now() < named {
+            std::thread::sleep(Duration::from_millis(5));
+        }
         assert_eq!(progress_threads(), 2, "{provider}");
         drop((a, b));
         assert_eq!(progress_threads(), 0, "{provider}");
