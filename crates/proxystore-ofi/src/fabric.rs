@@ -1,0 +1,387 @@
+//! The one place libfabric objects are set up and torn down: fabric,
+//! domain, address vector (FI_AV_TABLE), completion queue and one FI_EP_RDM
+//! endpoint for a provider chosen by name; and the one function that turns
+//! libfabric's error codes into [`proxystore_core::Error`].
+
+use std::ffi::{CStr, CString};
+use std::fmt;
+use std::ptr;
+use std::time::Duration;
+
+use libfabric_sys as sys;
+use proxystore_core::{Error, Result};
+
+/// The connector kind errors name.
+pub(crate) const CONNECTOR: &str = "ofi";
+
+/// `FI_ADDR_UNSPEC` (`(uint64_t)-1`), a macro bindgen cannot carry.
+pub(crate) const ADDR_UNSPEC: sys::fi_addr_t = u64::MAX;
+
+/// A libfabric call that failed: what was called and `fi_strerror`'s text.
+#[derive(Debug)]
+pub struct OfiError {
+    /// The call (and its object) that failed.
+    pub call: String,
+    /// The positive `FI_E*` code.
+    pub code: i32,
+    /// `fi_strerror(code)`.
+    pub text: String,
+}
+
+impl fmt::Display for OfiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} failed: {} (FI_E {})",
+            self.call, self.text, self.code
+        )
+    }
+}
+
+impl std::error::Error for OfiError {}
+
+/// `fi_strerror`'s text for a (positive or negative) code.
+fn strerror(code: i32) -> String {
+    // SAFETY: fi_strerror returns a static NUL-terminated string for any code.
+    unsafe { CStr::from_ptr(sys::fi_strerror(code)) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// The error for libfabric code `rc` (a negative return or a positive
+/// `fi_cq_err_entry::err`) from `call`; `peer` (an address's text form)
+/// is named when the code says the peer could not be reached.
+pub(crate) fn error(rc: i64, call: &str, peer: Option<&str>) -> Error {
+    let code = i32::try_from(rc.unsigned_abs()).unwrap_or(i32::MAX);
+    let text = strerror(code);
+    let unreachable = [
+        sys::FI_EHOSTUNREACH,
+        sys::FI_ENETUNREACH,
+        sys::FI_ECONNREFUSED,
+        sys::FI_ECONNRESET,
+        sys::FI_ECONNABORTED,
+        sys::FI_ENOTCONN,
+        sys::FI_EADDRNOTAVAIL,
+    ];
+    match peer {
+        Some(address) if unreachable.iter().any(|&c| c as i32 == code) => Error::PeerUnreachable {
+            address: proxystore_peer::address::abbreviate(address),
+            reason: format!("{call}: {text}"),
+        },
+        _ => Error::Transport {
+            connector: CONNECTOR.into(),
+            source: Box::new(OfiError {
+                call: call.into(),
+                code,
+                text,
+            }),
+        },
+    }
+}
+
+/// The error for a wait on `op` that ran out of time.
+pub(crate) fn timeout(op: &'static str, after: Duration) -> Error {
+    Error::Timeout {
+        connector: CONNECTOR.into(),
+        op,
+        after,
+    }
+}
+
+/// `Ok` for a zero return, the mapped error otherwise.
+fn check(rc: i32, call: &str) -> Result<()> {
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(error(i64::from(rc), call, None))
+    }
+}
+
+/// What every posted operation's context starts with: providers whose
+/// `mode` has FI_CONTEXT/FI_CONTEXT2 use these bytes while it is in flight.
+pub(crate) fn zeroed_context() -> sys::fi_context2 {
+    sys::fi_context2::default()
+}
+
+/// An open fabric, domain, AV, CQ and enabled RDM endpoint.
+pub(crate) struct Fabric {
+    info: *mut sys::fi_info,
+    fabric: *mut sys::fid_fabric,
+    domain: *mut sys::fid_domain,
+    av: *mut sys::fid_av,
+    pub(crate) cq: *mut sys::fid_cq,
+    pub(crate) ep: *mut sys::fid_ep,
+    /// The provider's name as libfabric reports it (`shm`, `tcp;ofi_rxm`).
+    pub(crate) provider: String,
+    /// This endpoint's raw address (`fi_getname`).
+    pub(crate) address: Vec<u8>,
+    /// Whether FI_RMA | FI_READ | FI_REMOTE_READ were granted.
+    pub(crate) one_sided: bool,
+    /// The provider's largest message.
+    pub(crate) max_msg_size: usize,
+}
+
+const CAPS_MSG: u64 = (sys::FI_MSG | sys::FI_TAGGED) as u64;
+const CAPS_RMA: u64 = (sys::FI_RMA | sys::FI_READ | sys::FI_REMOTE_READ) as u64;
+
+/// Providers matching `provider` (any if `None`) with `caps`; `Ok(None)`
+/// when there are none.
+///
+/// # Safety
+/// The returned list is the caller's to free with `fi_freeinfo`.
+unsafe fn getinfo(provider: Option<&CStr>, caps: u64) -> Result<Option<*mut sys::fi_info>> {
+    // SAFETY: fi_allocinfo returns zeroed, owned hints (with attr structs);
+    // prov_name is strdup'd because fi_freeinfo frees it; the hints are
+    // freed here once fi_getinfo has copied what it needs.
+    unsafe {
+        let hints = sys::fi_allocinfo();
+        if hints.is_null() {
+            return Err(error(-(sys::FI_ENOMEM as i64), "fi_allocinfo", None));
+        }
+        (*hints).caps = caps;
+        // We give every operation a context, so either mode is fine.
+        (*hints).mode = sys::FI_CONTEXT | sys::FI_CONTEXT2;
+        (*(*hints).ep_attr).type_ = sys::fi_ep_type_FI_EP_RDM;
+        (*(*hints).domain_attr).mr_mode =
+            (sys::FI_MR_VIRT_ADDR | sys::FI_MR_ALLOCATED | sys::FI_MR_PROV_KEY) as i32;
+        if let Some(name) = provider {
+            (*(*hints).fabric_attr).prov_name = libc::strdup(name.as_ptr());
+        }
+        let mut info = ptr::null_mut();
+        let version = sys::fi_version_of(sys::FI_MAJOR_VERSION, sys::FI_MINOR_VERSION);
+        let rc = sys::fi_getinfo(version, ptr::null(), ptr::null(), 0, hints, &mut info);
+        sys::fi_freeinfo(hints);
+        match rc {
+            0 if !info.is_null() => Ok(Some(info)),
+            0 => Ok(None),
+            rc if rc == -(sys::FI_ENODATA as i32) => Ok(None),
+            rc => Err(error(i64::from(rc), "fi_getinfo", None)),
+        }
+    }
+}
+
+impl Fabric {
+    /// Opens an endpoint of `provider` (`None`: libfabric's choice, which
+    /// honours `FI_PROVIDER`), asking for one-sided reads where offered.
+    pub(crate) fn open(provider: Option<&str>) -> Result<Fabric> {
+        let name = provider
+            .map(CString::new)
+            .transpose()
+            .map_err(|_| Error::Config("a provider name has no NUL bytes".into()))?;
+        // SAFETY: each list from getinfo is either freed here or owned by
+        // the Fabric (freed in Drop).
+        let (info, one_sided) = unsafe {
+            match getinfo(name.as_deref(), CAPS_MSG | CAPS_RMA)? {
+                Some(info) => (info, true),
+                None => match getinfo(name.as_deref(), CAPS_MSG)? {
+                    Some(info) => (info, false),
+                    None => {
+                        return Err(Error::Config(format!(
+                            "libfabric has no provider {} with reliable datagram endpoints \
+                             and tagged messages (see fi_info)",
+                            provider.unwrap_or("(any)")
+                        )))
+                    }
+                },
+            }
+        };
+        let mut f = Fabric {
+            info,
+            fabric: ptr::null_mut(),
+            domain: ptr::null_mut(),
+            av: ptr::null_mut(),
+            cq: ptr::null_mut(),
+            ep: ptr::null_mut(),
+            provider: String::new(),
+            address: Vec::new(),
+            one_sided,
+            max_msg_size: 0,
+        };
+        // SAFETY: `info` is the head of a live list; on error `f` is dropped
+        // and closes what was opened.
+        unsafe { f.open_objects()? };
+        Ok(f)
+    }
+
+    /// # Safety
+    /// Call once, on a Fabric whose `info` is live and objects null.
+    unsafe fn open_objects(&mut self) -> Result<()> {
+        // SAFETY: `info` is live (the contract); every out pointer is a
+        // field of self, closed in Drop if set.
+        unsafe {
+            let info = self.info;
+            self.provider = CStr::from_ptr((*(*info).fabric_attr).prov_name)
+                .to_string_lossy()
+                .into_owned();
+            self.max_msg_size = (*(*info).ep_attr).max_msg_size;
+            check(
+                sys::fi_fabric((*info).fabric_attr, &mut self.fabric, ptr::null_mut()),
+                "fi_fabric",
+            )?;
+            check(
+                sys::fi_domain(self.fabric, info, &mut self.domain, ptr::null_mut()),
+                "fi_domain",
+            )?;
+            let mut av_attr = sys::fi_av_attr {
+                type_: sys::fi_av_type_FI_AV_TABLE,
+                ..Default::default()
+            };
+            check(
+                sys::fi_av_open(self.domain, &mut av_attr, &mut self.av, ptr::null_mut()),
+                "fi_av_open",
+            )?;
+            let mut cq_attr = sys::fi_cq_attr {
+                format: sys::fi_cq_format_FI_CQ_FORMAT_TAGGED,
+                wait_obj: sys::fi_wait_obj_FI_WAIT_NONE,
+                size: 1024,
+                ..Default::default()
+            };
+            check(
+                sys::fi_cq_open(self.domain, &mut cq_attr, &mut self.cq, ptr::null_mut()),
+                "fi_cq_open",
+            )?;
+            check(
+                sys::fi_endpoint(self.domain, info, &mut self.ep, ptr::null_mut()),
+                "fi_endpoint",
+            )?;
+            check(
+                sys::fi_ep_bind(self.ep, &mut (*self.av).fid, 0),
+                "fi_ep_bind(av)",
+            )?;
+            check(
+                sys::fi_ep_bind(
+                    self.ep,
+                    &mut (*self.cq).fid,
+                    u64::from(sys::FI_TRANSMIT | sys::FI_RECV),
+                ),
+                "fi_ep_bind(cq)",
+            )?;
+            check(sys::fi_enable(self.ep), "fi_enable")?;
+            let mut buf = vec![0u8; 256];
+            let mut len = buf.len();
+            let ep_fid = &mut (*self.ep).fid as *mut sys::fid;
+            let mut rc = sys::fi_getname(ep_fid, buf.as_mut_ptr().cast(), &mut len);
+            if rc == -(sys::FI_ETOOSMALL as i32) {
+                buf.resize(len, 0);
+                rc = sys::fi_getname(ep_fid, buf.as_mut_ptr().cast(), &mut len);
+            }
+            check(rc, "fi_getname")?;
+            buf.truncate(len);
+            self.address = buf;
+        }
+        Ok(())
+    }
+
+    /// Inserts a peer's raw address into the AV; `peer` names it in errors.
+    pub(crate) fn insert(&mut self, raw: &[u8], peer: &str) -> Result<sys::fi_addr_t> {
+        if !shm_region_exists(raw) {
+            // libfabric 1.17's shm provider crashes inserting the address
+            // of an endpoint whose region is gone (its process exited).
+            return Err(Error::PeerUnreachable {
+                address: proxystore_peer::address::abbreviate(peer),
+                reason: "its shared memory region is gone (the process exited?)".into(),
+            });
+        }
+        let mut addr: sys::fi_addr_t = ADDR_UNSPEC;
+        // SAFETY: live AV; `raw` was checksummed by its text form or came in
+        // a message header, and is as long as this provider's addresses
+        // (checked by the caller); one address is written to `addr`.
+        let rc = unsafe {
+            sys::fi_av_insert(
+                self.av,
+                raw.as_ptr().cast(),
+                1,
+                &mut addr,
+                0,
+                ptr::null_mut(),
+            )
+        };
+        if rc == 1 {
+            Ok(addr)
+        } else {
+            Err(Error::PeerUnreachable {
+                address: proxystore_peer::address::abbreviate(peer),
+                reason: format!("fi_av_insert refused the address ({rc})"),
+            })
+        }
+    }
+}
+
+/// For an shm address (`fi_shm://<name>\0`), whether its region
+/// `/dev/shm/<name>` exists; `true` for every other address. (A region
+/// can still vanish between this check and the insert.)
+fn shm_region_exists(raw: &[u8]) -> bool {
+    let Some(name) = raw.strip_prefix(b"fi_shm://") else {
+        return true;
+    };
+    let name = name.split(|&b| b == 0).next().unwrap_or_default();
+    match std::str::from_utf8(name) {
+        Ok(n) if !n.is_empty() && !n.contains('/') => {
+            std::path::Path::new("/dev/shm").join(n).exists()
+        }
+        _ => false,
+    }
+}
+
+impl Drop for Fabric {
+    fn drop(&mut self) {
+        // SAFETY: children before parents, each once; unset ones are null.
+        // Closing the endpoint cancels what is still posted on it.
+        unsafe {
+            for fid in [
+                self.ep.cast::<sys::fid>(),
+                self.av.cast(),
+                self.cq.cast(),
+                self.domain.cast(),
+                self.fabric.cast(),
+            ] {
+                // Every fid_* struct starts with its `struct fid`.
+                if !fid.is_null() {
+                    let rc = sys::fi_close(fid);
+                    if rc != 0 {
+                        tracing::debug!(rc, "fi_close failed");
+                    }
+                }
+            }
+            sys::fi_freeinfo(self.info);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_map_to_unreachable_peers_timeouts_and_transport_errors() {
+        let refused = -(sys::FI_ECONNREFUSED as i64);
+        match error(refused, "fi_send", Some("ofi://tcp;ofi_rxm/AAAA")) {
+            Error::PeerUnreachable { address, reason } => {
+                assert_eq!(address, "ofi://tcp;ofi_rxm/AAAA");
+                assert!(reason.starts_with("fi_send: "), "{reason}");
+            }
+            e => panic!("{e}"),
+        }
+        // A positive code (a CQ error entry's) maps alike.
+        let from_cq = error(sys::FI_EHOSTUNREACH as i64, "fi_send", Some("p"));
+        assert!(matches!(from_cq, Error::PeerUnreachable { .. }));
+        // Without a peer, or with another code: a transport error naming
+        // the call and fi_strerror's text.
+        let e = error(refused, "fi_av_open", None);
+        assert!(matches!(e, Error::Transport { ref connector, .. } if connector == "ofi"));
+        let text = error(-(sys::FI_ENOMEM as i64), "fi_cq_open", Some("p")).to_string();
+        assert!(text.contains("fi_cq_open") && text.contains(&strerror(sys::FI_ENOMEM as i32)));
+        assert!(matches!(
+            timeout("x", Duration::from_millis(1)),
+            Error::Timeout { .. }
+        ));
+    }
+
+    #[test]
+    fn only_intact_shm_names_are_looked_up() {
+        assert!(shm_region_exists(b"\x02\x00\x1f\x90"), "not an shm address");
+        assert!(!shm_region_exists(b"fi_shm://../etc\0"));
+        assert!(!shm_region_exists(b"fi_shm://\0"));
+        assert!(!shm_region_exists(b"fi_shm://no-such-region-here\0"));
+    }
+}

@@ -1,0 +1,39 @@
+//! libfabric connector (foundation): a reliable-datagram endpoint of a
+//! chosen provider (`tcp;ofi_rxm`, `shm`, later `verbs;ofi_rxm`, `cxi`)
+//! and an [`Engine`] that moves framed messages between such endpoints.
+//!
+//! - `fabric`: the libfabric objects (fabric, domain, AV, CQ, endpoint)
+//!   and the one function mapping libfabric errors.
+//! - [`Engine`]: the endpoint behind one lock; messages up to
+//!   [`INLINE_MAX`] ride in one send into a pre-posted receive buffer;
+//!   larger ones are announced (size checked against the receiver's limit
+//!   before anything is allocated) and then moved as tagged messages into
+//!   a pooled buffer.
+//! - Addresses: `ofi://<provider>/<base64url of fi_getname + checksum>`
+//!   ([`Engine::address`], [`Engine::parse_address`]).
+//!
+//! The socket layer, one-sided reads and the CLI come in later steps.
+
+mod engine;
+mod fabric;
+mod progress;
+mod wire;
+
+use bytes::Bytes;
+
+pub use engine::{Engine, DEFAULT_MAX_MESSAGE, DEFAULT_SEND_WAIT, INLINE_MAX, SERVER_ROUTE};
+pub use fabric::OfiError;
+
+/// The connector kind, Cargo feature and CLI name.
+pub const KIND: &str = "ofi";
+
+/// A message that arrived on a route.
+#[derive(Debug, Clone)]
+pub struct Message {
+    /// The sender's raw endpoint address (to reply to).
+    pub from: Vec<u8>,
+    /// The route on the sender the reply goes to.
+    pub reply_route: u64,
+    /// The frames, as sent.
+    pub frames: Vec<Bytes>,
+}

@@ -1,0 +1,526 @@
+//! Posted operations, completions, and who reads the completion queue.
+//! The endpoint sits behind one lock: a thread waiting for a message reads
+//! the CQ itself (no thread hop on the data path), a background thread
+//! reads it otherwise, spinning briefly and then sleeping at most 1 ms.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::{Mutex, MutexGuard, OnceLock, TryLockError};
+use std::thread::Thread;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use libfabric_sys as sys;
+use proxystore_core::{Error, Result};
+use proxystore_peer::pool::{self, Buf};
+
+use crate::fabric::{error, timeout, zeroed_context, Fabric, ADDR_UNSPEC};
+use crate::wire::{self, Kind};
+use crate::Message;
+
+/// Receive buffers kept posted, and their size.
+pub(crate) const RECV_BUFFERS: usize = 16;
+/// Size of each posted receive buffer: messages up to this size are inline.
+pub(crate) const RECV_SIZE: usize = 64 << 10;
+/// How long the background thread spins on an idle CQ before sleeping.
+const SPIN: Duration = Duration::from_micros(200);
+/// How long a waiting caller reads the CQ itself before leaving it to the
+/// background thread (long waits then do not burn a core).
+const CALLER_SPIN: Duration = Duration::from_micros(500);
+/// Longest sleep of the background thread.
+const SLEEP_MAX: Duration = Duration::from_millis(1);
+
+/// What a posted operation is, found again from its completion.
+pub(crate) enum Op {
+    /// A posted receive buffer.
+    Recv(Buf),
+    /// One frame of a large message (the transfer is keyed by its tag).
+    TaggedRecv { tag: u64 },
+    /// A send whose bytes must live until it completes; errors go to
+    /// `reply_route` naming `peer`.
+    Send {
+        _keep: Bytes,
+        reply_route: u64,
+        peer: String,
+    },
+}
+
+/// The heap context of one posted operation: the provider's scratch space
+/// first (FI_CONTEXT/FI_CONTEXT2), then what the operation is.
+#[repr(C)]
+pub(crate) struct OpCtx {
+    ctx: sys::fi_context2,
+    op: Op,
+}
+
+/// A large message being received: frames land in one pooled buffer.
+struct Incoming {
+    buf: Buf,
+    lens: Vec<usize>,
+    left: usize,
+    to_route: u64,
+    reply_route: u64,
+    from: Vec<u8>,
+}
+
+/// Route ids to the channels their messages go to.
+pub(crate) type Routes = Mutex<HashMap<u64, Sender<Result<Message>>>>;
+
+/// Everything that calls libfabric; only touched under the lock.
+pub(crate) struct State {
+    pub(crate) fabric: Fabric,
+    /// Peers inserted into the AV, by raw address.
+    pub(crate) peers: HashMap<Vec<u8>, sys::fi_addr_t>,
+    // Fields drop in order: the endpoint closes before the memory its
+    // operations may still point at is freed.
+    /// Contexts of operations in flight.
+    pending: Pending,
+    /// Buffers of abandoned large receives, kept until the endpoint closes.
+    orphans: Vec<Buf>,
+    /// Large messages being received, by their first tag.
+    incoming: HashMap<u64, Incoming>,
+    /// First tags of the frames' tagged receives, by frame tag.
+    frame_of: HashMap<u64, u64>,
+    pub(crate) next_tag: u64,
+    /// Buffers allocated for announced messages so far.
+    pub(crate) large_receives: u64,
+}
+
+// SAFETY: the raw libfabric handles and contexts are only used by the
+// thread holding the mutex around State (the domain's default threading
+// allows any one thread at a time).
+unsafe impl Send for State {}
+
+impl State {
+    /// Wraps an open fabric and posts the receive buffers.
+    pub(crate) fn new(fabric: Fabric) -> Result<State> {
+        let mut st = State {
+            fabric,
+            peers: HashMap::new(),
+            pending: Pending::default(),
+            orphans: Vec::new(),
+            incoming: HashMap::new(),
+            frame_of: HashMap::new(),
+            // Random high bits keep tags of different senders apart.
+            next_tag: u64::from(fastrand::u32(..)) << 32,
+            large_receives: 0,
+        };
+        for _ in 0..RECV_BUFFERS {
+            let buf = pool::take(RECV_SIZE).ok_or(Error::TooLarge {
+                what: "receive buffer",
+                size: RECV_SIZE as u64,
+                limit: 0,
+            })?;
+            st.post_recv(buf)?;
+        }
+        Ok(st)
+    }
+
+    fn post_recv(&mut self, mut buf: Buf) -> Result<()> {
+        let (ptr, len) = (buf.as_mut_ptr(), buf.len());
+        let ctx = self.track(Op::Recv(buf));
+        // SAFETY: live endpoint; the buffer is owned by the context, which
+        // lives until its completion (or the endpoint's close).
+        let rc = unsafe {
+            sys::fi_recv(
+                self.fabric.ep,
+                ptr.cast(),
+                len,
+                std::ptr::null_mut(),
+                ADDR_UNSPEC,
+                ctx.cast(),
+            )
+        };
+        self.posted(rc, ctx, "fi_recv", None)
+    }
+
+    /// Boxes `op` with a zeroed provider context and tracks it.
+    pub(crate) fn track(&mut self, op: Op) -> *mut OpCtx {
+        let ctx = Box::into_raw(Box::new(OpCtx {
+            ctx: zeroed_context(),
+            op,
+        }));
+        self.pending.0.insert(ctx);
+        ctx
+    }
+
+    /// Frees `ctx` if posting failed and maps the error.
+    pub(crate) fn posted(
+        &mut self,
+        rc: isize,
+        ctx: *mut OpCtx,
+        call: &str,
+        peer: Option<&str>,
+    ) -> Result<()> {
+        if rc == 0 {
+            return Ok(());
+        }
+        if self.pending.0.remove(&ctx) {
+            // SAFETY: from Box::into_raw in `track`; the provider did not
+            // take it (the post failed).
+            drop(unsafe { Box::from_raw(ctx) });
+        }
+        Err(error(rc as i64, call, peer))
+    }
+
+    /// Posts a tagged receive of `len` bytes at `ptr` for frame tag `tag`.
+    fn post_trecv(&mut self, ptr: *mut u8, len: usize, tag: u64) -> Result<()> {
+        let ctx = self.track(Op::TaggedRecv { tag });
+        // SAFETY: `ptr..ptr+len` lies in the pooled buffer of an Incoming
+        // that stays in `self.incoming` until all its frames completed or
+        // the endpoint is closed.
+        let rc = unsafe {
+            sys::fi_trecv(
+                self.fabric.ep,
+                ptr.cast(),
+                len,
+                std::ptr::null_mut(),
+                ADDR_UNSPEC,
+                tag,
+                0,
+                ctx.cast(),
+            )
+        };
+        self.posted(rc, ctx, "fi_trecv", None)
+    }
+
+    /// Reads completions once; returns how many there were. Messages and
+    /// errors go to their routes; `limit` bounds announced sizes.
+    pub(crate) fn progress(&mut self, routes: &Routes, limit: u64) -> usize {
+        let mut entries = [sys::fi_cq_tagged_entry::default(); 16];
+        // SAFETY: live CQ of FI_CQ_FORMAT_TAGGED; room for 16 entries.
+        let rc =
+            unsafe { sys::fi_cq_read(self.fabric.cq, entries.as_mut_ptr().cast(), entries.len()) };
+        if rc == -(sys::FI_EAVAIL as isize) {
+            self.read_error(routes);
+            return 1;
+        }
+        let n = usize::try_from(rc).unwrap_or(0);
+        for e in &entries[..n] {
+            self.complete(e.op_context.cast(), e.len, routes, limit);
+        }
+        n
+    }
+
+    fn take(&mut self, ctx: *mut OpCtx) -> Option<Op> {
+        if !self.pending.0.remove(&ctx) {
+            return None;
+        }
+        // SAFETY: tracked, so from Box::into_raw, and the provider is done.
+        Some(unsafe { Box::from_raw(ctx) }.op)
+    }
+
+    fn read_error(&mut self, routes: &Routes) {
+        let mut e = sys::fi_cq_err_entry::default();
+        // SAFETY: live CQ; one error entry written.
+        let rc = unsafe { sys::fi_cq_readerr(self.fabric.cq, &mut e, 0) };
+        if rc != 1 {
+            return;
+        }
+        match self.take(e.op_context.cast()) {
+            // A truncated (oversized inline) message: the buffer goes back.
+            Some(Op::Recv(buf)) => {
+                tracing::debug!(err = e.err, "a receive failed; reposted");
+                if let Err(err) = self.post_recv(buf) {
+                    tracing::warn!(error = %err, "could not repost a receive buffer");
+                }
+            }
+            Some(Op::TaggedRecv { tag }) => {
+                if let Some(first) = self.frame_of.remove(&tag) {
+                    if let Some(inc) = self.incoming.remove(&first) {
+                        self.forget_frames(first, inc.lens.len());
+                        // Other frames may still be posted into it.
+                        self.orphans.push(inc.buf);
+                        let err = error(i64::from(e.err), "fi_trecv", None);
+                        deliver(routes, inc.to_route, Err(err));
+                    }
+                }
+            }
+            Some(Op::Send {
+                reply_route, peer, ..
+            }) => {
+                let err = error(i64::from(e.err), "fi_send", Some(&peer));
+                deliver(routes, reply_route, Err(err));
+            }
+            None => tracing::debug!(err = e.err, "a completion error of no operation"),
+        }
+    }
+
+    fn forget_frames(&mut self, first: u64, count: usize) {
+        for i in 0..count as u64 {
+            self.frame_of.remove(&first.wrapping_add(i));
+        }
+    }
+
+    fn complete(&mut self, ctx: *mut OpCtx, len: usize, routes: &Routes, limit: u64) {
+        match self.take(ctx) {
+            Some(Op::Recv(buf)) => {
+                let msg = pool::into_bytes(buf, len);
+                // The buffer travels with the message; a fresh (pooled)
+                // one takes its place.
+                match pool::take(RECV_SIZE) {
+                    Some(buf) => {
+                        if let Err(e) = self.post_recv(buf) {
+                            tracing::warn!(error = %e, "could not repost a receive buffer");
+                        }
+                    }
+                    None => tracing::warn!("no memory for a receive buffer"),
+                }
+                self.arrived(msg, routes, limit);
+            }
+            Some(Op::TaggedRecv { tag }) => {
+                let Some(first) = self.frame_of.remove(&tag) else {
+                    return;
+                };
+                let done = match self.incoming.get_mut(&first) {
+                    Some(inc) => {
+                        inc.left -= 1;
+                        inc.left == 0
+                    }
+                    None => false,
+                };
+                if done {
+                    if let Some(inc) = self.incoming.remove(&first) {
+                        let total = inc.lens.iter().sum();
+                        let all = pool::into_bytes(inc.buf, total);
+                        let message = Message {
+                            from: inc.from,
+                            reply_route: inc.reply_route,
+                            frames: split(&all, 0, &inc.lens),
+                        };
+                        deliver(routes, inc.to_route, Ok(message));
+                    }
+                }
+            }
+            Some(Op::Send { .. }) | None => {}
+        }
+    }
+
+    /// Handles one received message (inline or announcement).
+    fn arrived(&mut self, msg: Bytes, routes: &Routes, limit: u64) {
+        let Some(h) = wire::decode(&msg) else {
+            tracing::debug!(len = msg.len(), "a malformed message was dropped");
+            return;
+        };
+        if !routes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(&h.to_route)
+        {
+            tracing::debug!(route = h.to_route, "a message for no route was dropped");
+            return;
+        }
+        if h.kind == Kind::Inline {
+            let message = Message {
+                frames: split(&msg, h.body, &h.lens),
+                from: h.from,
+                reply_route: h.reply_route,
+            };
+            deliver(routes, h.to_route, Ok(message));
+            return;
+        }
+        // An announcement: check the size before allocating anything.
+        let total = h
+            .lens
+            .iter()
+            .try_fold(0u64, |a, &l| a.checked_add(l as u64));
+        let total = match total {
+            Some(t) if t <= limit => t as usize,
+            t => {
+                let err = Error::TooLarge {
+                    what: "announced message",
+                    size: t.unwrap_or(u64::MAX),
+                    limit,
+                };
+                deliver(routes, h.to_route, Err(err));
+                return;
+            }
+        };
+        let Some(mut buf) = pool::take(total) else {
+            let err = Error::TooLarge {
+                what: "announced message (no memory for it)",
+                size: total as u64,
+                limit,
+            };
+            deliver(routes, h.to_route, Err(err));
+            return;
+        };
+        self.large_receives += 1;
+        let base = buf.as_mut_ptr();
+        let mut at = 0;
+        let mut posts = Vec::new();
+        for (i, &len) in h.lens.iter().enumerate() {
+            if len > 0 {
+                // SAFETY: at + len <= total <= buf.len().
+                posts.push((unsafe { base.add(at) }, len, h.tag.wrapping_add(i as u64)));
+            }
+            at += len;
+        }
+        let first = h.tag;
+        let inc = Incoming {
+            buf,
+            left: posts.len(),
+            lens: h.lens,
+            to_route: h.to_route,
+            reply_route: h.reply_route,
+            from: h.from,
+        };
+        if posts.is_empty() {
+            let message = Message {
+                frames: inc.lens.iter().map(|_| Bytes::new()).collect(),
+                from: inc.from,
+                reply_route: inc.reply_route,
+            };
+            deliver(routes, inc.to_route, Ok(message));
+            return;
+        }
+        let (count, to_route) = (inc.lens.len(), inc.to_route);
+        self.incoming.insert(first, inc);
+        for (ptr, len, tag) in posts {
+            self.frame_of.insert(tag, first);
+            if let Err(e) = self.post_trecv(ptr, len, tag) {
+                // Frames already posted complete into a buffer that stays
+                // until the endpoint closes; the caller hears of it now.
+                if let Some(inc) = self.incoming.remove(&first) {
+                    self.forget_frames(first, count);
+                    self.orphans.push(inc.buf);
+                }
+                deliver(routes, to_route, Err(e));
+                return;
+            }
+        }
+    }
+}
+
+/// Contexts of operations in flight; freed when dropped, which `State`
+/// does after its fabric (so after the endpoint closed and cancelled them).
+#[derive(Default)]
+struct Pending(HashSet<*mut OpCtx>);
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        for ctx in self.0.drain() {
+            // SAFETY: from Box::into_raw; the endpoint is closed (State's
+            // fabric field drops first), so the provider no longer uses it.
+            drop(unsafe { Box::from_raw(ctx) });
+        }
+    }
+}
+
+/// `lens` consecutive frames of `all` from `at`, as slices (no copies).
+fn split(all: &Bytes, mut at: usize, lens: &[usize]) -> Vec<Bytes> {
+    lens.iter()
+        .map(|&len| {
+            let f = all.slice(at..at + len);
+            at += len;
+            f
+        })
+        .collect()
+}
+
+fn deliver(routes: &Routes, route: u64, msg: Result<Message>) {
+    let routes = routes.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(tx) = routes.get(&route) {
+        let _ = tx.send(msg);
+    }
+}
+
+/// What the background thread and the engine handles share.
+pub(crate) struct Shared {
+    pub(crate) state: Mutex<State>,
+    pub(crate) routes: Routes,
+    /// Largest announced message this engine accepts.
+    pub(crate) limit: AtomicU64,
+    callers: AtomicUsize,
+    pub(crate) stop: AtomicBool,
+    pub(crate) thread: OnceLock<Thread>,
+}
+
+impl Shared {
+    pub(crate) fn new(state: State, limit: u64) -> Self {
+        Shared {
+            state: Mutex::new(state),
+            routes: Mutex::new(HashMap::new()),
+            limit: AtomicU64::new(limit),
+            callers: AtomicUsize::new(0),
+            stop: AtomicBool::new(false),
+            thread: OnceLock::new(),
+        }
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Reads the CQ once under `st`.
+    pub(crate) fn progress(&self, st: &mut State) -> usize {
+        st.progress(&self.routes, self.limit.load(Ordering::Relaxed))
+    }
+
+    /// The next message on `rx` within `after`, reading the CQ on this
+    /// thread while the wait is short.
+    pub(crate) fn wait(&self, rx: &Receiver<Result<Message>>, after: Duration) -> Result<Message> {
+        let deadline = Instant::now() + after;
+        self.callers.fetch_add(1, Ordering::SeqCst);
+        let mut last_event = Instant::now();
+        let got = loop {
+            if let Ok(m) = rx.try_recv() {
+                break Some(m);
+            }
+            let now = Instant::now();
+            if now >= deadline || now - last_event > CALLER_SPIN {
+                break None;
+            }
+            let guard = match self.state.try_lock() {
+                Ok(g) => Some(g),
+                Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
+                Err(TryLockError::WouldBlock) => None,
+            };
+            match guard {
+                Some(mut st) => {
+                    if self.progress(&mut st) > 0 {
+                        last_event = Instant::now();
+                    }
+                }
+                None => std::hint::spin_loop(),
+            }
+        };
+        self.callers.fetch_sub(1, Ordering::SeqCst);
+        if let Some(t) = self.thread.get() {
+            t.unpark();
+        }
+        match got {
+            Some(m) => m,
+            // Long wait: the background thread reads the CQ, we sleep.
+            None => rx
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .unwrap_or_else(|_| Err(timeout("wait for a message", after))),
+        }
+    }
+}
+
+/// The background progress thread: runs until `stop`.
+pub(crate) fn run(shared: &Shared) {
+    let mut idle_since: Option<Instant> = None;
+    while !shared.stop.load(Ordering::Acquire) {
+        if shared.callers.load(Ordering::SeqCst) > 0 {
+            std::thread::park_timeout(SLEEP_MAX);
+            continue;
+        }
+        let events = {
+            let mut st = shared.lock();
+            shared.progress(&mut st)
+        };
+        if events > 0 {
+            idle_since = None;
+            continue;
+        }
+        let since = *idle_since.get_or_insert_with(Instant::now);
+        if since.elapsed() < SPIN {
+            std::hint::spin_loop();
+        } else {
+            std::thread::park_timeout(SLEEP_MAX);
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! Two engines in one process exchange requests and replies over each
+//! provider; sizes cover inline and announced (tagged) messages.
+
+#![allow(clippy::unwrap_used)] // Tests fail loudly by design.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use proxystore_core::testing::pattern;
+use proxystore_core::Error;
+use proxystore_ofi::{Engine, INLINE_MAX, SERVER_ROUTE};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn round_trip(client: &Engine, server: &Engine, len: usize, seed: u64) {
+    let listener = server.listen().ok();
+    let (route, replies) = client.open_route();
+    let request = vec![Bytes::from_static(b"get"), pattern(len, seed)];
+    client
+        .send(server.raw_address(), SERVER_ROUTE, route, request)
+        .unwrap();
+    let requests = listener.as_ref().unwrap();
+    let got = server.wait(requests, WAIT).unwrap();
+    assert_eq!(got.from, client.raw_address());
+    assert_eq!(got.reply_route, route);
+    assert_eq!(got.frames.len(), 2);
+    assert_eq!(&got.frames[0][..], b"get");
+    assert!(got.frames[1] == pattern(len, seed), "request of {len} B");
+    let reply = vec![pattern(len, seed + 1), Bytes::new()];
+    server.send(&got.from, got.reply_route, 0, reply).unwrap();
+    let back = client.wait(&replies, WAIT).unwrap();
+    assert_eq!(back.frames.len(), 2);
+    assert!(back.frames[0] == pattern(len, seed + 1), "reply of {len} B");
+    assert!(back.frames[1].is_empty());
+    client.close_route(route);
+}
+
+fn exchange(len: usize) {
+    for provider in common::PROVIDERS {
+        let (Some(a), Some(b)) = (common::engine(provider), common::engine(provider)) else {
+            continue;
+        };
+        round_trip(&a, &b, len, len as u64);
+    }
+}
+
+#[test]
+fn one_byte_request_and_reply() {
+    exchange(1);
+}
+
+#[test]
+fn sixty_kib_request_and_reply_fit_a_receive_buffer() {
+    const { assert!(60 << 10 < INLINE_MAX) };
+    exchange(60 << 10);
+}
+
+#[test]
+fn four_mib_request_and_reply_are_announced_and_tagged() {
+    exchange(4 << 20);
+}
+
+#[test]
+fn many_messages_reuse_the_receive_buffers() {
+    for provider in common::PROVIDERS {
+        let (Some(a), Some(b)) = (common::engine(provider), common::engine(provider)) else {
+            continue;
+        };
+        let requests = b.listen().unwrap();
+        let (route, _replies) = a.open_route();
+        for i in 0..100u64 {
+            let len = [1, 1000, 70 << 10][i as usize % 3];
+            a.send(b.raw_address(), SERVER_ROUTE, route, vec![pattern(len, i)])
+                .unwrap();
+            let got = b.wait(&requests, WAIT).unwrap();
+            assert!(
+                got.frames[0] == pattern(len, i),
+                "message {i} over {provider}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_silent_peer_times_out() {
+    let after = Duration::from_millis(300);
+    for provider in common::PROVIDERS {
+        let (Some(a), Some(b)) = (common::engine(provider), common::engine(provider)) else {
+            continue;
+        };
+        // b listens but never answers.
+        let _requests = b.listen().unwrap();
+        let (route, replies) = a.open_route();
+        a.send(b.raw_address(), SERVER_ROUTE, route, vec![pattern(10, 1)])
+            .unwrap();
+        let start = Instant::now();
+        let err = a.wait(&replies, after).unwrap_err();
+        assert!(start.elapsed() < after + Duration::from_millis(200));
+        assert!(matches!(err, Error::Timeout { .. }), "{provider}: {err}");
+    }
+}
+
+#[test]
+fn a_vanished_peer_times_out_or_is_unreachable() {
+    let after = Duration::from_millis(300);
+    for provider in common::PROVIDERS {
+        let Some(a) = common::engine(provider) else {
+            continue;
+        };
+        let gone = match common::engine(provider) {
+            Some(b) => b.raw_address().to_vec(),
+            None => continue,
+        };
+        // rxm retries a refused connection silently: the send's own wait
+        // is bounded too.
+        a.set_send_wait(after);
+        let (route, replies) = a.open_route();
+        let start = Instant::now();
+        let sent = a.send(&gone, SERVER_ROUTE, route, vec![pattern(10, 1)]);
+        let err = match sent {
+            Ok(()) => a.wait(&replies, after).unwrap_err(),
+            Err(e) => e,
+        };
+        assert!(start.elapsed() < after + Duration::from_millis(200));
+        assert!(
+            matches!(err, Error::Timeout { .. } | Error::PeerUnreachable { .. }),
+            "{provider}: {err}"
+        );
+    }
+}
+
+#[test]
+fn an_oversized_announcement_is_refused_before_allocation() {
+    for provider in common::PROVIDERS {
+        let (Some(a), Some(b)) = (common::engine(provider), common::engine(provider)) else {
+            continue;
+        };
+        b.set_max_message(1 << 20);
+        let requests = b.listen().unwrap();
+        let (route, _replies) = a.open_route();
+        a.send(
+            b.raw_address(),
+            SERVER_ROUTE,
+            route,
+            vec![pattern(4 << 20, 3)],
+        )
+        .unwrap();
+        let err = b.wait(&requests, WAIT).unwrap_err();
+        assert!(
+            matches!(err, Error::TooLarge { size, limit, .. } if size == 4 << 20 && limit == 1 << 20),
+            "{provider}: {err}"
+        );
+        assert_eq!(b.large_receives(), 0, "nothing was allocated for it");
+        // The endpoint still works afterwards.
+        a.send(b.raw_address(), SERVER_ROUTE, route, vec![pattern(5, 5)])
+            .unwrap();
+        let got = b.wait(&requests, WAIT).unwrap();
+        assert!(got.frames[0] == pattern(5, 5));
+    }
+}
