@@ -130,6 +130,12 @@ impl Engine {
         self.shared.limit.store(bytes, Ordering::Relaxed);
     }
 
+    /// Raises the largest announced message this engine accepts to at
+    /// least `bytes` (several users of one endpoint: the largest counts).
+    pub fn raise_max_message(&self, bytes: u64) {
+        self.shared.limit.fetch_max(bytes, Ordering::Relaxed);
+    }
+
     /// How many buffers this engine allocated for announced (larger than
     /// [`INLINE_MAX`]) messages so far.
     pub fn large_receives(&self) -> u64 {

@@ -12,10 +12,17 @@
 //! - Addresses: `ofi://<provider>/<base64url of fi_getname + checksum>`
 //!   ([`Engine::address`], [`Engine::parse_address`]).
 //!
-//! The socket layer, one-sided reads and the CLI come in later steps.
+//! - [`OfiLayer`]: the engine as the peer connector's socket layer, so
+//!   [`OfiConnector`] is `PeerConnector<OfiLayer>`: keys
+//!   `<id>.<size>@ofi://<provider>/<base64url>`, requests and replies as
+//!   engine messages, gets carrying the bytes.
+//!
+//! One-sided reads (`fi_read` of registered slabs) and the CLI come in
+//! later steps; the connector is not in the `proxystore` facade yet.
 
 mod engine;
 mod fabric;
+mod layer;
 mod progress;
 mod wire;
 
@@ -23,6 +30,14 @@ use bytes::Bytes;
 
 pub use engine::{Engine, DEFAULT_MAX_MESSAGE, DEFAULT_SEND_WAIT, INLINE_MAX, SERVER_ROUTE};
 pub use fabric::OfiError;
+pub use layer::{OfiClient, OfiLayer, OfiServer, ReplyTo, SCHEME};
+pub use proxystore_peer::PeerConfig;
+
+/// The libfabric connector: the shared peer connector over [`OfiLayer`].
+/// Build it with `OfiConnector::with_config(PeerConfig::new(KIND,
+/// "ofi://<provider>/"))`; serving needs a secret (`PROXYSTORE_OFI_SECRET`
+/// or [`PeerConfig::secret`]), reading does not.
+pub type OfiConnector = proxystore_peer::PeerConnector<OfiLayer>;
 
 /// The connector kind, Cargo feature and CLI name.
 pub const KIND: &str = "ofi";

@@ -1,0 +1,220 @@
+//! libfabric as a [`SocketLayer`]: the data server and client connections
+//! of the shared peer connector, carried by the engine's framed messages
+//! (requests to [`SERVER_ROUTE`], replies to each connection's own route).
+//!
+//! The provider travels in the addresses: a server bound at
+//! `ofi://<provider>/` (or `ofi://`, libfabric's choice, which honours
+//! `FI_PROVIDER`) is reached at `ofi://<provider>/<base64url>`, and a
+//! process that only reads opens its endpoint with the provider of the
+//! first owner it connects to. One endpoint per layer, opened on first use.
+//! One-sided reads come in a later step: gets carry the bytes.
+
+use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use proxystore_core::{Error, Result};
+use proxystore_peer::wire::Limits;
+use proxystore_peer::{ClientSocket, Frames, ServerSocket, SocketLayer};
+
+use crate::{Engine, Message, SERVER_ROUTE};
+
+/// The scheme of every libfabric address and endpoint.
+pub const SCHEME: &str = "ofi://";
+
+/// The libfabric socket layer.
+#[derive(Default)]
+pub struct OfiLayer {
+    engine: Mutex<Option<Arc<Engine>>>,
+}
+
+impl std::fmt::Debug for OfiLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let engine = self.engine.lock().unwrap_or_else(|e| e.into_inner());
+        f.debug_struct("OfiLayer")
+            .field(
+                "provider",
+                &engine.as_ref().map(|e| e.provider().to_owned()),
+            )
+            .finish()
+    }
+}
+
+/// The provider an endpoint or address names: `Some("shm")` for
+/// `ofi://shm/...`, `None` for `ofi://` (libfabric's choice).
+fn provider_of(text: &str) -> Result<Option<&str>> {
+    let rest = text.strip_prefix(SCHEME).ok_or_else(|| {
+        Error::Config(format!(
+            "'{}' is not a libfabric endpoint (ofi://<provider>/)",
+            proxystore_peer::address::abbreviate(text)
+        ))
+    })?;
+    Ok(match rest.split_once('/') {
+        Some(("", _)) | None => None,
+        Some((provider, _)) => Some(provider),
+    })
+}
+
+impl OfiLayer {
+    /// This layer's endpoint, opened with `provider` on first use; later
+    /// calls naming another provider get [`Error::Config`].
+    fn engine(&self, provider: Option<&str>) -> Result<Arc<Engine>> {
+        let mut slot = self.engine.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(e) = slot.as_ref() {
+            return match provider {
+                Some(p) if p != e.provider() => Err(Error::Config(format!(
+                    "this process's libfabric endpoint uses provider '{}', not '{p}'",
+                    e.provider()
+                ))),
+                _ => Ok(Arc::clone(e)),
+            };
+        }
+        let e = Arc::new(Engine::open(provider)?);
+        *slot = Some(Arc::clone(&e));
+        Ok(e)
+    }
+}
+
+/// A data server's stream of requests.
+pub struct OfiServer {
+    engine: Arc<Engine>,
+    requests: Receiver<Result<Message>>,
+}
+
+/// Where a request came from: the client's endpoint and its route.
+#[derive(Debug)]
+pub struct ReplyTo {
+    from: Vec<u8>,
+    route: u64,
+}
+
+/// One client connection: the owner's endpoint and this connection's route.
+pub struct OfiClient {
+    engine: Arc<Engine>,
+    owner: Vec<u8>,
+    route: u64,
+    replies: Receiver<Result<Message>>,
+}
+
+impl SocketLayer for OfiLayer {
+    type Server = OfiServer;
+    type Client = OfiClient;
+
+    fn name(&self) -> &'static str {
+        "ofi"
+    }
+
+    fn bind(&self, endpoint: &str, limits: &Limits) -> Result<(OfiServer, String)> {
+        let engine = self.engine(provider_of(endpoint)?)?;
+        // Announced requests over the limit are refused before any
+        // buffer is allocated for them.
+        engine.set_max_message(limits.max_frame());
+        let requests = engine.listen()?;
+        let address = engine.address();
+        Ok((OfiServer { engine, requests }, address))
+    }
+
+    fn connect(&self, address: &str, limits: &Limits) -> Result<OfiClient> {
+        let engine = self.engine(provider_of(address)?)?;
+        let owner = engine.parse_address(address)?;
+        engine.raise_max_message(limits.max_frame());
+        let (route, replies) = engine.open_route();
+        Ok(OfiClient {
+            engine,
+            owner,
+            route,
+            replies,
+        })
+    }
+
+    fn any_port(&self, endpoint: &str) -> String {
+        let engine = self.engine.lock().unwrap_or_else(|e| e.into_inner());
+        match engine.as_ref() {
+            Some(e) => format!("{SCHEME}{}/", e.provider()),
+            None => endpoint.to_string(),
+        }
+    }
+}
+
+/// The next message on `rx` within `timeout`; `None` if none came.
+fn next(
+    engine: &Engine,
+    rx: &Receiver<Result<Message>>,
+    timeout: Duration,
+) -> Result<Option<Message>> {
+    match engine.wait(rx, timeout) {
+        Ok(m) => Ok(Some(m)),
+        Err(Error::Timeout { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+impl ServerSocket for OfiServer {
+    type Peer = ReplyTo;
+
+    fn recv(&mut self, timeout: Duration) -> Result<Option<(ReplyTo, Frames)>> {
+        match next(&self.engine, &self.requests, timeout) {
+            Ok(Some(m)) => Ok(Some((
+                ReplyTo {
+                    from: m.from,
+                    route: m.reply_route,
+                },
+                m.frames,
+            ))),
+            Ok(None) => Ok(None),
+            // A failed reply to a client that went away arrives here: not
+            // the server's error, and no request is lost.
+            Err(e) => {
+                tracing::debug!(error = %e, "ofi data server: a reply could not be sent");
+                Ok(None)
+            }
+        }
+    }
+
+    fn send(&mut self, peer: ReplyTo, frames: Frames) -> Result<()> {
+        self.engine
+            .send(&peer.from, peer.route, SERVER_ROUTE, frames)
+    }
+}
+
+impl Drop for OfiServer {
+    fn drop(&mut self) {
+        self.engine.close_route(SERVER_ROUTE);
+    }
+}
+
+impl ClientSocket for OfiClient {
+    fn send(&mut self, frames: Frames, _timeout: Duration) -> Result<()> {
+        self.engine
+            .send(&self.owner, SERVER_ROUTE, self.route, frames)
+    }
+
+    fn recv(&mut self, timeout: Duration) -> Result<Option<Frames>> {
+        Ok(next(&self.engine, &self.replies, timeout)?.map(|m| m.frames))
+    }
+}
+
+impl Drop for OfiClient {
+    fn drop(&mut self) {
+        self.engine.close_route(self.route);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_name_their_provider() {
+        assert_eq!(provider_of("ofi://").unwrap(), None);
+        assert_eq!(provider_of("ofi://shm/").unwrap(), Some("shm"));
+        assert_eq!(
+            provider_of("ofi://tcp;ofi_rxm/abc").unwrap(),
+            Some("tcp;ofi_rxm")
+        );
+        assert!(matches!(
+            provider_of("tcp://1.2.3.4:5"),
+            Err(Error::Config(_))
+        ));
+    }
+}
