@@ -114,6 +114,12 @@ fn info_lists_connectors() {
             .to_owned()
     };
     assert!(line("local").contains("compiled in"), "{out}");
+    let ofi = line("ofi");
+    if cfg!(feature = "ofi") {
+        assert!(ofi.contains("compiled in, libfabric 1."), "{ofi}");
+    } else {
+        assert!(ofi.contains("not compiled (Cargo feature `ofi`)"), "{ofi}");
+    }
     let ucx = line("ucx");
     if cfg!(feature = "ucx") {
         assert!(ucx.contains("compiled in, libucp"), "{ucx}");
@@ -122,7 +128,7 @@ fn info_lists_connectors() {
     }
     // Kinds no crate implements are never offered as a feature to turn on.
     let (_, planned) = out.split_once("planned, not implemented").unwrap();
-    for kind in ["ofi", "mpi", "daos"] {
+    for kind in ["mpi", "daos"] {
         assert!(!line(kind).contains("Cargo feature"), "{out}");
         assert!(planned.contains(kind), "{out}");
     }

@@ -17,9 +17,10 @@
 //!   `<id>.<size>@ofi://<provider>/<base64url>`, requests and replies as
 //!   engine messages, gets carrying the bytes.
 //!
-//! One-sided reads (`fi_read` of registered slabs) and the CLI come in
-//! later steps; the connector is not in the `proxystore` facade yet.
+//! One-sided reads (`fi_read` of registered slabs) and the raw `ofi-raw`
+//! bench baseline come in later steps.
 
+mod descriptor;
 mod engine;
 mod fabric;
 mod layer;
@@ -28,6 +29,7 @@ mod wire;
 
 use bytes::Bytes;
 
+pub use descriptor::{register, ADDRESS, DESCRIPTOR, DESCRIPTORS};
 pub use engine::{Engine, DEFAULT_MAX_MESSAGE, DEFAULT_SEND_WAIT, INLINE_MAX, SERVER_ROUTE};
 pub use fabric::OfiError;
 pub use layer::{OfiClient, OfiLayer, OfiServer, ReplyTo, SCHEME};

@@ -36,6 +36,8 @@ pub use proxystore_zmq::{self as zmq, ZmqConnector, ZmqConnectorExt};
 #[cfg(feature = "redis")]
 pub use proxystore_redis::{self as redis, RedisConfig, RedisConnector};
 
+#[cfg(feature = "ofi")]
+pub use proxystore_ofi::{self as ofi, OfiConnector};
 #[cfg(feature = "ucx")]
 pub use proxystore_ucx::{self as ucx, UcxConnector, UcxConnectorExt};
 
@@ -68,16 +70,13 @@ connector_crates! {
     "zmq" => proxystore_zmq,
     "redis" => proxystore_redis,
     "ucx" => proxystore_ucx,
+    "ofi" => proxystore_ofi,
 }
 
 /// Connectors the design plans that no crate implements yet: `(kind, what
 /// it will need)`. No Cargo feature builds them; `proxystore info` shows
 /// them as planned.
-pub const PLANNED_CONNECTORS: &[(&str, &str)] = &[
-    ("ofi", "libfabric"),
-    ("mpi", "an MPI library"),
-    ("daos", "libdaos"),
-];
+pub const PLANNED_CONNECTORS: &[(&str, &str)] = &[("mpi", "an MPI library"), ("daos", "libdaos")];
 
 /// Names of the connectors compiled into this build, in
 /// [`compiled_descriptors`] order.
