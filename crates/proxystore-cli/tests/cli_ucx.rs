@@ -6,68 +6,19 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
-
 use common::{bench_records, has};
 
 const SECRET: &str = "cli-ucx-secret";
 
-fn run(args: &[&str], stdin: &[u8]) -> std::process::Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_proxystore"))
-        .args(args)
-        .env("PROXYSTORE_UCX_SECRET", SECRET)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let _ = child.stdin.take().unwrap().write_all(stdin);
-    child.wait_with_output().unwrap()
-}
-
 #[test]
 fn serve_then_put_and_get_from_other_processes() {
-    let mut server = Command::new(env!("CARGO_BIN_EXE_proxystore"))
-        .args(["serve", "--connector", "ucx"])
-        .env("PROXYSTORE_UCX_SECRET", SECRET)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let banner = BufReader::new(server.stdout.take().unwrap())
-        .lines()
-        .next()
-        .unwrap()
-        .unwrap();
-    let address = banner
-        .split_whitespace()
-        .find(|w| w.starts_with("ucx://"))
-        .unwrap()
-        .to_string();
-    let put = run(
-        &["put", "--connector", "ucx", "--address", &address],
+    common::serve_put_get(
+        "ucx",
+        ("PROXYSTORE_UCX_SECRET", SECRET),
+        &[],
+        "ucx://",
         b"hello over ucx",
     );
-    assert!(
-        put.status.success(),
-        "{}",
-        String::from_utf8_lossy(&put.stderr)
-    );
-    let key = String::from_utf8(put.stdout).unwrap().trim().to_string();
-    let get = run(&["get", "--connector", "ucx", &key], b"");
-    assert_eq!(
-        get.stdout,
-        b"hello over ucx",
-        "{}",
-        String::from_utf8_lossy(&get.stderr)
-    );
-    assert!(Command::new("kill")
-        .args(["-INT", &server.id().to_string()])
-        .status()
-        .unwrap()
-        .success());
-    assert!(server.wait().unwrap().success());
 }
 
 #[test]

@@ -2,7 +2,7 @@
 
 #![allow(dead_code)] // Each test binary uses a subset.
 
-use std::io::Write;
+use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Output, Stdio};
 
 /// Runs the `proxystore` binary with `args`, feeding `stdin`.
@@ -52,4 +52,64 @@ pub(crate) fn has(records: &[serde_json::Value], connector: &str, op: &str) -> b
     records
         .iter()
         .any(|r| r["connector"] == connector && r["op"] == op)
+}
+
+/// `proxystore serve --connector <connector> <serve_args>` in one process
+/// (with `env` set), then `put --address <its address>` of `payload` and
+/// `get` of the key in two more; checks the bytes come back and the server
+/// stops cleanly on SIGINT. `scheme` is how the server's address starts.
+pub(crate) fn serve_put_get(
+    connector: &str,
+    env: (&str, &str),
+    serve_args: &[&str],
+    scheme: &str,
+    payload: &[u8],
+) {
+    let run = |args: &[&str], stdin: &[u8]| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_proxystore"))
+            .args(args)
+            .env(env.0, env.1)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn proxystore");
+        let _ = child.stdin.take().expect("stdin").write_all(stdin);
+        child.wait_with_output().expect("wait for proxystore")
+    };
+    let mut server = Command::new(env!("CARGO_BIN_EXE_proxystore"))
+        .args(["serve", "--connector", connector])
+        .args(serve_args)
+        .env(env.0, env.1)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the server");
+    let banner = BufReader::new(server.stdout.take().expect("stdout"))
+        .lines()
+        .next()
+        .expect("a banner line")
+        .expect("banner text");
+    let address = banner
+        .split_whitespace()
+        .find(|w| w.starts_with(scheme))
+        .unwrap_or_else(|| panic!("no {scheme} address in '{banner}'"))
+        .to_string();
+    let put = run(
+        &["put", "--connector", connector, "--address", &address],
+        payload,
+    );
+    assert!(put.status.success(), "{}", stderr(&put));
+    let key = String::from_utf8(put.stdout)
+        .expect("utf-8 key")
+        .trim()
+        .to_string();
+    let get = run(&["get", "--connector", connector, &key], b"");
+    assert_eq!(get.stdout, payload, "{}", stderr(&get));
+    let killed = Command::new("kill")
+        .args(["-INT", &server.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    assert!(server.wait().expect("wait for the server").success());
 }
