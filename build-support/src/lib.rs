@@ -19,7 +19,8 @@
 //!
 //! Every `-sys` build script starts with [`docs_rs_bindings`]: under
 //! `DOCS_RS` it copies the checked-in bindings and the script returns
-//! without probing or linking anything.
+//! without probing or linking anything. [`build_sys_crate`] is that whole
+//! script in one call (what `ucx-sys` and `libfabric-sys` use).
 //!
 //! ```no_run
 //! use proxystore_build_support::{docs_rs_bindings, generate_bindings, BindingsSpec, LibrarySpec};
@@ -310,6 +311,29 @@ impl Found {
             println!("cargo:version={v}");
         }
     }
+}
+
+/// The whole build script of a `-sys` crate, in the one order every such
+/// crate follows: under `DOCS_RS`, the checked-in bindings and nothing else
+/// ([`docs_rs_bindings`]); otherwise rerun triggers, discovery of `library`
+/// (every failed attempt in the error), its link lines, and `bindings`
+/// generated into `OUT_DIR`. The caller prints the error and exits.
+pub fn build_sys_crate(
+    library: &LibrarySpec<'_>,
+    checked_in: &Path,
+    bindings: &BindingsSpec<'_>,
+) -> Result<(), String> {
+    let out_dir = std::env::var_os("OUT_DIR")
+        .map(PathBuf::from)
+        .ok_or("OUT_DIR is not set (call this from a build script)")?;
+    if docs_rs_bindings(checked_in, &out_dir)? {
+        return Ok(()); // documentation only: nothing is probed or linked
+    }
+    rerun_if_env_changed(library);
+    let found = library.find().map_err(|e| e.to_string())?;
+    found.emit_cargo_metadata();
+    generate_bindings(&found, bindings, &out_dir)?;
+    Ok(())
 }
 
 /// Tells cargo to rerun the build script when the discovery inputs change.

@@ -5,10 +5,8 @@
 //! wrapped into real symbols named after this crate (`<fn>__fabric_static`,
 //! in `libfabric_static_fns.a`).
 
-use proxystore_build_support::{
-    docs_rs_bindings, generate_bindings, rerun_if_env_changed, BindingsSpec, LibrarySpec,
-};
-use std::path::{Path, PathBuf};
+use proxystore_build_support::{build_sys_crate, BindingsSpec, LibrarySpec};
+use std::path::Path;
 
 const LIBFABRIC: LibrarySpec<'static> = LibrarySpec {
     name: "libfabric",
@@ -38,35 +36,17 @@ const WRAPPER: &str = "#include <rdma/fabric.h>
 #include <rdma/fi_errno.h>
 ";
 
+const BINDINGS: BindingsSpec<'static> = BindingsSpec {
+    wrapper: WRAPPER,
+    functions: &["fi_.*"],
+    types: &["fi_.*", "fid_.*", "fid"],
+    vars: &["FI_.*"],
+    wrap_static_fns: true,
+    links: "fabric",
+};
+
 fn main() {
-    let out_dir = PathBuf::from(std::env::var("OUT_DIR").unwrap_or_else(|_| ".".into()));
-    match docs_rs_bindings(Path::new(PREGENERATED), &out_dir) {
-        // Documentation only: nothing is probed or linked.
-        Ok(true) => return,
-        Ok(false) => {}
-        Err(e) => {
-            eprintln!("libfabric-sys: {e}");
-            std::process::exit(1);
-        }
-    }
-    rerun_if_env_changed(&LIBFABRIC);
-    let found = match LIBFABRIC.find() {
-        Ok(found) => found,
-        Err(e) => {
-            eprintln!("{e}");
-            std::process::exit(1);
-        }
-    };
-    found.emit_cargo_metadata();
-    let spec = BindingsSpec {
-        wrapper: WRAPPER,
-        functions: &["fi_.*"],
-        types: &["fi_.*", "fid_.*", "fid"],
-        vars: &["FI_.*"],
-        wrap_static_fns: true,
-        links: "fabric",
-    };
-    if let Err(e) = generate_bindings(&found, &spec, &out_dir) {
+    if let Err(e) = build_sys_crate(&LIBFABRIC, Path::new(PREGENERATED), &BINDINGS) {
         eprintln!("libfabric-sys: {e}");
         std::process::exit(1);
     }
