@@ -131,24 +131,19 @@ fn a_read_releases_its_descriptor_and_a_second_read_fails() {
     );
     let data = pattern(REMOTE_MIN, 5);
     let desc = exposures.expose(&data).unwrap();
-    let got = rma::read(
-        &layer,
-        "mock-rma",
-        "mock://owner-of-reads",
-        &desc,
-        u64::MAX,
-        READ_MAX,
-    );
-    assert_eq!(got.unwrap(), data);
+    let read = || {
+        rma::read(
+            &layer,
+            "mock-rma",
+            "mock://owner-of-reads",
+            &desc,
+            u64::MAX,
+            READ_MAX,
+        )
+    };
+    assert_eq!(read().unwrap(), data);
     assert_eq!(exposures.registered(), 0, "released after the read");
-    let again = rma::read(
-        &layer,
-        "mock-rma",
-        "mock://owner-of-reads",
-        &desc,
-        u64::MAX,
-        READ_MAX,
-    );
+    let again = read();
     assert!(matches!(again, Err(Error::Transport { .. })), "{again:?}");
 }
 
@@ -158,20 +153,15 @@ fn reads_are_bounded_in_size_and_time_and_bad_descriptors_are_errors() {
     let exposures = Exposures::for_layer(Arc::new(MockRmaLayer));
     let data = pattern(REMOTE_MIN * 2, 6);
     let desc = exposures.expose(&data).unwrap();
-    let over = rma::read(
-        &layer,
-        "mock-rma",
-        "mock://x",
-        &desc,
-        REMOTE_MIN as u64,
-        READ_MAX,
-    );
+    let read = |desc: &Bytes, max: u64, timeout: Duration| {
+        rma::read(&layer, "mock-rma", "mock://x", desc, max, timeout)
+    };
+    let over = read(&desc, REMOTE_MIN as u64, READ_MAX);
     assert!(matches!(over, Err(Error::TooLarge { .. })), "{over:?}");
-    let long = Duration::from_secs(3600);
-    rma::read(&layer, "mock-rma", "mock://x", &desc, u64::MAX, long).unwrap();
+    read(&desc, u64::MAX, Duration::from_secs(3600)).unwrap();
     assert_eq!(proxystore_peer::mock::last_read_timeout(), READ_MAX);
     for bad in [Bytes::new(), Bytes::from_static(&[1; 23])] {
-        let err = rma::read(&layer, "mock-rma", "mock://x", &bad, u64::MAX, READ_MAX);
+        let err = read(&bad, u64::MAX, READ_MAX);
         match err {
             Err(Error::Transport { connector, source }) => {
                 assert_eq!(connector, "mock-rma");

@@ -7,8 +7,14 @@ use std::process::{Command, Output, Stdio};
 
 /// Runs the `proxystore` binary with `args`, feeding `stdin`.
 pub(crate) fn proxystore(args: &[&str], stdin: &[u8]) -> Output {
+    proxystore_with_env(args, stdin, &[])
+}
+
+/// [`proxystore`] with variables `env` set.
+pub(crate) fn proxystore_with_env(args: &[&str], stdin: &[u8], env: &[(&str, &str)]) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_proxystore"))
         .args(args)
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -65,18 +71,7 @@ pub(crate) fn serve_put_get(
     scheme: &str,
     payload: &[u8],
 ) {
-    let run = |args: &[&str], stdin: &[u8]| {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_proxystore"))
-            .args(args)
-            .env(env.0, env.1)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn proxystore");
-        let _ = child.stdin.take().expect("stdin").write_all(stdin);
-        child.wait_with_output().expect("wait for proxystore")
-    };
+    let run = |args: &[&str], stdin: &[u8]| proxystore_with_env(args, stdin, &[env]);
     let mut server = Command::new(env!("CARGO_BIN_EXE_proxystore"))
         .args(["serve", "--connector", connector])
         .args(serve_args)
