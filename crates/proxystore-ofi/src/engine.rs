@@ -207,7 +207,6 @@ impl Engine {
         reply_route: u64,
         frames: Vec<Bytes>,
     ) -> Result<()> {
-        let peer_text = address::encode(&self.scheme(), peer);
         if frames.len() > wire::MAX_FRAMES {
             return Err(Error::TooLarge {
                 what: "frame count",
@@ -226,7 +225,7 @@ impl Engine {
         let inline = wire::header_len(self.address.len(), frames.len()) + total
             <= INLINE_MAX.min(self.max_msg_size);
         let mut st = self.shared.lock();
-        let dest = self.peer(&mut st, peer, &peer_text)?;
+        let (dest, peer_text) = self.peer(&mut st, peer)?;
         if inline {
             let msg = wire::encode(
                 Kind::Inline,
@@ -258,15 +257,18 @@ impl Engine {
         Ok(())
     }
 
-    /// The AV entry of `peer`, inserting it the first time.
-    fn peer(&self, st: &mut State, peer: &[u8], text: &str) -> Result<sys::fi_addr_t> {
-        if let Some(&a) = st.peers.get(peer) {
-            return Ok(a);
+    /// The AV entry of `peer` and its text form (for errors), inserting
+    /// it and encoding the text the first time only: sends to a known peer
+    /// do neither.
+    fn peer(&self, st: &mut State, peer: &[u8]) -> Result<(sys::fi_addr_t, Arc<str>)> {
+        if let Some((a, text)) = st.peers.get(peer) {
+            return Ok((*a, Arc::clone(text)));
         }
+        let text = address::encode(&self.scheme(), peer);
         if peer.len() != self.address.len() {
             // An address of another provider or format: never handed to it.
             return Err(Error::PeerUnreachable {
-                address: address::abbreviate(text),
+                address: address::abbreviate(&text),
                 reason: format!(
                     "a {} address is {} bytes, this is {}",
                     self.provider,
@@ -275,9 +277,10 @@ impl Engine {
                 ),
             });
         }
-        let a = st.fabric.insert(peer, text)?;
-        st.peers.insert(peer.to_vec(), a);
-        Ok(a)
+        let a = st.fabric.insert(peer, &text)?;
+        let text: Arc<str> = text.into();
+        st.peers.insert(peer.to_vec(), (a, Arc::clone(&text)));
+        Ok((a, text))
     }
 
     /// Posts one send (tagged if `tag` is given), retrying while the
@@ -289,7 +292,7 @@ impl Engine {
         tag: Option<u64>,
         data: Bytes,
         reply_route: u64,
-        peer: &str,
+        peer: &Arc<str>,
     ) -> Result<()> {
         let wait = *self.send_wait.lock().unwrap_or_else(|e| e.into_inner());
         let deadline = Instant::now() + wait;
@@ -297,7 +300,7 @@ impl Engine {
         let ctx = st.track(Op::Send {
             _keep: data,
             reply_route,
-            peer: peer.into(),
+            peer: Arc::clone(peer),
         });
         loop {
             // SAFETY: live endpoint; the bytes are owned by the context,

@@ -6,7 +6,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
-use std::sync::{Mutex, MutexGuard, OnceLock, TryLockError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, TryLockError};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
 
@@ -42,7 +42,8 @@ pub(crate) enum Op {
     Send {
         _keep: Bytes,
         reply_route: u64,
-        peer: String,
+        /// The peer's address as text, shared with the peer cache.
+        peer: Arc<str>,
     },
 }
 
@@ -71,7 +72,7 @@ pub(crate) type Routes = Mutex<HashMap<u64, Sender<Result<Message>>>>;
 pub(crate) struct State {
     pub(crate) fabric: Fabric,
     /// Peers inserted into the AV, by raw address.
-    pub(crate) peers: HashMap<Vec<u8>, sys::fi_addr_t>,
+    pub(crate) peers: HashMap<Vec<u8>, (sys::fi_addr_t, Arc<str>)>,
     // Fields drop in order: the endpoint closes before the memory its
     // operations may still point at is freed.
     /// Contexts of operations in flight.
