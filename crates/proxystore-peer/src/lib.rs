@@ -12,7 +12,7 @@
 //!   standalone data server behind `proxystore serve`.
 //! - [`rma`]: one-sided reads (descriptors, pins, releases, deadlines)
 //!   for transports that implement [`OneSided`]; they write only their
-//!   memory calls.
+//!   memory calls. [`arena`]: the registered slabs objects are staged in.
 //! - [`address`]: the checksummed text form of binary peer addresses
 //!   (`ucx://<base64url>`), and [`pool`]: reused, page-aligned receive
 //!   buffers handed out as `Bytes`.
@@ -22,6 +22,7 @@
 //!   bytes), the path RDMA transports take.
 
 pub mod address;
+pub mod arena;
 mod connector;
 mod handler;
 #[cfg(any(test, feature = "mock"))]

@@ -4,23 +4,20 @@
 //! then map the slab straight into a reader, whose `ucp_get` is a plain
 //! memcpy instead of a cross-process CMA copy (1 MiB: ~40 us against
 //! 120-180 us measured here), and RDMA transports find it registered.
-//!
-//! Slabs come in power-of-two classes from 64 KiB, are mapped once and
-//! reused: an object's slab goes back to the free list when the last
-//! `Bytes` of the object drops (the table's, a reader registration's).
+//! Classes, reuse and trimming are `proxystore_peer::arena`'s.
 
-use std::collections::HashMap;
-use std::ptr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use bytes::Bytes;
+use proxystore_peer::arena::{self, Mapped, SlabMemory};
 use ucx_sys as sys;
 
 use crate::worker::mem_map;
-use proxystore_peer::pool::POOLED_MIN;
 
-/// Free slab bytes kept at most; beyond that, sweeps unmap them.
-const IDLE_MAX: usize = 1 << 30;
+/// Free slab bytes kept at most; beyond that, trims unmap them.
+pub(crate) const IDLE_MAX: usize = 1 << 30;
+
+/// The slabs of one engine.
+pub(crate) type Arena = arena::Arena<UcpMemory>;
 
 /// A UCP context, cleaned up when the last holder (engine state, arena)
 /// drops.
@@ -39,157 +36,40 @@ impl Drop for Context {
     }
 }
 
-/// The slab class of an object of `len` bytes.
-fn class_of(len: usize) -> Option<usize> {
-    len.max(POOLED_MIN).checked_next_power_of_two()
-}
+/// Slabs UCX allocates and registers in a context.
+pub(crate) struct UcpMemory(pub(crate) Arc<Context>);
 
-/// One mapped slab.
-pub(crate) struct Slab {
-    base: usize,
-    class: usize,
-    memh: sys::ucp_mem_h,
-}
+/// A mapped slab's UCX memory handle.
+pub(crate) struct MemH(sys::ucp_mem_h);
 
-// SAFETY: the memory handle is only passed to UCX under the engine lock or
-// after the engine is gone.
-unsafe impl Send for Slab {}
+// SAFETY: only passed to UCX under the engine lock (trims) or after the
+// engine is gone (the arena's drop).
+unsafe impl Send for MemH {}
 
-#[derive(Default)]
-struct Slabs {
-    free: HashMap<usize, Vec<Slab>>,
-    free_bytes: usize,
-    /// Packed rkey of every mapped slab, by base address.
-    rkeys: HashMap<usize, Bytes>,
-}
-
-/// The slabs of one engine.
-pub(crate) struct Arena {
-    context: Arc<Context>,
-    slabs: Mutex<Slabs>,
-}
-
-impl Arena {
-    pub(crate) fn new(context: Arc<Context>) -> Arc<Arena> {
-        Arc::new(Arena {
-            context,
-            slabs: Mutex::new(Slabs::default()),
-        })
-    }
-
-    fn slabs(&self) -> std::sync::MutexGuard<'_, Slabs> {
-        self.slabs.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// A free slab for `len` bytes, if one is idle.
-    pub(crate) fn take(&self, len: usize) -> Option<Slab> {
-        let class = class_of(len)?;
-        let mut slabs = self.slabs();
-        let slab = slabs.free.get_mut(&class).and_then(Vec::pop)?;
-        slabs.free_bytes -= class;
-        Some(slab)
-    }
-
-    /// `data` copied into `slab` (outside the engine lock: the copy of a
-    /// large object must not stall progress).
-    pub(crate) fn fill(self: &Arc<Self>, slab: Slab, data: &[u8]) -> Bytes {
-        let len = data.len().min(slab.class);
-        // SAFETY: the slab is `class` bytes of mapped memory that nothing
-        // else uses until it is given back.
-        unsafe { ptr::copy_nonoverlapping(data.as_ptr(), slab.base as *mut u8, len) };
-        Bytes::from_owner(Staged {
-            slab: Some(slab),
-            arena: Arc::clone(self),
-        })
-        .slice(0..len)
-    }
-
-    /// The packed rkey of the slab `data` starts, if it is staged.
-    pub(crate) fn rkey_of(&self, data: &Bytes) -> Option<Bytes> {
-        self.slabs().rkeys.get(&(data.as_ptr() as usize)).cloned()
-    }
-
-    /// Maps a new slab for `len` bytes, or `None` if UCX could not.
+impl UcpMemory {
+    /// Maps a new slab of `class` bytes, or `None` if UCX could not.
     ///
     /// # Safety
     /// Call under the engine lock.
-    pub(crate) unsafe fn map(&self, len: usize) -> Option<Slab> {
-        let class = class_of(len)?;
+    pub(crate) unsafe fn map(&self, class: usize) -> Option<Mapped<MemH>> {
         // SAFETY: under the engine lock (the caller's); UCX allocates.
-        let mapped = unsafe { mem_map(self.context.0, None, class)? };
-        self.slabs()
-            .rkeys
-            .insert(mapped.address, Bytes::from(mapped.rkey));
-        Some(Slab {
+        let mapped = unsafe { mem_map(self.0 .0, None, class)? };
+        Some(Mapped {
             base: mapped.address,
-            class,
-            memh: mapped.memh,
+            remote_key: mapped.rkey.into(),
+            handle: MemH(mapped.memh),
         })
     }
-
-    /// Unmaps free slabs beyond [`IDLE_MAX`].
-    ///
-    /// # Safety
-    /// Call under the engine lock.
-    pub(crate) unsafe fn trim(&self) {
-        let mut slabs = self.slabs();
-        while slabs.free_bytes > IDLE_MAX {
-            let Some(class) = slabs
-                .free
-                .iter()
-                .find(|(_, v)| !v.is_empty())
-                .map(|(c, _)| *c)
-            else {
-                break;
-            };
-            if let Some(slab) = slabs.free.get_mut(&class).and_then(Vec::pop) {
-                slabs.free_bytes -= slab.class;
-                slabs.rkeys.remove(&slab.base);
-                // SAFETY: a free slab (no Bytes points into it), unmapped once.
-                unsafe { sys::ucp_mem_unmap(self.context.0, slab.memh) };
-            }
-        }
-    }
-
-    fn give_back(&self, slab: Slab) {
-        let mut slabs = self.slabs();
-        slabs.free_bytes += slab.class;
-        slabs.free.entry(slab.class).or_default().push(slab);
-    }
 }
 
-impl Drop for Arena {
-    fn drop(&mut self) {
-        // Every Staged holds the arena, so all slabs are free by now.
-        let slabs = std::mem::take(&mut *self.slabs());
-        for slab in slabs.free.into_values().flatten() {
-            // SAFETY: the engine is gone (it held the arena); free slabs
-            // are unmapped once, before the context is cleaned up.
-            unsafe { sys::ucp_mem_unmap(self.context.0, slab.memh) };
-        }
-    }
-}
+impl SlabMemory for UcpMemory {
+    type Handle = MemH;
 
-/// Owns a slab inside `Bytes`; gives it back to the arena on drop.
-struct Staged {
-    slab: Option<Slab>,
-    arena: Arc<Arena>,
-}
-
-impl AsRef<[u8]> for Staged {
-    fn as_ref(&self) -> &[u8] {
-        match &self.slab {
-            // SAFETY: the slab stays mapped while this owner holds it.
-            Some(s) => unsafe { std::slice::from_raw_parts(s.base as *const u8, s.class) },
-            None => &[],
-        }
-    }
-}
-
-impl Drop for Staged {
-    fn drop(&mut self) {
-        if let Some(slab) = self.slab.take() {
-            self.arena.give_back(slab);
-        }
+    /// Called by trims under the engine lock, or by the arena's drop once
+    /// the engine (which held the arena) is gone.
+    fn unmap(&self, handle: MemH) {
+        // SAFETY: a free slab of this context (no Bytes points into it),
+        // unmapped once.
+        unsafe { sys::ucp_mem_unmap(self.0 .0, handle.0) };
     }
 }

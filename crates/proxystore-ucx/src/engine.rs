@@ -21,7 +21,7 @@ use proxystore_peer::wire::Limits;
 use ucx_sys as sys;
 
 use crate::am::{am_send, set_handlers, Callbacks, Frames, Route, Routes, AM_REQUEST};
-use crate::arena::{Arena, Context};
+use crate::arena::{Arena, Context, UcpMemory};
 use crate::progress::{run, InlineHandler, Shared, State};
 use crate::worker::{address_and_efd, close_ep, init, mem_map};
 
@@ -80,7 +80,7 @@ impl Engine {
         let (state, address, efd, arena) = unsafe {
             let (context, worker) = init()?;
             let context = Arc::new(Context(context));
-            let arena = Arena::new(Arc::clone(&context));
+            let arena = Arena::new(UcpMemory(Arc::clone(&context)));
             let callbacks = Box::new(Callbacks {
                 worker,
                 inbox: RefCell::new(Vec::new()),
@@ -263,24 +263,20 @@ impl Engine {
 
     /// `data` copied into registered memory (see `arena`), or `None`.
     pub(crate) fn stage(&self, data: &Bytes) -> Option<Bytes> {
-        let slab = match self.arena.take(data.len()) {
-            Some(slab) => slab,
-            None => {
-                let st = self.shared.lock();
-                if st.closed {
-                    return None;
-                }
-                // SAFETY: under the lock.
-                unsafe { self.arena.map(data.len())? }
+        self.arena.stage(data, |class| {
+            let st = self.shared.lock();
+            if st.closed {
+                return None;
             }
-        };
-        Some(self.arena.fill(slab, data))
+            // SAFETY: under the lock.
+            unsafe { self.arena.memory().map(class) }
+        })
     }
 
     /// Registers `data` for one-sided reads: a staged object's slab is
     /// registered already; other memory is mapped in place.
     pub(crate) fn register(&self, data: &Bytes) -> Result<Registration> {
-        if let Some(rkey) = self.arena.rkey_of(data) {
+        if let Some(rkey) = self.arena.remote_key_of(data) {
             return Ok(Registration {
                 remote_key: rkey,
                 cheap: true,

@@ -19,7 +19,7 @@ use proxystore_peer::rma::Expose;
 use ucx_sys as sys;
 
 use crate::am::{am_send, Callbacks, Frames, ReplyTo, AM_REPLY};
-use crate::arena::{Arena, Context};
+use crate::arena::{Arena, Context, IDLE_MAX};
 use crate::rma::Rma;
 use crate::worker::{close_ep, Ep};
 
@@ -123,8 +123,8 @@ impl State {
             return;
         }
         self.last_trim = Instant::now();
-        // SAFETY: under the lock (we hold `&mut State`).
-        unsafe { self.arena.trim() };
+        // Under the lock (we hold `&mut State`), as unmapping needs.
+        self.arena.trim(IDLE_MAX);
     }
 
     /// Releases every UCX resource; idempotent.
