@@ -14,7 +14,8 @@ use proxystore_core::{Error, Result};
 use proxystore_peer::address;
 
 use crate::fabric::{timeout, Fabric};
-use crate::progress::{run, Op, Shared, State, RECV_SIZE};
+use crate::mr::{Arena, OfiMemory};
+use crate::progress::{run, Op, OpCtx, Shared, State, RECV_SIZE};
 use crate::wire::{self, Kind};
 use crate::Message;
 
@@ -25,6 +26,9 @@ pub const INLINE_MAX: usize = RECV_SIZE;
 pub const DEFAULT_MAX_MESSAGE: u64 = 1 << 30;
 /// The route a data server listens on (see [`Engine::listen`]).
 pub const SERVER_ROUTE: u64 = 0;
+/// The route releases of one-sided reads go to; handled by the endpoint
+/// itself (see [`Engine::accept_releases`]), never by a route's reader.
+pub const RELEASE_ROUTE: u64 = u64::MAX;
 /// How long a send may keep being told to try again (full queues, or a
 /// connection rxm cannot make: it retries a refused one silently) unless
 /// set otherwise.
@@ -32,7 +36,7 @@ pub const DEFAULT_SEND_WAIT: Duration = Duration::from_secs(5);
 
 /// A libfabric endpoint moving framed messages between routes.
 pub struct Engine {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
     address: Vec<u8>,
     provider: String,
     one_sided: bool,
@@ -54,7 +58,8 @@ impl Engine {
             fabric.one_sided,
             fabric.max_msg_size,
         );
-        let shared = Arc::new(Shared::new(State::new(fabric)?, DEFAULT_MAX_MESSAGE));
+        let arena = Arena::new(OfiMemory);
+        let shared = Arc::new(Shared::new(State::new(fabric)?, DEFAULT_MAX_MESSAGE, arena));
         let shm = provider == "shm";
         if shm {
             shm_graves().lock().unwrap_or_else(|e| e.into_inner()).live += 1;
@@ -260,7 +265,7 @@ impl Engine {
     /// The AV entry of `peer` and its text form (for errors), inserting
     /// it and encoding the text the first time only: sends to a known peer
     /// do neither.
-    fn peer(&self, st: &mut State, peer: &[u8]) -> Result<(sys::fi_addr_t, Arc<str>)> {
+    pub(crate) fn peer(&self, st: &mut State, peer: &[u8]) -> Result<(sys::fi_addr_t, Arc<str>)> {
         if let Some((a, text)) = st.peers.get(peer) {
             return Ok((*a, Arc::clone(text)));
         }
@@ -295,17 +300,17 @@ impl Engine {
         peer: &Arc<str>,
     ) -> Result<()> {
         let wait = *self.send_wait.lock().unwrap_or_else(|e| e.into_inner());
-        let deadline = Instant::now() + wait;
         let (ptr, len) = (data.as_ptr(), data.len());
-        let ctx = st.track(Op::Send {
+        let op = Op::Send {
             _keep: data,
             reply_route,
             peer: Arc::clone(peer),
-        });
-        loop {
+        };
+        let what = "send (the provider kept saying try again)";
+        self.post_op(st, op, "fi_send", what, peer, wait, |st, ctx| {
             // SAFETY: live endpoint; the bytes are owned by the context,
             // which lives until the send completes or the endpoint closes.
-            let rc = unsafe {
+            unsafe {
                 match tag {
                     None => sys::fi_send(
                         st.fabric.ep,
@@ -325,13 +330,34 @@ impl Engine {
                         ctx.cast(),
                     ),
                 }
-            };
+            }
+        })
+    }
+
+    /// Tracks `op` and issues it with `issue` (libfabric `call`), retrying
+    /// for at most `wait` while the provider says to try again and reading
+    /// completions meanwhile; then [`Error::Timeout`] naming `what`.
+    #[allow(clippy::too_many_arguments)] // each is one fact about the post
+    pub(crate) fn post_op(
+        &self,
+        st: &mut State,
+        op: Op,
+        call: &str,
+        what: &'static str,
+        peer: &Arc<str>,
+        wait: Duration,
+        mut issue: impl FnMut(&State, *mut OpCtx) -> isize,
+    ) -> Result<()> {
+        let deadline = Instant::now() + wait;
+        let ctx = st.track(op);
+        loop {
+            let rc = issue(st, ctx);
             if rc != -(sys::FI_EAGAIN as isize) {
-                return st.posted(rc, ctx, "fi_send", Some(peer));
+                return st.posted(rc, ctx, call, Some(peer));
             }
             if Instant::now() >= deadline {
-                let _ = st.posted(rc, ctx, "fi_send", Some(peer));
-                return Err(timeout("send (the provider kept saying try again)", wait));
+                let _ = st.posted(rc, ctx, call, Some(peer));
+                return Err(timeout(what, wait));
             }
             self.shared.progress(st);
         }

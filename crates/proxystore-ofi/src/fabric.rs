@@ -103,11 +103,49 @@ pub(crate) fn zeroed_context() -> sys::fi_context2 {
     sys::fi_context2::default()
 }
 
-/// An open fabric, domain, AV, CQ and enabled RDM endpoint.
-pub(crate) struct Fabric {
+/// An open fabric and domain (with the `fi_info` they came from), shared
+/// by the endpoint and by every memory registration: registrations may
+/// outlive the endpoint (a staged object still held after its connector is
+/// gone), and the domain closes after the last of them.
+pub(crate) struct Domain {
     info: *mut sys::fi_info,
     fabric: *mut sys::fid_fabric,
-    domain: *mut sys::fid_domain,
+    pub(crate) domain: *mut sys::fid_domain,
+    /// The registration modes the provider requires (`FI_MR_*`).
+    pub(crate) mr_mode: u32,
+    /// The next key of a registration whose key this process chooses
+    /// (providers without `FI_MR_PROV_KEY`).
+    pub(crate) next_key: std::sync::atomic::AtomicU64,
+}
+
+// SAFETY: the domain is opened FI_THREAD_SAFE, so its calls (registration,
+// close) may come from any thread; the pointers are never dereferenced in
+// Rust after setup.
+unsafe impl Send for Domain {}
+// SAFETY: as above.
+unsafe impl Sync for Domain {}
+
+impl Drop for Domain {
+    fn drop(&mut self) {
+        // SAFETY: the endpoint and every registration are closed (each
+        // held this domain); children before parents, each once.
+        unsafe {
+            for fid in [self.domain.cast::<sys::fid>(), self.fabric.cast()] {
+                if !fid.is_null() {
+                    let rc = sys::fi_close(fid);
+                    if rc != 0 {
+                        tracing::debug!(rc, "fi_close failed");
+                    }
+                }
+            }
+            sys::fi_freeinfo(self.info);
+        }
+    }
+}
+
+/// An enabled RDM endpoint with its AV and CQ, in a [`Domain`].
+pub(crate) struct Fabric {
+    pub(crate) domain: std::sync::Arc<Domain>,
     av: *mut sys::fid_av,
     pub(crate) cq: *mut sys::fid_cq,
     pub(crate) ep: *mut sys::fid_ep,
@@ -142,8 +180,16 @@ unsafe fn getinfo(provider: Option<&CStr>, caps: u64) -> Result<Option<*mut sys:
         // We give every operation a context, so either mode is fine.
         (*hints).mode = sys::FI_CONTEXT | sys::FI_CONTEXT2;
         (*(*hints).ep_attr).type_ = sys::fi_ep_type_FI_EP_RDM;
-        (*(*hints).domain_attr).mr_mode =
-            (sys::FI_MR_VIRT_ADDR | sys::FI_MR_ALLOCATED | sys::FI_MR_PROV_KEY) as i32;
+        // Registrations are closed from whichever thread drops the last
+        // Bytes of an object; the endpoint is serialized by our lock anyway.
+        (*(*hints).domain_attr).threading = sys::fi_threading_FI_THREAD_SAFE;
+        // The modes `mr` handles. Not FI_MR_LOCAL (every send and receive
+        // buffer would need a descriptor; rxm registers for verbs itself,
+        // CXI does not require it) nor FI_MR_RAW (keys wider than 64 bits).
+        (*(*hints).domain_attr).mr_mode = (sys::FI_MR_VIRT_ADDR
+            | sys::FI_MR_ALLOCATED
+            | sys::FI_MR_PROV_KEY
+            | sys::FI_MR_ENDPOINT) as i32;
         if let Some(name) = provider {
             (*(*hints).fabric_attr).prov_name = libc::strdup(name.as_ptr());
         }
@@ -185,10 +231,29 @@ impl Fabric {
                 },
             }
         };
-        let mut f = Fabric {
+        // SAFETY: `info` is the head of a live list (getinfo's).
+        let mr_mode = unsafe { (*(*info).domain_attr).mr_mode } as u32;
+        let mut domain = Domain {
             info,
             fabric: ptr::null_mut(),
             domain: ptr::null_mut(),
+            mr_mode,
+            next_key: std::sync::atomic::AtomicU64::new(1),
+        };
+        // SAFETY: `info` is live; on error `domain` is dropped and closes
+        // what was opened.
+        unsafe {
+            check(
+                sys::fi_fabric((*info).fabric_attr, &mut domain.fabric, ptr::null_mut()),
+                "fi_fabric",
+            )?;
+            check(
+                sys::fi_domain(domain.fabric, info, &mut domain.domain, ptr::null_mut()),
+                "fi_domain",
+            )?;
+        }
+        let mut f = Fabric {
+            domain: std::sync::Arc::new(domain),
             av: ptr::null_mut(),
             cq: ptr::null_mut(),
             ep: ptr::null_mut(),
@@ -204,30 +269,23 @@ impl Fabric {
     }
 
     /// # Safety
-    /// Call once, on a Fabric whose `info` is live and objects null.
+    /// Call once, on a Fabric whose domain is open and objects null.
     unsafe fn open_objects(&mut self) -> Result<()> {
-        // SAFETY: `info` is live (the contract); every out pointer is a
+        // SAFETY: `info` is live (the domain's); every out pointer is a
         // field of self, closed in Drop if set.
         unsafe {
-            let info = self.info;
+            let info = self.domain.info;
+            let domain = self.domain.domain;
             self.provider = CStr::from_ptr((*(*info).fabric_attr).prov_name)
                 .to_string_lossy()
                 .into_owned();
             self.max_msg_size = (*(*info).ep_attr).max_msg_size;
-            check(
-                sys::fi_fabric((*info).fabric_attr, &mut self.fabric, ptr::null_mut()),
-                "fi_fabric",
-            )?;
-            check(
-                sys::fi_domain(self.fabric, info, &mut self.domain, ptr::null_mut()),
-                "fi_domain",
-            )?;
             let mut av_attr = sys::fi_av_attr {
                 type_: sys::fi_av_type_FI_AV_TABLE,
                 ..Default::default()
             };
             check(
-                sys::fi_av_open(self.domain, &mut av_attr, &mut self.av, ptr::null_mut()),
+                sys::fi_av_open(domain, &mut av_attr, &mut self.av, ptr::null_mut()),
                 "fi_av_open",
             )?;
             let mut cq_attr = sys::fi_cq_attr {
@@ -237,11 +295,11 @@ impl Fabric {
                 ..Default::default()
             };
             check(
-                sys::fi_cq_open(self.domain, &mut cq_attr, &mut self.cq, ptr::null_mut()),
+                sys::fi_cq_open(domain, &mut cq_attr, &mut self.cq, ptr::null_mut()),
                 "fi_cq_open",
             )?;
             check(
-                sys::fi_endpoint(self.domain, info, &mut self.ep, ptr::null_mut()),
+                sys::fi_endpoint(domain, info, &mut self.ep, ptr::null_mut()),
                 "fi_endpoint",
             )?;
             check(
@@ -326,15 +384,10 @@ fn shm_region_exists(raw: &[u8]) -> bool {
 impl Drop for Fabric {
     fn drop(&mut self) {
         // SAFETY: children before parents, each once; unset ones are null.
-        // Closing the endpoint cancels what is still posted on it.
+        // Closing the endpoint cancels what is still posted on it. The
+        // domain closes with its last holder.
         unsafe {
-            for fid in [
-                self.ep.cast::<sys::fid>(),
-                self.av.cast(),
-                self.cq.cast(),
-                self.domain.cast(),
-                self.fabric.cast(),
-            ] {
+            for fid in [self.ep.cast::<sys::fid>(), self.av.cast(), self.cq.cast()] {
                 // Every fid_* struct starts with its `struct fid`.
                 if !fid.is_null() {
                     let rc = sys::fi_close(fid);
@@ -343,7 +396,6 @@ impl Drop for Fabric {
                     }
                 }
             }
-            sys::fi_freeinfo(self.info);
         }
     }
 }

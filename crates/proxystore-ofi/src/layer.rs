@@ -7,13 +7,20 @@
 //! `FI_PROVIDER`) is reached at `ofi://<provider>/<base64url>`, and a
 //! process that only reads opens its endpoint with the provider of the
 //! first owner it connects to. One endpoint per layer, opened on first use.
-//! One-sided reads come in a later step: gets carry the bytes.
+//!
+//! One-sided reads: where the provider grants FI_RMA (and
+//! `PROXYSTORE_OFI_ONE_SIDED` is not `off`), objects of 64 KiB and more
+//! are staged at put in registered slabs, owners answer gets with
+//! descriptors and readers `fi_read` the bytes (see `rma`).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Receiver;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use bytes::Bytes;
 use proxystore_core::{Error, Result};
+use proxystore_peer::rma::{Expose, OneSided, Region, Registration};
 use proxystore_peer::wire::Limits;
 use proxystore_peer::{ClientSocket, Frames, ServerSocket, SocketLayer};
 
@@ -73,6 +80,22 @@ impl OfiLayer {
         *slot = Some(Arc::clone(&e));
         Ok(e)
     }
+
+    /// This layer's endpoint if it is open (never opens one).
+    fn current(&self) -> Option<Arc<Engine>> {
+        self.engine
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The endpoint for `address` (opened with its provider on first use)
+    /// and the raw address it names.
+    fn endpoint_for(&self, address: &str) -> Result<(Arc<Engine>, Vec<u8>)> {
+        let engine = self.engine(provider_of(address)?)?;
+        let raw = engine.parse_address(address)?;
+        Ok((engine, raw))
+    }
 }
 
 /// A data server's stream of requests.
@@ -115,8 +138,7 @@ impl SocketLayer for OfiLayer {
     }
 
     fn connect(&self, address: &str, limits: &Limits) -> Result<OfiClient> {
-        let engine = self.engine(provider_of(address)?)?;
-        let owner = engine.parse_address(address)?;
+        let (engine, owner) = self.endpoint_for(address)?;
         engine.raise_max_message(limits.max_frame());
         let (route, replies) = engine.open_route();
         Ok(OfiClient {
@@ -128,12 +150,83 @@ impl SocketLayer for OfiLayer {
     }
 
     fn any_port(&self, endpoint: &str) -> String {
-        let engine = self.engine.lock().unwrap_or_else(|e| e.into_inner());
-        match engine.as_ref() {
+        match self.current() {
             Some(e) => format!("{SCHEME}{}/", e.provider()),
             None => endpoint.to_string(),
         }
     }
+
+    fn one_sided(&self) -> Option<&dyn OneSided> {
+        Some(self)
+    }
+}
+
+impl OneSided for OfiLayer {
+    /// On unless `PROXYSTORE_OFI_ONE_SIDED=off`, and once the endpoint is
+    /// open, only if its provider granted FI_RMA.
+    fn reads_one_sided(&self) -> bool {
+        reads_one_sided() && self.current().is_none_or(|e| e.one_sided())
+    }
+
+    fn stage(&self, data: Bytes) -> Bytes {
+        match self.current() {
+            Some(e) => e.stage(&data).unwrap_or(data),
+            None => data,
+        }
+    }
+
+    fn register(&self, data: &Bytes) -> Result<Registration> {
+        self.current()
+            .ok_or_else(|| Error::Config("no libfabric endpoint is open to register with".into()))?
+            .register(data)
+    }
+
+    fn read(&self, address: &str, region: Region, timeout: Duration) -> Result<Bytes> {
+        let (engine, owner) = self.endpoint_for(address)?;
+        ONE_SIDED_READS.fetch_add(1, Ordering::Relaxed);
+        engine.read(&owner, region, timeout)
+    }
+
+    fn send_release(&self, address: &str, release: Bytes) {
+        if let Ok((engine, owner)) = self.endpoint_for(address) {
+            engine.send_release(&owner, release);
+        }
+    }
+
+    fn accept_releases(&self, _address: &str, exposures: Arc<dyn Expose>) {
+        // One server per endpoint: its releases arrive on this engine.
+        if let Some(engine) = self.current() {
+            engine.accept_releases(exposures);
+        }
+    }
+}
+
+/// One-sided reads started by this process (see [`one_sided_reads`]).
+static ONE_SIDED_READS: AtomicU64 = AtomicU64::new(0);
+
+/// How many gets of this process were served by one-sided reads.
+pub fn one_sided_reads() -> u64 {
+    ONE_SIDED_READS.load(Ordering::Relaxed)
+}
+
+/// Whether this process asks owners for descriptors and stages what it
+/// puts: `PROXYSTORE_OFI_ONE_SIDED=off` turns it off, anything else (or
+/// unset) leaves it on where the provider grants FI_RMA. Read once.
+pub fn reads_one_sided() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(
+        || match std::env::var("PROXYSTORE_OFI_ONE_SIDED").as_deref() {
+            Ok("off") => false,
+            Ok("on") | Err(_) => true,
+            Ok(other) => {
+                tracing::warn!(
+                    value = other,
+                    "PROXYSTORE_OFI_ONE_SIDED is 'on' or 'off'; keeping it on"
+                );
+                true
+            }
+        },
+    )
 }
 
 /// The next message on `rx` within `timeout`; `None` if none came.

@@ -24,15 +24,21 @@ mod descriptor;
 mod engine;
 mod fabric;
 mod layer;
+mod mr;
 mod progress;
+mod rma;
 mod wire;
 
 use bytes::Bytes;
 
 pub use descriptor::{register, ADDRESS, DESCRIPTOR, DESCRIPTORS};
-pub use engine::{Engine, DEFAULT_MAX_MESSAGE, DEFAULT_SEND_WAIT, INLINE_MAX, SERVER_ROUTE};
+pub use engine::{
+    Engine, DEFAULT_MAX_MESSAGE, DEFAULT_SEND_WAIT, INLINE_MAX, RELEASE_ROUTE, SERVER_ROUTE,
+};
 pub use fabric::OfiError;
-pub use layer::{OfiClient, OfiLayer, OfiServer, ReplyTo, SCHEME};
+pub use layer::{
+    one_sided_reads, reads_one_sided, OfiClient, OfiLayer, OfiServer, ReplyTo, SCHEME,
+};
 pub use proxystore_peer::PeerConfig;
 
 /// The libfabric connector: the shared peer connector over [`OfiLayer`].

@@ -15,7 +15,11 @@ use libfabric_sys as sys;
 use proxystore_core::{Error, Result};
 use proxystore_peer::pool::{self, Buf};
 
+use proxystore_peer::rma::Expose;
+
+use crate::engine::RELEASE_ROUTE;
 use crate::fabric::{error, timeout, zeroed_context, Fabric, ADDR_UNSPEC};
+use crate::mr::{Arena, IDLE_MAX};
 use crate::wire::{self, Kind};
 use crate::Message;
 
@@ -43,6 +47,14 @@ pub(crate) enum Op {
         _keep: Bytes,
         reply_route: u64,
         /// The peer's address as text, shared with the peer cache.
+        peer: Arc<str>,
+    },
+    /// A one-sided read into `buf`; the bytes (or the error, naming `peer`)
+    /// go to `route`.
+    Read {
+        buf: Buf,
+        len: usize,
+        route: u64,
         peer: Arc<str>,
     },
 }
@@ -86,6 +98,8 @@ pub(crate) struct State {
     pub(crate) next_tag: u64,
     /// Buffers allocated for announced messages so far.
     pub(crate) large_receives: u64,
+    /// Where releases of descriptors this endpoint handed out go.
+    pub(crate) releases: Option<Arc<dyn Expose>>,
 }
 
 // SAFETY: the raw libfabric handles and contexts are only used by the
@@ -106,6 +120,7 @@ impl State {
             // Random high bits keep tags of different senders apart.
             next_tag: u64::from(fastrand::u32(..)) << 32,
             large_receives: 0,
+            releases: None,
         };
         for _ in 0..RECV_BUFFERS {
             let buf = pool::take(RECV_SIZE).ok_or(Error::TooLarge {
@@ -244,6 +259,10 @@ impl State {
                 let err = error(i64::from(e.err), "fi_send", Some(&peer));
                 deliver(routes, reply_route, Err(err));
             }
+            Some(Op::Read { route, peer, .. }) => {
+                let err = error(i64::from(e.err), "fi_read", Some(&peer));
+                deliver(routes, route, Err(err));
+            }
             None => tracing::debug!(err = e.err, "a completion error of no operation"),
         }
     }
@@ -294,6 +313,16 @@ impl State {
                     }
                 }
             }
+            Some(Op::Read {
+                buf, len, route, ..
+            }) => {
+                let message = Message {
+                    from: Vec::new(),
+                    reply_route: 0,
+                    frames: vec![pool::into_bytes(buf, len)],
+                };
+                deliver(routes, route, Ok(message));
+            }
             Some(Op::Send { .. }) | None => {}
         }
     }
@@ -304,6 +333,16 @@ impl State {
             tracing::debug!(len = msg.len(), "a malformed message was dropped");
             return;
         };
+        if h.to_route == RELEASE_ROUTE && h.kind == Kind::Inline {
+            // Releases are handled here, not by a route's reader: a reader
+            // that finished with a descriptor unpins it at once.
+            if let Some(exposures) = &self.releases {
+                for release in split(&msg, h.body, &h.lens) {
+                    exposures.release(&release);
+                }
+            }
+            return;
+        }
         if !routes
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -436,11 +475,14 @@ pub(crate) struct Shared {
     callers: AtomicUsize,
     pub(crate) stop: AtomicBool,
     pub(crate) thread: OnceLock<Thread>,
+    /// Slabs objects are staged in (trimmed by the background thread).
+    pub(crate) arena: Arc<Arena>,
 }
 
 impl Shared {
-    pub(crate) fn new(state: State, limit: u64) -> Self {
+    pub(crate) fn new(state: State, limit: u64, arena: Arc<Arena>) -> Self {
         Shared {
+            arena,
             state: Mutex::new(state),
             routes: Mutex::new(HashMap::new()),
             limit: AtomicU64::new(limit),
@@ -501,10 +543,29 @@ impl Shared {
     }
 }
 
+/// Stale registrations are swept and free slabs trimmed at most this often.
+const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(1);
+
+/// Lets go of stale descriptors' registrations and of free slabs beyond
+/// the arena's bound (outside the engine lock: closing a registration
+/// needs none).
+fn housekeeping(shared: &Shared) {
+    let releases = shared.lock().releases.clone();
+    if let Some(exposures) = releases {
+        exposures.sweep();
+    }
+    shared.arena.trim(IDLE_MAX);
+}
+
 /// The background progress thread: runs until `stop`.
 pub(crate) fn run(shared: &Shared) {
     let mut idle_since: Option<Instant> = None;
+    let mut last_housekeeping = Instant::now();
     while !shared.stop.load(Ordering::Acquire) {
+        if last_housekeeping.elapsed() >= HOUSEKEEPING_EVERY {
+            housekeeping(shared);
+            last_housekeeping = Instant::now();
+        }
         if shared.callers.load(Ordering::SeqCst) > 0 {
             std::thread::park_timeout(SLEEP_MAX);
             continue;

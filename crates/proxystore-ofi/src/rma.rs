@@ -1,0 +1,151 @@
+//! One-sided reads' libfabric calls: objects staged at put in registered
+//! slabs (`mr`), other memory registered in place, `fi_read` of an owner's
+//! region into a pooled buffer, and the release a reader sends back (a
+//! message to the owner's [`RELEASE_ROUTE`], outside the peer wire format).
+//! Descriptors, pins, releases' meaning and deadlines are
+//! `proxystore_peer::rma`'s.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use libfabric_sys as sys;
+use proxystore_core::{Error, Result};
+use proxystore_peer::pool;
+use proxystore_peer::rma::{Expose, Region, Registration};
+
+use crate::engine::{Engine, RELEASE_ROUTE};
+use crate::fabric::CONNECTOR;
+use crate::mr::{map_slab, register, target};
+use crate::progress::Op;
+
+impl Engine {
+    fn no_rma(&self) -> Error {
+        Error::Unsupported {
+            connector: CONNECTOR.into(),
+            op: "one-sided reads (the provider did not grant FI_RMA)",
+        }
+    }
+
+    /// `data` copied into a registered slab (a free one of its size class
+    /// when there is one), or `None` where the provider has no one-sided
+    /// reads or would not register.
+    pub fn stage(&self, data: &Bytes) -> Option<Bytes> {
+        if !self.one_sided() {
+            return None;
+        }
+        self.shared.arena.stage(data, |class| {
+            let st = self.shared.lock();
+            // SAFETY: the live endpoint of this domain, under the lock.
+            unsafe { map_slab(&st.fabric.domain, st.fabric.ep, class) }
+        })
+    }
+
+    /// How many slabs this endpoint has registered (free or in use).
+    pub fn slabs(&self) -> usize {
+        self.shared.arena.mapped()
+    }
+
+    /// Registers `data` for reads by peers: a staged object's slab is
+    /// registered already (a lookup); other memory is registered in place.
+    pub fn register(&self, data: &Bytes) -> Result<Registration> {
+        if !self.one_sided() {
+            return Err(self.no_rma());
+        }
+        if let Some(remote_key) = self.shared.arena.remote_key_of(data) {
+            return Ok(Registration {
+                remote_key,
+                cheap: true,
+                keep: Box::new(()),
+            });
+        }
+        let st = self.shared.lock();
+        // SAFETY: the caller (the peer exposures) keeps `data` alive as
+        // long as the registration; the live endpoint, under the lock.
+        let (mr, remote_key) =
+            unsafe { register(&st.fabric.domain, st.fabric.ep, data.as_ptr(), data.len())? };
+        drop(st);
+        Ok(Registration {
+            remote_key,
+            cheap: false,
+            keep: Box::new(mr),
+        })
+    }
+
+    /// Reads `region` of the endpoint at raw address `owner` into a pooled
+    /// buffer, waiting at most `timeout`.
+    pub fn read(&self, owner: &[u8], region: Region, timeout: Duration) -> Result<Bytes> {
+        if !self.one_sided() {
+            return Err(self.no_rma());
+        }
+        let (key, addr) =
+            target(&region.remote_key, region.addr).ok_or_else(|| Error::Transport {
+                connector: CONNECTOR.into(),
+                source: format!(
+                    "a remote descriptor's key of {} bytes is malformed",
+                    region.remote_key.len()
+                )
+                .into(),
+            })?;
+        if region.len == 0 {
+            return Ok(Bytes::new());
+        }
+        let len = region.len;
+        let mut buf = pool::take(len).ok_or(Error::TooLarge {
+            what: "one-sided read (no memory for it)",
+            size: len as u64,
+            limit: isize::MAX as u64,
+        })?;
+        let dest = buf.as_mut_ptr();
+        let (route, rx) = self.open_route();
+        let posted = {
+            let mut st = self.shared.lock();
+            self.peer(&mut st, owner).and_then(|(src, peer)| {
+                let op = Op::Read {
+                    buf,
+                    len,
+                    route,
+                    peer: Arc::clone(&peer),
+                };
+                let what = "one-sided read (the provider kept saying try again)";
+                self.post_op(&mut st, op, "fi_read", what, &peer, timeout, |st, ctx| {
+                    // SAFETY: live endpoint; `dest` is the pooled buffer the
+                    // context owns until the read completes or the endpoint
+                    // closes; `len` fits it.
+                    unsafe {
+                        sys::fi_read(
+                            st.fabric.ep,
+                            dest.cast(),
+                            len,
+                            std::ptr::null_mut(),
+                            src,
+                            addr,
+                            key,
+                            ctx.cast(),
+                        )
+                    }
+                })
+            })
+        };
+        // A read that times out stays posted into its own buffer (freed
+        // with its context); its late completion goes to a closed route.
+        let out = posted.and_then(|()| self.wait(&rx, timeout));
+        self.close_route(route);
+        Ok(out?.frames.into_iter().next().unwrap_or_default())
+    }
+
+    /// Sends `release` to the endpoint at raw address `owner`, without
+    /// waiting for it to arrive (a lost release only keeps memory
+    /// registered until the owner's grace period ends).
+    pub fn send_release(&self, owner: &[u8], release: Bytes) {
+        if let Err(e) = self.send(owner, RELEASE_ROUTE, RELEASE_ROUTE, vec![release]) {
+            tracing::debug!(error = %e, "a release could not be sent");
+        }
+    }
+
+    /// Releases arriving here go to `exposures`, and the background thread
+    /// sweeps it.
+    pub fn accept_releases(&self, exposures: Arc<dyn Expose>) {
+        self.shared.lock().releases = Some(exposures);
+    }
+}
