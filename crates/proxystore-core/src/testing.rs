@@ -449,3 +449,31 @@ pub fn spawn_child_until(
     let status = child.wait().expect("wait for child");
     panic!("child exited ({status}) without printing {name}");
 }
+
+/// The objects an owner child serves ([`serve_as_owner`]): one above the
+/// one-sided threshold of the network connectors (3 MiB), one small.
+pub fn owner_objects() -> Vec<Bytes> {
+    vec![pattern(3 << 20, 7), pattern(100, 8)]
+}
+
+/// A child role: puts [`owner_objects`] into `c`, prints their keys as
+/// `OWNER_KEYS=k1 k2` and serves them until the parent kills this process
+/// (60 s at most).
+pub fn serve_as_owner(c: &dyn Connector) {
+    let keys: Vec<String> = owner_objects()
+        .into_iter()
+        .map(|data| c.put(data).expect("owner put").to_string())
+        .collect();
+    println!("OWNER_KEYS={}", keys.join(" "));
+    std::thread::sleep(std::time::Duration::from_secs(60));
+}
+
+/// The keys a parent passed a child in `KEYS` (space separated; as
+/// [`serve_as_owner`] prints them).
+pub fn keys_from_env() -> Vec<Key> {
+    std::env::var("KEYS")
+        .expect("KEYS in the child's environment")
+        .split(' ')
+        .map(|k| k.parse().expect("a key in KEYS"))
+        .collect()
+}

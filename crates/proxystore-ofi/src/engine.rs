@@ -303,6 +303,7 @@ impl Engine {
         let (ptr, len) = (data.as_ptr(), data.len());
         let op = Op::Send {
             _keep: data,
+            tag,
             reply_route,
             peer: Arc::clone(peer),
         };

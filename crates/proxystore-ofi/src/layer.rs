@@ -77,6 +77,8 @@ impl OfiLayer {
             };
         }
         let e = Arc::new(Engine::open(provider)?);
+        // Each server and connection raises it to what its limits allow.
+        e.set_max_message(0);
         *slot = Some(Arc::clone(&e));
         Ok(e)
     }
@@ -131,7 +133,7 @@ impl SocketLayer for OfiLayer {
         let engine = self.engine(provider_of(endpoint)?)?;
         // Announced requests over the limit are refused before any
         // buffer is allocated for them.
-        engine.set_max_message(limits.max_frame());
+        engine.raise_max_message(limits.max_frame());
         let requests = engine.listen()?;
         let address = engine.address();
         Ok((OfiServer { engine, requests }, address))

@@ -45,6 +45,8 @@ pub(crate) enum Op {
     /// `reply_route` naming `peer`.
     Send {
         _keep: Bytes,
+        /// The frame tag of a tagged send (cancelled if refused).
+        tag: Option<u64>,
         reply_route: u64,
         /// The peer's address as text, shared with the peer cache.
         peer: Arc<str>,
@@ -253,6 +255,9 @@ impl State {
                     }
                 }
             }
+            // A send cancelled after its announcement was refused: the
+            // sender heard of it from the refusal already.
+            Some(Op::Send { .. }) if e.err == sys::FI_ECANCELED as i32 => {}
             Some(Op::Send {
                 reply_route, peer, ..
             }) => {
@@ -351,6 +356,20 @@ impl State {
             tracing::debug!(route = h.to_route, "a message for no route was dropped");
             return;
         }
+        if h.kind == Kind::Refused {
+            let &[size, limit, frames] = h.lens.as_slice() else {
+                return;
+            };
+            let (size, limit) = (size as u64, limit as u64);
+            self.cancel_frames(h.tag, frames as u64);
+            let err = Error::TooLarge {
+                what: "message (refused by its receiver)",
+                size,
+                limit,
+            };
+            deliver(routes, h.to_route, Err(err));
+            return;
+        }
         if h.kind == Kind::Inline {
             let message = Message {
                 frames: split(&msg, h.body, &h.lens),
@@ -368,9 +387,12 @@ impl State {
         let total = match total {
             Some(t) if t <= limit => t as usize,
             t => {
+                let size = t.unwrap_or(u64::MAX);
+                // The sender waits for an answer: tell it, not just us.
+                self.refuse(&h, size, limit);
                 let err = Error::TooLarge {
                     what: "announced message",
-                    size: t.unwrap_or(u64::MAX),
+                    size,
                     limit,
                 };
                 deliver(routes, h.to_route, Err(err));
@@ -428,6 +450,93 @@ impl State {
                 }
                 deliver(routes, to_route, Err(e));
                 return;
+            }
+        }
+    }
+}
+
+impl State {
+    /// Tells the sender of announcement `h` that it was refused (best
+    /// effort: a refusal that cannot be sent at once is dropped, and the
+    /// sender's wait ends at its timeout instead).
+    fn refuse(&mut self, h: &wire::Header, size: u64, limit: u64) {
+        if h.kind != Kind::Announce
+            || h.reply_route == RELEASE_ROUTE
+            || h.from.len() != self.fabric.address.len()
+        {
+            return;
+        }
+        let dest = match self.peers.get(&h.from) {
+            Some((a, _)) => *a,
+            None => {
+                let scheme = format!("ofi://{}/", self.fabric.provider);
+                let text = proxystore_peer::address::encode(&scheme, &h.from);
+                match self.fabric.insert(&h.from, &text) {
+                    Ok(a) => {
+                        self.peers.insert(h.from.clone(), (a, text.into()));
+                        a
+                    }
+                    Err(_) => return,
+                }
+            }
+        };
+        let peer = self
+            .peers
+            .get(&h.from)
+            .map_or_else(|| Arc::from(""), |p| Arc::clone(&p.1));
+        let numbers = [size, limit, h.lens.len() as u64];
+        let msg = Bytes::from(wire::refusal(
+            &self.fabric.address,
+            h.reply_route,
+            h.tag,
+            numbers,
+        ));
+        let (ptr, len) = (msg.as_ptr(), msg.len());
+        let ctx = self.track(Op::Send {
+            _keep: msg,
+            tag: None,
+            // Errors of this send go nowhere.
+            reply_route: RELEASE_ROUTE,
+            peer,
+        });
+        // SAFETY: live endpoint; the bytes are owned by the context.
+        let rc = unsafe {
+            sys::fi_send(
+                self.fabric.ep,
+                ptr.cast(),
+                len,
+                std::ptr::null_mut(),
+                dest,
+                ctx.cast(),
+            )
+        };
+        if let Err(e) = self.posted(rc, ctx, "fi_send", None) {
+            tracing::debug!(error = %e, "a refusal could not be sent");
+        }
+    }
+
+    /// Cancels this endpoint's tagged sends of the frames of refused
+    /// announcement `first` (up to `count` frames): they would otherwise
+    /// wait for a receive that never comes.
+    fn cancel_frames(&mut self, first: u64, count: u64) {
+        let count = count.min(wire::MAX_FRAMES as u64);
+        let ours: Vec<*mut OpCtx> = self
+            .pending
+            .0
+            .iter()
+            .copied()
+            .filter(|&ctx| {
+                // SAFETY: tracked contexts are live boxes.
+                matches!(unsafe { &(*ctx).op }, Op::Send { tag: Some(t), .. }
+                    if t.wrapping_sub(first) < count)
+            })
+            .collect();
+        for ctx in ours {
+            // SAFETY: live endpoint; a context of a send posted on it. A
+            // cancelled send completes with FI_ECANCELED (handled above).
+            let rc = unsafe { sys::fi_cancel(&mut (*self.fabric.ep).fid, ctx.cast()) };
+            if rc != 0 {
+                tracing::debug!(rc, "a refused frame's send could not be cancelled");
             }
         }
     }

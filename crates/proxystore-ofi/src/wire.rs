@@ -25,6 +25,9 @@ pub(crate) enum Kind {
     Inline = 1,
     /// Frames follow as tagged messages.
     Announce = 2,
+    /// The announcement of `tag` was refused: `lens` holds its size, the
+    /// receiver's limit and its frame count; no frames.
+    Refused = 3,
 }
 
 /// A parsed header.
@@ -56,7 +59,7 @@ pub(crate) fn encode(
 ) -> Vec<u8> {
     let body: usize = match kind {
         Kind::Inline => frames.iter().map(Bytes::len).sum(),
-        Kind::Announce => 0,
+        Kind::Announce | Kind::Refused => 0,
     };
     let mut out = Vec::with_capacity(header_len(from.len(), frames.len()) + body);
     out.put_u8(MAGIC);
@@ -83,6 +86,25 @@ fn u64_at(b: &[u8], at: usize) -> Option<u64> {
     Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
 }
 
+/// The refusal of announcement `tag` (of `frames` frames, `size` bytes,
+/// over `limit`), sent back to the announcer's route `to_route`.
+pub(crate) fn refusal(
+    from: &[u8],
+    to_route: u64,
+    tag: u64,
+    [size, limit, frames]: [u64; 3],
+) -> Vec<u8> {
+    let mut out = encode(Kind::Refused, from, to_route, to_route, tag, &[]);
+    // Three "lengths" after the fixed part: size, limit, frame count.
+    out[28..32].copy_from_slice(&3u32.to_le_bytes());
+    let mut numbers = Vec::with_capacity(24);
+    for n in [size, limit, frames] {
+        numbers.put_u64_le(n);
+    }
+    out.splice(FIXED..FIXED, numbers);
+    out
+}
+
 /// Parses a received message; `None` if it is malformed (inline frames
 /// must fill the message exactly).
 pub(crate) fn decode(msg: &[u8]) -> Option<Header> {
@@ -92,6 +114,7 @@ pub(crate) fn decode(msg: &[u8]) -> Option<Header> {
     let kind = match msg[1] {
         1 => Kind::Inline,
         2 => Kind::Announce,
+        3 => Kind::Refused,
         _ => return None,
     };
     let addr_len = usize::from(u16::from_le_bytes([msg[2], msg[3]]));
@@ -157,5 +180,10 @@ mod tests {
         let ann = encode(Kind::Announce, b"a", 1, 2, 99, &frames);
         let h = decode(&ann).unwrap();
         assert_eq!((h.kind, h.tag, h.lens.len()), (Kind::Announce, 99, 3));
+        let no = refusal(b"addr", 5, 99, [3 << 20, 1 << 20, 2]);
+        let h = decode(&no).unwrap();
+        assert_eq!((h.kind, h.to_route, h.tag), (Kind::Refused, 5, 99));
+        assert_eq!(h.lens, vec![3 << 20, 1 << 20, 2]);
+        assert_eq!(h.from, b"addr");
     }
 }

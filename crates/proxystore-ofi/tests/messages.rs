@@ -139,7 +139,7 @@ fn an_oversized_announcement_is_refused_before_allocation() {
         };
         b.set_max_message(1 << 20);
         let requests = b.listen().unwrap();
-        let (route, _replies) = a.open_route();
+        let (route, replies) = a.open_route();
         a.send(
             b.raw_address(),
             SERVER_ROUTE,
@@ -147,12 +147,13 @@ fn an_oversized_announcement_is_refused_before_allocation() {
             vec![pattern(4 << 20, 3)],
         )
         .unwrap();
+        let refused = |err: &Error| matches!(err, Error::TooLarge { size, limit, .. } if *size == 4 << 20 && *limit == 1 << 20);
         let err = b.wait(&requests, WAIT).unwrap_err();
-        assert!(
-            matches!(err, Error::TooLarge { size, limit, .. } if size == 4 << 20 && limit == 1 << 20),
-            "{provider}: {err}"
-        );
+        assert!(refused(&err), "{provider}: {err}");
         assert_eq!(b.large_receives(), 0, "nothing was allocated for it");
+        // The sender hears of it too, on the route its reply would take.
+        let err = a.wait(&replies, WAIT).unwrap_err();
+        assert!(refused(&err), "{provider}: the sender got {err}");
         // The endpoint still works afterwards.
         a.send(b.raw_address(), SERVER_ROUTE, route, vec![pattern(5, 5)])
             .unwrap();

@@ -14,12 +14,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use proxystore_core::testing::{
-    child_command, child_role, output_field, run_child, spawn_child_until,
+    self, child_command, child_role, output_field, run_child, spawn_child_until,
 };
 use proxystore_core::{Connector, Error};
 use proxystore_ucx::{PeerConfig, UcxConnector, UcxConnectorExt, ADDRESS, KIND};
-
-mod common;
 
 /// Two namespaces and the veth pair between them; removed on drop.
 struct Hosts {
@@ -119,14 +117,14 @@ fn child_entry() {
     };
     std::env::set_var("PROXYSTORE_UCX_SECRET", "hosts-test");
     match role.as_str() {
-        "owner" => common::serve_as_owner(&UcxConnector::open().unwrap()),
+        "owner" => testing::serve_as_owner(&UcxConnector::open().unwrap()),
         "reader" => {
-            let keys = common::keys_from_env();
+            let keys = testing::keys_from_env();
             let mut config = PeerConfig::new(KIND, ADDRESS);
             config.timeout = Duration::from_secs(3);
             let c = UcxConnector::with_config(config).unwrap();
             let got = c.get_batch(&keys).unwrap();
-            let want: Vec<_> = common::owner_objects().into_iter().map(Some).collect();
+            let want: Vec<_> = testing::owner_objects().into_iter().map(Some).collect();
             assert_eq!(got, want);
             assert!(c.exists(&keys[1]).unwrap());
             println!("READ=ok");

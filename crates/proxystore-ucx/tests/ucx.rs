@@ -9,12 +9,10 @@ use std::sync::{Arc, Once};
 use std::time::{Duration, Instant};
 
 use proxystore_core::testing::{
-    child_command, child_role, output_field, pattern, spawn_child_until,
+    self, child_command, child_role, output_field, pattern, spawn_child_until,
 };
 use proxystore_core::{Bytes, Connector, Error, Key};
 use proxystore_ucx::{PeerConfig, UcxConnector, UcxConnectorExt, ADDRESS, KIND};
-
-mod common;
 
 const SECRET: &str = "ucx-test-secret";
 
@@ -42,11 +40,11 @@ fn child_entry() {
     };
     let c = ucx();
     match role.as_str() {
-        "owner" => common::serve_as_owner(&c),
+        "owner" => testing::serve_as_owner(&c),
         "consumer" => {
-            let keys = common::keys_from_env();
+            let keys = testing::keys_from_env();
             let got = c.get_batch(&keys).unwrap();
-            let want: Vec<_> = common::owner_objects().into_iter().map(Some).collect();
+            let want: Vec<_> = testing::owner_objects().into_iter().map(Some).collect();
             assert_eq!(got, want);
             assert!(c.exists(&keys[1]).unwrap());
             c.evict(&keys[1]).unwrap();
