@@ -338,6 +338,29 @@ pub trait RawBaseline {
     fn start(&self, payload: &Bytes) -> Result<Box<dyn RawSession>>;
 }
 
+/// A [`RawBaseline`] named `name` whose sessions `start` opens (see
+/// [`raw_baseline`]).
+pub struct RawFn<S> {
+    name: &'static str,
+    start: fn(&Bytes) -> Result<S>,
+}
+
+/// The raw baseline `name` of a session type: `start` opens a session
+/// serving the payload (a transport's bare loop, such as `ofi-raw`).
+pub const fn raw_baseline<S>(name: &'static str, start: fn(&Bytes) -> Result<S>) -> RawFn<S> {
+    RawFn { name, start }
+}
+
+impl<S: RawSession + 'static> RawBaseline for RawFn<S> {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn start(&self, payload: &Bytes) -> Result<Box<dyn RawSession>> {
+        Ok(Box::new((self.start)(payload)?))
+    }
+}
+
 /// One run of a [`RawBaseline`]; `proxystore bench` times its calls.
 pub trait RawSession {
     /// Sends `data` to the server.

@@ -49,12 +49,27 @@ fn serve_from_config(config: &ConnectorConfig) -> Result<ServerHandle> {
 }
 
 /// Two connectors with a one-run secret (an endpoint is reachable over
-/// the network), the second reading from the first over the provider.
+/// the network), the second reading from the first over the provider,
+/// beside the bare loops when the `baseline` feature is on: `ofi-raw`
+/// (gets are one `fi_read`) and `ofi-raw-msg` (gets are a request and a
+/// reply carrying the payload, the path without one-sided reads).
 fn bench(_: &BenchEnv) -> Result<BenchSetup> {
     let mut config = PeerConfig::new(KIND, ADDRESS);
     config.secret = Some(format!("{:032x}", ObjectId::random().as_u128()));
-    Ok(BenchSetup::new(OfiConnector::with_config(config.clone())?)
-        .with_reader(OfiConnector::with_config(config)?))
+    let setup = BenchSetup::new(OfiConnector::with_config(config.clone())?)
+        .with_reader(OfiConnector::with_config(config)?);
+    #[cfg(feature = "baseline")]
+    let setup = {
+        use crate::baseline::{MessageGets, RawRead};
+        setup
+            .with_baseline(registry::raw_baseline("ofi-raw", |payload| {
+                RawRead::start(None, payload.clone())
+            }))
+            .with_baseline(registry::raw_baseline("ofi-raw-msg", |payload| {
+                RawRead::start(None, payload.clone()).map(MessageGets)
+            }))
+    };
+    Ok(setup)
 }
 
 /// The linked libfabric's version, for `proxystore info`.

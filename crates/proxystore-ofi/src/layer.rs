@@ -15,7 +15,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Receiver;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -164,10 +164,19 @@ impl SocketLayer for OfiLayer {
 }
 
 impl OneSided for OfiLayer {
-    /// On unless `PROXYSTORE_OFI_ONE_SIDED=off`, and once the endpoint is
-    /// open, only if its provider granted FI_RMA.
+    /// As [`reads_one_sided`](crate::reads_one_sided) says for this layer's provider (its endpoint
+    /// is open by then: the put that stages, or the first get, opened it).
     fn reads_one_sided(&self) -> bool {
-        reads_one_sided() && self.current().is_none_or(|e| e.one_sided())
+        self.current().is_some_and(|e| e.reads_one_sided())
+    }
+
+    /// Opens the endpoint for the owner's provider (as the get's connection
+    /// is about to) and asks it.
+    fn reads_one_sided_from(&self, owner: &str) -> bool {
+        match self.engine(provider_of(owner).ok().flatten()) {
+            Ok(e) => e.reads_one_sided(),
+            Err(_) => false,
+        }
     }
 
     fn stage(&self, data: Bytes) -> Bytes {
@@ -209,26 +218,6 @@ static ONE_SIDED_READS: AtomicU64 = AtomicU64::new(0);
 /// How many gets of this process were served by one-sided reads.
 pub fn one_sided_reads() -> u64 {
     ONE_SIDED_READS.load(Ordering::Relaxed)
-}
-
-/// Whether this process asks owners for descriptors and stages what it
-/// puts: `PROXYSTORE_OFI_ONE_SIDED=off` turns it off, anything else (or
-/// unset) leaves it on where the provider grants FI_RMA. Read once.
-pub fn reads_one_sided() -> bool {
-    static ON: OnceLock<bool> = OnceLock::new();
-    *ON.get_or_init(
-        || match std::env::var("PROXYSTORE_OFI_ONE_SIDED").as_deref() {
-            Ok("off") => false,
-            Ok("on") | Err(_) => true,
-            Ok(other) => {
-                tracing::warn!(
-                    value = other,
-                    "PROXYSTORE_OFI_ONE_SIDED is 'on' or 'off'; keeping it on"
-                );
-                true
-            }
-        },
-    )
 }
 
 /// The next message on `rx` within `timeout`; `None` if none came.

@@ -17,9 +17,13 @@
 //!   `<id>.<size>@ofi://<provider>/<base64url>`, requests and replies as
 //!   engine messages, gets carrying the bytes.
 //!
-//! One-sided reads (`fi_read` of registered slabs) and the raw `ofi-raw`
-//! bench baseline come in later steps.
+//! - One-sided reads (`rma`, `mr`): objects of 64 KiB and more are staged
+//!   at put in registered slabs; owners answer gets with descriptors and
+//!   readers `fi_read` them ([`one_sided_reads`] counts them).
+//! - [`baseline::RawRead`]: the bare `fi_read` and send loops
+//!   `proxystore bench` measures the connector against (`ofi-raw`).
 
+pub mod baseline;
 mod descriptor;
 mod engine;
 mod fabric;
@@ -36,10 +40,9 @@ pub use engine::{
     Engine, DEFAULT_MAX_MESSAGE, DEFAULT_SEND_WAIT, INLINE_MAX, RELEASE_ROUTE, SERVER_ROUTE,
 };
 pub use fabric::OfiError;
-pub use layer::{
-    one_sided_reads, reads_one_sided, OfiClient, OfiLayer, OfiServer, ReplyTo, SCHEME,
-};
+pub use layer::{one_sided_reads, OfiClient, OfiLayer, OfiServer, ReplyTo, SCHEME};
 pub use proxystore_peer::PeerConfig;
+pub use rma::reads_one_sided;
 
 /// The libfabric connector: the shared peer connector over [`OfiLayer`].
 /// Build it with `OfiConnector::with_config(PeerConfig::new(KIND,

@@ -5,7 +5,7 @@
 //! Descriptors, pins, releases' meaning and deadlines are
 //! `proxystore_peer::rma`'s.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -19,7 +19,51 @@ use crate::fabric::CONNECTOR;
 use crate::mr::{map_slab, register, target};
 use crate::progress::Op;
 
+/// `PROXYSTORE_OFI_ONE_SIDED`: `Some(true)` for `on`, `Some(false)` for
+/// `off`, `None` when unset (or unknown, with a warning). Read once.
+fn one_sided_setting() -> Option<bool> {
+    static SETTING: OnceLock<Option<bool>> = OnceLock::new();
+    *SETTING.get_or_init(
+        || match std::env::var("PROXYSTORE_OFI_ONE_SIDED").as_deref() {
+            Ok("on") => Some(true),
+            Ok("off") => Some(false),
+            Err(_) => None,
+            Ok(other) => {
+                tracing::warn!(
+                    value = other,
+                    "PROXYSTORE_OFI_ONE_SIDED is 'on' or 'off'; ignored"
+                );
+                None
+            }
+        },
+    )
+}
+
+/// Providers that emulate RMA in software over messages: a `fi_read`
+/// there is a request the owner's progress must answer, measured slower
+/// than the reply carrying the bytes (docs/benchmarks.md).
+fn emulates_rma(provider: &str) -> bool {
+    let core = provider.split(';').next().unwrap_or_default();
+    matches!(core, "tcp" | "udp" | "sockets")
+}
+
+/// Whether gets over `provider` ask owners for descriptors and read
+/// one-sided (and puts stage objects in registered slabs):
+/// `PROXYSTORE_OFI_ONE_SIDED=on|off` decides; unset, it is on except for
+/// providers that emulate RMA in software (tcp, udp, sockets). The
+/// provider must grant FI_RMA too ([`Engine::reads_one_sided`]).
+pub fn reads_one_sided(provider: &str) -> bool {
+    one_sided_setting().unwrap_or_else(|| !emulates_rma(provider))
+}
+
 impl Engine {
+    /// Whether this endpoint's gets read one-sided: the provider granted
+    /// FI_RMA and [`reads_one_sided`] says so for it. (An owner registers
+    /// objects for readers that ask either way.)
+    pub fn reads_one_sided(&self) -> bool {
+        self.one_sided() && reads_one_sided(self.provider())
+    }
+
     fn no_rma(&self) -> Error {
         Error::Unsupported {
             connector: CONNECTOR.into(),
@@ -147,5 +191,21 @@ impl Engine {
     /// sweeps it.
     pub fn accept_releases(&self, exposures: Arc<dyn Expose>) {
         self.shared.lock().releases = Some(exposures);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn software_rma_providers_are_told_apart() {
+        assert!(emulates_rma("tcp;ofi_rxm"));
+        assert!(emulates_rma("tcp"));
+        assert!(emulates_rma("udp;ofi_rxd"));
+        assert!(!emulates_rma("shm"));
+        assert!(!emulates_rma("cxi"));
+        assert!(!emulates_rma("verbs;ofi_rxm"));
+        assert!(!emulates_rma(""));
     }
 }

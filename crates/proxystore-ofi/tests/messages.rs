@@ -161,3 +161,18 @@ fn an_oversized_announcement_is_refused_before_allocation() {
         assert!(got.frames[0] == pattern(5, 5));
     }
 }
+
+#[test]
+fn the_raw_baseline_reads_one_sided_and_sends_both_ways() {
+    for provider in common::PROVIDERS {
+        let payload = pattern(1 << 20, 9);
+        let raw =
+            proxystore_ofi::baseline::RawRead::start(Some(provider), payload.clone()).unwrap();
+        assert_eq!(raw.provider(), provider);
+        assert_eq!(raw.get().unwrap(), payload);
+        raw.put(pattern(3 << 20, 1)).unwrap();
+        raw.put(pattern(10, 1)).unwrap();
+        assert_eq!(raw.get().unwrap(), payload, "{provider}: read again");
+        assert_eq!(raw.get_message().unwrap(), payload, "{provider}: by reply");
+    }
+}

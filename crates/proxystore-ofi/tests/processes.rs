@@ -48,8 +48,7 @@ fn child_entry() {
         "owner" => testing::serve_as_owner(&ofi(&provider())),
         "consumer" => consume(ofi(&provider())),
         "limited" => {
-            // A reader whose limits allow 1 MiB per object, asking for the
-            // bytes inline (one-sided reads off in this process).
+            // A reader whose limits allow 1 MiB per object.
             let keys = testing::keys_from_env();
             let reader = ofi_with(&provider(), Duration::from_secs(5), Some(1 << 20));
             let started = Instant::now();
@@ -87,12 +86,16 @@ fn owner(provider: &str) -> (std::process::Child, String) {
     spawn_child_until(cmd, "OWNER_KEYS")
 }
 
-fn two_processes(provider: &str, one_sided: &str) {
+/// An owner and a consumer process over `provider`, with
+/// `PROXYSTORE_OFI_ONE_SIDED` set to `one_sided` (or unset).
+fn two_processes(provider: &str, one_sided: Option<&str>) {
     let (mut owner, keys) = owner(provider);
     let mut cmd = child_command("child_entry", "consumer");
-    cmd.env("OFI_TEST_PROVIDER", provider)
-        .env("KEYS", &keys)
-        .env("PROXYSTORE_OFI_ONE_SIDED", one_sided);
+    cmd.env("OFI_TEST_PROVIDER", provider).env("KEYS", &keys);
+    match one_sided {
+        Some(v) => cmd.env("PROXYSTORE_OFI_ONE_SIDED", v),
+        None => cmd.env_remove("PROXYSTORE_OFI_ONE_SIDED"),
+    };
     let out = cmd.output().unwrap();
     owner.kill().unwrap();
     owner.wait().unwrap();
@@ -104,28 +107,27 @@ fn two_processes(provider: &str, one_sided: &str) {
     );
     assert_eq!(output_field(&stdout, "CONSUMER"), "ok");
     let reads: u64 = output_field(&stdout, "ONE_SIDED_READS").parse().unwrap();
-    // Only the 3 MiB object is above the one-sided minimum.
-    let expected = u64::from(one_sided == "on");
+    // Only the 3 MiB object is above the one-sided minimum; unset, tcp
+    // (software RMA) carries it in the reply and shm reads it.
+    let on = one_sided.map_or(provider == "shm", |v| v == "on");
     assert_eq!(
-        reads, expected,
-        "{provider}: one-sided reads with PROXYSTORE_OFI_ONE_SIDED={one_sided}"
+        reads,
+        u64::from(on),
+        "{provider}: one-sided reads with PROXYSTORE_OFI_ONE_SIDED={one_sided:?}"
     );
 }
 
 #[test]
-fn two_processes_over_shm_read_one_sided() {
-    two_processes("shm", "on");
+fn two_processes_over_shm() {
+    for setting in [None, Some("on"), Some("off")] {
+        two_processes("shm", setting);
+    }
 }
 
 #[test]
-fn two_processes_over_tcp_read_one_sided() {
-    two_processes("tcp;ofi_rxm", "on");
-}
-
-#[test]
-fn two_processes_with_one_sided_reads_off_carry_bytes_in_replies() {
-    for provider in PROVIDERS {
-        two_processes(provider, "off");
+fn two_processes_over_tcp() {
+    for setting in [None, Some("on"), Some("off")] {
+        two_processes("tcp;ofi_rxm", setting);
     }
 }
 
@@ -159,23 +161,23 @@ fn a_killed_owner_gives_an_error_within_the_timeout() {
 fn a_reply_over_the_readers_limits_is_refused_before_it_is_received() {
     for provider in PROVIDERS {
         let (mut owner, keys) = owner(provider);
-        let key: Key = keys.split(' ').next().unwrap().parse().unwrap();
-        // One-sided: the descriptor's length is checked before the read.
-        let reader = ofi_with(provider, Duration::from_secs(5), Some(1 << 20));
-        let started = Instant::now();
-        let err = reader.get(&key).unwrap_err();
-        assert!(matches!(err, Error::TooLarge { .. }), "{provider}: {err}");
-        assert!(started.elapsed() < Duration::from_secs(4), "{provider}");
-        // Inline: the announced reply is refused before a buffer exists.
-        let mut cmd = child_command("child_entry", "limited");
-        cmd.env("OFI_TEST_PROVIDER", provider)
-            .env("KEYS", &keys)
-            .env("PROXYSTORE_OFI_ONE_SIDED", "off");
-        let stdout = run_child(cmd);
+        // A reader limited to 1 MiB per object asks for the 3 MiB object:
+        // one-sided, the descriptor's length is checked before the read;
+        // without, the announced reply is refused before a buffer exists.
+        for one_sided in ["on", "off"] {
+            let mut cmd = child_command("child_entry", "limited");
+            cmd.env("OFI_TEST_PROVIDER", provider)
+                .env("KEYS", &keys)
+                .env("PROXYSTORE_OFI_ONE_SIDED", one_sided);
+            let stdout = run_child(cmd);
+            let ms: u64 = output_field(&stdout, "REFUSED_MS").parse().unwrap();
+            assert!(
+                ms < 4000,
+                "{provider}, one-sided {one_sided}: refused, not timed out ({ms} ms)"
+            );
+        }
         owner.kill().unwrap();
         owner.wait().unwrap();
-        let ms: u64 = output_field(&stdout, "REFUSED_MS").parse().unwrap();
-        assert!(ms < 4000, "{provider}: refused, not timed out ({ms} ms)");
     }
 }
 
@@ -245,7 +247,8 @@ fn released_slabs_are_reused_and_served_objects_read_one_sided() {
     for provider in PROVIDERS {
         std::env::set_var("PROXYSTORE_OFI_SECRET", SECRET);
         let mut cmd = child_command("child_entry", "slabs");
-        cmd.env("OFI_TEST_PROVIDER", provider);
+        cmd.env("OFI_TEST_PROVIDER", provider)
+            .env("PROXYSTORE_OFI_ONE_SIDED", "on");
         let stdout = run_child(cmd);
         assert_eq!(output_field(&stdout, "SLAB_REUSED"), "true", "{provider}");
         assert_eq!(output_field(&stdout, "SERVED_ONE_SIDED"), "ok");

@@ -304,7 +304,8 @@ impl<L: SocketLayer> PeerConnector<L> {
     /// One request to `address`; a refusal becomes a typed error.
     fn remote(&self, address: &str, op: Op, items: Vec<Item>) -> Result<Message> {
         let mut req = Message::request(op, 0, self.config.auth(), items);
-        if op == Op::Get && self.reads_one_sided() {
+        let one_sided = self.layer.one_sided();
+        if op == Op::Get && one_sided.is_some_and(|o| o.reads_one_sided_from(address)) {
             req.flags |= ACCEPTS_REMOTE;
         }
         let mut replies = self.clients.call(address, vec![req], self.config.timeout)?;

@@ -62,6 +62,14 @@ pub trait OneSided: Send + Sync {
         true
     }
 
+    /// Whether a get from the owner at `owner` asks for a descriptor; the
+    /// default is [`OneSided::reads_one_sided`]. (libfabric decides by the
+    /// provider the owner's address names, before any endpoint is open.)
+    fn reads_one_sided_from(&self, owner: &str) -> bool {
+        let _ = owner;
+        self.reads_one_sided()
+    }
+
     /// The object this process is about to store and serve, moved where
     /// the transport reads it fastest from (UCX: registered slabs that
     /// shared-memory peers map directly). The default keeps it in place.

@@ -89,3 +89,15 @@ impl Drop for RawAm {
         self.client.close(self.ep, self.conn);
     }
 }
+
+/// `proxystore bench` times these calls (`ucx-raw`).
+#[cfg(feature = "baseline")]
+impl proxystore_core::registry::RawSession for RawAm {
+    fn put(&mut self, data: &Bytes) -> Result<()> {
+        RawAm::put(self, data.clone())
+    }
+
+    fn get(&mut self) -> Result<Option<Bytes>> {
+        RawAm::get(self).map(Some)
+    }
+}

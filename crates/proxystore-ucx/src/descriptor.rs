@@ -43,40 +43,9 @@ fn bench(_: &BenchEnv) -> Result<BenchSetup> {
     let setup = BenchSetup::new(UcxConnector::with_config(config.clone())?)
         .with_reader(UcxConnector::with_config(config)?);
     #[cfg(feature = "baseline")]
-    let setup = setup.with_baseline(raw::UcxRaw);
+    let setup = setup.with_baseline(proxystore_core::registry::raw_baseline(
+        "ucx-raw",
+        |payload| crate::baseline::RawAm::start(payload.clone()),
+    ));
     Ok(setup)
-}
-
-/// [`crate::baseline::RawAm`] as `proxystore bench`'s raw baseline.
-#[cfg(feature = "baseline")]
-mod raw {
-    use proxystore_core::registry::{RawBaseline, RawSession};
-    use proxystore_core::{Bytes, Result};
-
-    use crate::baseline::RawAm;
-
-    /// The same active-message path with a bare responder (`ucx-raw`).
-    pub(super) struct UcxRaw;
-
-    struct Session(RawAm);
-
-    impl RawBaseline for UcxRaw {
-        fn name(&self) -> &str {
-            "ucx-raw"
-        }
-
-        fn start(&self, payload: &Bytes) -> Result<Box<dyn RawSession>> {
-            Ok(Box::new(Session(RawAm::start(payload.clone())?)))
-        }
-    }
-
-    impl RawSession for Session {
-        fn put(&mut self, data: &Bytes) -> Result<()> {
-            self.0.put(data.clone())
-        }
-
-        fn get(&mut self) -> Result<Option<Bytes>> {
-            self.0.get().map(Some)
-        }
-    }
 }
