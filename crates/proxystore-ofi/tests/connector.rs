@@ -101,7 +101,8 @@ fn a_gone_owner_is_an_error_within_the_timeout() {
 #[test]
 fn large_gets_are_one_sided_reads_batches_mix_both_paths() {
     // shm reads one-sided by default (tcp does not: tests/processes.rs).
-    for provider in ["shm"] {
+    let provider = "shm";
+    {
         let owner = ofi(provider);
         let reader = ofi(provider);
         let big = owner.put(pattern(3 << 20, 5)).unwrap();
