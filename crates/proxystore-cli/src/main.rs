@@ -9,6 +9,8 @@ mod perftest;
 mod report;
 mod signals;
 mod targets;
+#[cfg(feature = "ucx")]
+mod tool;
 
 use std::io::{Read, Write};
 use std::process::ExitCode;
