@@ -6,10 +6,12 @@ mod error;
 mod measure;
 #[cfg(feature = "ucx")]
 mod perftest;
+#[cfg(feature = "ofi")]
+mod pingpong;
 mod report;
 mod signals;
 mod targets;
-#[cfg(feature = "ucx")]
+#[cfg(any(feature = "ucx", feature = "ofi"))]
 mod tool;
 
 use std::io::{Read, Write};
