@@ -6,9 +6,13 @@ mod error;
 mod measure;
 #[cfg(feature = "ucx")]
 mod perftest;
+#[cfg(feature = "ofi")]
+mod pingpong;
 mod report;
 mod signals;
 mod targets;
+#[cfg(any(feature = "ucx", feature = "ofi"))]
+mod tool;
 
 use std::io::{Read, Write};
 use std::process::ExitCode;

@@ -3,13 +3,14 @@
 //! this process's environment (so the same `UCX_TLS`).
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use proxystore::Bytes;
 
 use crate::error::CliError;
 use crate::measure::Baseline;
+use crate::tool::{find_on_path, free_port, spawn, twice, wait_limited, KillOnDrop};
 
 /// UCX's own `ucx_perftest`, when `kind` is `ucx` and the tool is on
 /// `PATH`: a reference beside the connector's own `ucx-raw`.
@@ -18,12 +19,6 @@ pub(crate) fn baselines(kind: &str) -> Vec<Box<dyn Baseline>> {
         Some(tool) if kind == proxystore::ucx::KIND => vec![Box::new(UcxPerftest { tool })],
         _ => Vec::new(),
     }
-}
-
-fn find_on_path(tool: &str) -> Option<std::path::PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|dir| dir.join(tool))
-        .find(|p| p.is_file())
 }
 
 /// `ucx_perftest` on loopback with the same `UCX_TLS`, timing the UCP
@@ -57,44 +52,35 @@ impl Baseline for UcxPerftest {
     }
 }
 
-/// How long one perftest run may take before it is killed.
-const RUN_LIMIT: Duration = Duration::from_secs(120);
-
 /// The typical time per operation `ucx_perftest -t test -s size` reports
 /// (for latency tests, the one-way time), over about `iterations` runs.
 fn run(tool: &Path, test: &str, size: usize, iterations: usize) -> Result<Duration, CliError> {
     // A port can be taken between choosing and binding it: try twice.
-    match run_once(tool, test, size, iterations) {
-        Ok(t) => Ok(t),
-        Err(_) => run_once(tool, test, size, iterations),
-    }
+    twice(|| run_once(tool, test, size, iterations))
 }
 
 fn run_once(tool: &Path, test: &str, size: usize, iterations: usize) -> Result<Duration, CliError> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map_err(|e| CliError::new(1, format!("finding a free port for ucx_perftest: {e}")))?
-        .port()
-        .to_string();
-    let server = Command::new(tool)
-        .args(["-p", &port])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| CliError::new(1, format!("starting {}: {e}", tool.display())))?;
-    let server = KillOnDrop(server);
+    let port = free_port(tool)?;
+    let server = KillOnDrop(spawn(
+        Command::new(tool)
+            .args(["-p", &port])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+        tool,
+    )?);
     // The server needs a moment to listen; the client retries meanwhile.
     std::thread::sleep(Duration::from_millis(300));
     let iterations = iterations.max(20).to_string();
     let size = size.to_string();
-    let client = Command::new(tool)
-        .args(["127.0.0.1", "-p", &port, "-t", test, "-s", &size])
-        .args(["-n", &iterations, "-w", "10"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| CliError::new(1, format!("starting {}: {e}", tool.display())))?;
-    let out = wait_limited(client)?;
+    let client = spawn(
+        Command::new(tool)
+            .args(["127.0.0.1", "-p", &port, "-t", test, "-s", &size])
+            .args(["-n", &iterations, "-w", "10"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+        tool,
+    )?;
+    let out = wait_limited(client, tool)?;
     drop(server);
     let text = String::from_utf8_lossy(&out.stdout);
     typical(&text).ok_or_else(|| {
@@ -115,41 +101,6 @@ fn typical(output: &str) -> Option<Duration> {
         .find(|l| l.trim_start().starts_with("Final:"))?;
     let usec: f64 = line.split_whitespace().nth(2)?.parse().ok()?;
     (usec.is_finite() && usec >= 0.0).then(|| Duration::from_secs_f64(usec / 1e6))
-}
-
-/// A child process killed (and reaped) when dropped.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// The child's output, reading both pipes as it runs (so it never blocks
-/// on a full pipe); killed after [`RUN_LIMIT`].
-fn wait_limited(child: Child) -> Result<std::process::Output, CliError> {
-    let pid = child.id();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let waiter = std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    let out = match rx.recv_timeout(RUN_LIMIT) {
-        Ok(out) => out,
-        Err(_) => {
-            // SAFETY: kill(2) of our own child, not yet reaped: its waiter
-            // thread is still in wait_with_output.
-            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
-            let _ = waiter.join();
-            return Err(CliError::new(
-                1,
-                format!("ucx_perftest took longer than {RUN_LIMIT:?}"),
-            ));
-        }
-    };
-    let _ = waiter.join();
-    out.map_err(|e| CliError::new(1, format!("waiting for ucx_perftest: {e}")))
 }
 
 #[cfg(test)]

@@ -32,10 +32,15 @@ pub(crate) fn table(records: &[Record]) -> String {
         .filter(|r| r.connector == "memcpy")
         .map(|r| (r.size_bytes, r.median_ns))
         .collect();
+    // As wide as the longest name (`ofi-pingpong`), at least 10.
+    let w = records
+        .iter()
+        .map(|r| r.connector.len())
+        .fold(10, usize::max);
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<10} {:<10} {:>7} {:>11} {:>11} {:>10} {:>12}",
+        "{:<w$} {:<10} {:>7} {:>11} {:>11} {:>10} {:>12}",
         "connector", "op", "size", "median", "p99", "GiB/s", "time/memcpy"
     );
     for r in records {
@@ -45,7 +50,7 @@ pub(crate) fn table(records: &[Record]) -> String {
         );
         let _ = writeln!(
             out,
-            "{:<10} {:<10} {:>7} {:>11} {:>11} {:>10.2} {:>12}",
+            "{:<w$} {:<10} {:>7} {:>11} {:>11} {:>10.2} {:>12}",
             r.connector,
             r.op,
             human_size(r.size_bytes),
@@ -237,6 +242,24 @@ mod tests {
             rec("local", "get", 1024, 50),
         ]);
         assert!(t.lines().nth(2).unwrap().ends_with("0.50x"), "{t}");
+    }
+
+    #[test]
+    fn long_connector_names_keep_the_columns_aligned() {
+        let t = table(&[
+            rec("memcpy", "copy", 1024, 100),
+            rec("ofi-pingpong", "get", 1024, 50),
+        ]);
+        // Where the op column starts on each line: after the first word
+        // and the spaces that follow it.
+        let starts: Vec<usize> = t
+            .lines()
+            .map(|l| {
+                let rest = l.split_once(' ').unwrap().1;
+                l.len() - rest.trim_start().len()
+            })
+            .collect();
+        assert_eq!(starts, vec![13; 3], "{t}");
     }
 
     #[test]

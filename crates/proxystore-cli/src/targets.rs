@@ -40,7 +40,7 @@ pub(crate) fn open(name: &str, dir: Option<&Path>) -> Result<BenchTarget, CliErr
     let reader = setup
         .reader
         .map_or_else(|| Arc::clone(&connector), Arc::from);
-    #[allow(unused_mut)] // only with ucx is there a tool to add
+    #[allow(unused_mut)] // only with ucx or ofi is there a tool to add
     let mut baselines: Vec<Box<dyn Baseline>> = setup
         .baselines
         .into_iter()
@@ -48,6 +48,8 @@ pub(crate) fn open(name: &str, dir: Option<&Path>) -> Result<BenchTarget, CliErr
         .collect();
     #[cfg(feature = "ucx")]
     baselines.extend(crate::perftest::baselines(name));
+    #[cfg(feature = "ofi")]
+    baselines.extend(crate::pingpong::baselines(name));
     Ok(BenchTarget {
         name: name.to_owned(),
         connector,

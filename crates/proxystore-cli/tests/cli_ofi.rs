@@ -1,5 +1,6 @@
 //! `proxystore serve/put/get --connector ofi` across separate processes,
-//! over libfabric's shm and tcp providers, and `bench --connector ofi`.
+//! over libfabric's shm and tcp providers, and `bench --connector ofi`
+//! with libfabric's own fi_pingpong beside it.
 
 #![cfg(feature = "ofi")]
 #![allow(clippy::unwrap_used)] // Tests fail loudly by design.
@@ -28,4 +29,15 @@ fn serve_then_put_and_get_from_other_processes_over_shm_and_tcp() {
 fn bench_ofi_reports_put_and_get() {
     let records = bench_records("ofi");
     assert!(has(&records, "ofi", "get") && has(&records, "ofi", "put"));
+    // libfabric-bin is installed by ci/install-deps.sh: libfabric's own
+    // fi_pingpong runs beside the connector there.
+    let pingpong_on_path = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .any(|d| d.join("fi_pingpong").is_file());
+    if pingpong_on_path {
+        assert!(has(&records, "ofi-pingpong", "get"), "{records:?}");
+    } else {
+        eprintln!(
+            "SKIP: fi_pingpong (libfabric-bin) is not on PATH: the ofi-pingpong row is not checked"
+        );
+    }
 }
