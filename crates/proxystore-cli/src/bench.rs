@@ -130,7 +130,16 @@ pub(crate) fn run(args: &BenchArgs) -> Result<(), CliError> {
                         baseline.name(),
                         report::human_size(size as u64)
                     ));
-                    raw.push((baseline.as_ref(), op, baseline.time(op, &data, half)?));
+                    // A baseline that fails (a reference tool that cannot
+                    // open the provider) is left out, not the whole run.
+                    match baseline.time(op, &data, half) {
+                        Ok(t) => raw.push((baseline.as_ref(), op, t)),
+                        Err(e) => bar.println(format!(
+                            "warning: baseline {} {op} failed and is left out: {}",
+                            baseline.name(),
+                            e.message
+                        )),
+                    }
                 }
             }
             for op in ops {

@@ -29,6 +29,14 @@ fn serve_then_put_and_get_from_other_processes_over_shm_and_tcp() {
 fn bench_ofi_reports_put_and_get() {
     let records = bench_records("ofi");
     assert!(has(&records, "ofi", "get") && has(&records, "ofi", "put"));
+    // The bare loops of the same provider (feature `baseline`).
+    for (name, op) in [
+        ("ofi-raw", "get"),
+        ("ofi-raw", "put"),
+        ("ofi-raw-msg", "get"),
+    ] {
+        assert!(has(&records, name, op), "no {name} {op}: {records:?}");
+    }
     // libfabric-bin is installed by ci/install-deps.sh: libfabric's own
     // fi_pingpong runs beside the connector there.
     let pingpong_on_path = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())

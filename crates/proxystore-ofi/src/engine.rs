@@ -16,7 +16,7 @@ use proxystore_peer::address;
 use crate::fabric::{timeout, Fabric};
 use crate::mr::{Arena, OfiMemory};
 use crate::progress::{run, Op, OpCtx, Shared, State, RECV_SIZE};
-use crate::wire::{self, Kind};
+use crate::wire::{self, Kind, SERVER_ROUTE};
 use crate::Message;
 
 /// Largest message (header included) sent in one piece into a posted
@@ -24,11 +24,6 @@ use crate::Message;
 pub const INLINE_MAX: usize = RECV_SIZE;
 /// Largest announced message an engine accepts unless told otherwise.
 pub const DEFAULT_MAX_MESSAGE: u64 = 1 << 30;
-/// The route a data server listens on (see [`Engine::listen`]).
-pub const SERVER_ROUTE: u64 = 0;
-/// The route releases of one-sided reads go to; handled by the endpoint
-/// itself (see [`Engine::accept_releases`]), never by a route's reader.
-pub const RELEASE_ROUTE: u64 = u64::MAX;
 /// How long a send may keep being told to try again (full queues, or a
 /// connection rxm cannot make: it retries a refused one silently) unless
 /// set otherwise.
@@ -191,6 +186,15 @@ impl Engine {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&id);
+    }
+
+    /// Reads the completion queue once on this thread (delivering what
+    /// arrived to its routes); returns how many completions there were.
+    /// For loops that must keep an endpoint progressed (a software-RMA
+    /// provider serves reads of this endpoint's memory only while it is).
+    pub fn poll(&self) -> usize {
+        let mut st = self.shared.lock();
+        self.shared.progress(&mut st)
     }
 
     /// The next message (or error) on `rx` within `after`, reading the

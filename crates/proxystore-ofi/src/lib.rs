@@ -36,13 +36,12 @@ mod wire;
 use bytes::Bytes;
 
 pub use descriptor::{register, ADDRESS, DESCRIPTOR, DESCRIPTORS};
-pub use engine::{
-    Engine, DEFAULT_MAX_MESSAGE, DEFAULT_SEND_WAIT, INLINE_MAX, RELEASE_ROUTE, SERVER_ROUTE,
-};
+pub use engine::{Engine, DEFAULT_MAX_MESSAGE, DEFAULT_SEND_WAIT, INLINE_MAX};
 pub use fabric::OfiError;
 pub use layer::{one_sided_reads, OfiClient, OfiLayer, OfiServer, ReplyTo, SCHEME};
 pub use proxystore_peer::PeerConfig;
 pub use rma::reads_one_sided;
+pub use wire::{RELEASE_ROUTE, SERVER_ROUTE};
 
 /// The libfabric connector: the shared peer connector over [`OfiLayer`].
 /// Build it with `OfiConnector::with_config(PeerConfig::new(KIND,

@@ -17,10 +17,9 @@ use proxystore_peer::pool::{self, Buf};
 
 use proxystore_peer::rma::Expose;
 
-use crate::engine::RELEASE_ROUTE;
 use crate::fabric::{error, timeout, zeroed_context, Fabric, ADDR_UNSPEC};
 use crate::mr::{Arena, IDLE_MAX};
-use crate::wire::{self, Kind};
+use crate::wire::{self, Kind, RELEASE_ROUTE};
 use crate::Message;
 
 /// Receive buffers kept posted, and their size.
@@ -29,6 +28,9 @@ pub(crate) const RECV_BUFFERS: usize = 16;
 pub(crate) const RECV_SIZE: usize = 64 << 10;
 /// How long the background thread spins on an idle CQ before sleeping.
 const SPIN: Duration = Duration::from_micros(200);
+/// How long it spins without completions while operations are in flight
+/// (bounded: a send that never completes must not keep a core busy).
+const BUSY_SPIN: Duration = Duration::from_millis(5);
 /// How long a waiting caller reads the CQ itself before leaving it to the
 /// background thread (long waits then do not burn a core).
 const CALLER_SPIN: Duration = Duration::from_micros(500);
@@ -705,16 +707,19 @@ pub(crate) fn run(shared: &Shared) {
             std::thread::park_timeout(SLEEP_MAX);
             continue;
         }
-        let events = {
+        let (events, busy) = {
             let mut st = shared.lock();
-            shared.progress(&mut st)
+            (shared.progress(&mut st), st.busy > 0)
         };
         if events > 0 {
             idle_since = None;
             continue;
         }
+        // Transfers in flight (a large reply, a read) move only while the
+        // endpoint is progressed: keep spinning for them a while longer.
+        let spin = if busy { BUSY_SPIN } else { SPIN };
         let since = *idle_since.get_or_insert_with(Instant::now);
-        if since.elapsed() < SPIN {
+        if since.elapsed() < spin {
             std::hint::spin_loop();
         } else {
             std::thread::park_timeout(SLEEP_MAX);

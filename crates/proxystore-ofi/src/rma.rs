@@ -14,10 +14,11 @@ use proxystore_core::{Error, Result};
 use proxystore_peer::pool;
 use proxystore_peer::rma::{Expose, Region, Registration};
 
-use crate::engine::{Engine, RELEASE_ROUTE};
+use crate::engine::Engine;
 use crate::fabric::CONNECTOR;
 use crate::mr::{map_slab, register, target};
 use crate::progress::Op;
+use crate::wire::RELEASE_ROUTE;
 
 /// `PROXYSTORE_OFI_ONE_SIDED`: `Some(true)` for `on`, `Some(false)` for
 /// `off`, `None` when unset (or unknown, with a warning). Read once.

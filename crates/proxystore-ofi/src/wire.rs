@@ -13,6 +13,14 @@
 use bytes::{BufMut, Bytes};
 
 const MAGIC: u8 = 0xF1;
+
+/// The route a data server listens on (see
+/// [`Engine::listen`](crate::Engine::listen)).
+pub const SERVER_ROUTE: u64 = 0;
+/// The route releases of one-sided reads go to; handled by the endpoint
+/// itself (see [`Engine::accept_releases`](crate::Engine::accept_releases)),
+/// never by a route's reader.
+pub const RELEASE_ROUTE: u64 = u64::MAX;
 /// Fixed part of the header.
 pub(crate) const FIXED: usize = 32;
 /// Most frames one message may have.
