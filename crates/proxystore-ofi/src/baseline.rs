@@ -69,7 +69,7 @@ impl RawRead {
                 .name("ofi-raw responder".into())
                 .spawn(move || {
                     // Spins: the target of a read is progressed at once,
-                    // as software-RMA providers (tcp) need.
+                    // as providers that emulate RMA in software (tcp) need.
                     while !stop.load(Ordering::Acquire) {
                         server.poll();
                         while let Ok(Ok(m)) = requests.try_recv() {

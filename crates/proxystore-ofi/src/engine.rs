@@ -15,7 +15,8 @@ use proxystore_peer::address;
 
 use crate::fabric::{timeout, Fabric};
 use crate::mr::{Arena, OfiMemory};
-use crate::progress::{run, Op, OpCtx, Shared, State, RECV_SIZE};
+use crate::progress::{run, Shared};
+use crate::state::{Op, OpCtx, State, RECV_SIZE};
 use crate::wire::{self, Kind, SERVER_ROUTE};
 use crate::Message;
 

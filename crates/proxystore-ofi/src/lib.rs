@@ -31,6 +31,7 @@ mod layer;
 mod mr;
 mod progress;
 mod rma;
+mod state;
 mod wire;
 
 use bytes::Bytes;

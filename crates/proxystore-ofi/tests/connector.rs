@@ -100,24 +100,25 @@ fn a_gone_owner_is_an_error_within_the_timeout() {
 
 #[test]
 fn large_gets_are_one_sided_reads_batches_mix_both_paths() {
-    // shm reads one-sided by default (tcp does not: tests/processes.rs).
-    let provider = "shm";
-    let owner = ofi(provider);
-    let reader = ofi(provider);
-    let big = owner.put(pattern(3 << 20, 5)).unwrap();
-    let small = owner.put(pattern(1000, 6)).unwrap();
-    let before = proxystore_ofi::one_sided_reads();
-    assert_eq!(reader.get(&big).unwrap(), Some(pattern(3 << 20, 5)));
-    // Other tests of this binary read too: exact counts are checked
-    // in a process of their own (tests/processes.rs).
-    assert!(
-        proxystore_ofi::one_sided_reads() > before,
-        "{provider}: the 3 MiB object is read one-sided"
-    );
-    assert_eq!(reader.get(&small).unwrap(), Some(pattern(1000, 6)));
-    // Batches mix both paths.
-    let got = reader.get_batch(&[big.clone(), small.clone()]).unwrap();
-    assert_eq!(got[0].as_ref().map(|b| b.len()), Some(3 << 20));
-    assert_eq!(got[1], Some(pattern(1000, 6)));
-    assert!(proxystore_ofi::one_sided_reads() >= before + 2);
+    // Both read one-sided by default.
+    for provider in ["shm", "tcp;ofi_rxm"] {
+        let owner = ofi(provider);
+        let reader = ofi(provider);
+        let big = owner.put(pattern(3 << 20, 5)).unwrap();
+        let small = owner.put(pattern(1000, 6)).unwrap();
+        let before = proxystore_ofi::one_sided_reads();
+        assert_eq!(reader.get(&big).unwrap(), Some(pattern(3 << 20, 5)));
+        // Other tests of this binary read too: exact counts are checked
+        // in a process of their own (tests/processes.rs).
+        assert!(
+            proxystore_ofi::one_sided_reads() > before,
+            "{provider}: the 3 MiB object is read one-sided"
+        );
+        assert_eq!(reader.get(&small).unwrap(), Some(pattern(1000, 6)));
+        // Batches mix both paths.
+        let got = reader.get_batch(&[big.clone(), small.clone()]).unwrap();
+        assert_eq!(got[0].as_ref().map(|b| b.len()), Some(3 << 20));
+        assert_eq!(got[1], Some(pattern(1000, 6)));
+        assert!(proxystore_ofi::one_sided_reads() >= before + 2);
+    }
 }

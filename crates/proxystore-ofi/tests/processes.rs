@@ -107,9 +107,8 @@ fn two_processes(provider: &str, one_sided: Option<&str>) {
     );
     assert_eq!(output_field(&stdout, "CONSUMER"), "ok");
     let reads: u64 = output_field(&stdout, "ONE_SIDED_READS").parse().unwrap();
-    // Only the 3 MiB object is above the one-sided minimum; unset, tcp
-    // (software RMA) carries it in the reply and shm reads it.
-    let on = one_sided.map_or(provider == "shm", |v| v == "on");
+    // Only the 3 MiB object is above the one-sided minimum; unset is on.
+    let on = one_sided.is_none_or(|v| v == "on");
     assert_eq!(
         reads,
         u64::from(on),
