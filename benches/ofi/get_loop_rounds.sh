@@ -14,7 +14,7 @@ for round in 1 2 3 4 5; do
     for S in 1024:3000 1048576:500 67108864:15; do
       SIZE=${S%%:*}; N=${S##*:}
       export FI_PROVIDER="$P"
-      if [ "$P" = shm ]; then OTHER=off; else OTHER=on; fi
+      OTHER=off
       $B serve $SIZE > ${TMPDIR:-/tmp}/ofi_get_loop_serve.out & SP=$!; wait_for KEY
       KEY=$(grep KEY= ${TMPDIR:-/tmp}/ofi_get_loop_serve.out | cut -d= -f2)
       G=$($B get "$KEY" $N | awk '{print $2}')

@@ -157,6 +157,8 @@ pub(crate) struct Fabric {
     pub(crate) one_sided: bool,
     /// The provider's largest message.
     pub(crate) max_msg_size: usize,
+    /// The CQ's wait file descriptor, if the provider gave one.
+    pub(crate) wait_fd: Option<i32>,
 }
 
 const CAPS_MSG: u64 = (sys::FI_MSG | sys::FI_TAGGED) as u64;
@@ -261,6 +263,7 @@ impl Fabric {
             address: Vec::new(),
             one_sided,
             max_msg_size: 0,
+            wait_fd: None,
         };
         // SAFETY: `info` is the head of a live list; on error `f` is dropped
         // and closes what was opened.
@@ -288,16 +291,32 @@ impl Fabric {
                 sys::fi_av_open(domain, &mut av_attr, &mut self.av, ptr::null_mut()),
                 "fi_av_open",
             )?;
+            // A file descriptor to sleep on where the provider has one (the
+            // progress thread then wakes on traffic, not after a timer).
             let mut cq_attr = sys::fi_cq_attr {
                 format: sys::fi_cq_format_FI_CQ_FORMAT_TAGGED,
-                wait_obj: sys::fi_wait_obj_FI_WAIT_NONE,
+                wait_obj: sys::fi_wait_obj_FI_WAIT_FD,
                 size: 1024,
                 ..Default::default()
             };
-            check(
-                sys::fi_cq_open(domain, &mut cq_attr, &mut self.cq, ptr::null_mut()),
-                "fi_cq_open",
-            )?;
+            if sys::fi_cq_open(domain, &mut cq_attr, &mut self.cq, ptr::null_mut()) == 0 {
+                let mut fd: i32 = -1;
+                let rc = sys::fi_control(
+                    &mut (*self.cq).fid,
+                    sys::FI_GETWAIT as i32,
+                    (&mut fd as *mut i32).cast(),
+                );
+                if rc == 0 && fd >= 0 {
+                    self.wait_fd = Some(fd);
+                }
+            } else {
+                self.cq = ptr::null_mut();
+                cq_attr.wait_obj = sys::fi_wait_obj_FI_WAIT_NONE;
+                check(
+                    sys::fi_cq_open(domain, &mut cq_attr, &mut self.cq, ptr::null_mut()),
+                    "fi_cq_open",
+                )?;
+            }
             check(
                 sys::fi_endpoint(domain, info, &mut self.ep, ptr::null_mut()),
                 "fi_endpoint",
@@ -397,6 +416,54 @@ impl Drop for Fabric {
                 }
             }
         }
+    }
+}
+
+/// Sleeps on a CQ's wait file descriptor (see `Fabric::waiter`).
+pub(crate) struct Waiter {
+    fabric: *mut sys::fid_fabric,
+    cq: *mut sys::fid,
+    fd: i32,
+}
+
+// SAFETY: fi_trywait and poll on objects of a FI_THREAD_SAFE domain; the
+// pointers outlive the waiter (both live in the engine's shared state,
+// whose progress thread is the only user and is joined before it drops).
+unsafe impl Send for Waiter {}
+// SAFETY: as above.
+unsafe impl Sync for Waiter {}
+
+impl Waiter {
+    /// Returns when the CQ may have completions, or after `at_most`
+    /// (`fi_trywait` first: sleeping on the descriptor is only allowed
+    /// once it says nothing is pending).
+    pub(crate) fn sleep(&self, at_most: Duration) {
+        let mut fids = [self.cq];
+        // SAFETY: live fabric and CQ (see the Send impl).
+        if unsafe { sys::fi_trywait(self.fabric, fids.as_mut_ptr(), 1) } != 0 {
+            return;
+        }
+        let mut pfd = libc::pollfd {
+            fd: self.fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ms = i32::try_from(at_most.as_millis())
+            .unwrap_or(i32::MAX)
+            .max(1);
+        // SAFETY: one valid pollfd.
+        unsafe { libc::poll(&mut pfd, 1, ms) };
+    }
+}
+
+impl Fabric {
+    /// A waiter on this endpoint's CQ, if the provider gave a descriptor.
+    pub(crate) fn waiter(&self) -> Option<Waiter> {
+        Some(Waiter {
+            fabric: self.domain.fabric,
+            cq: self.cq.cast(),
+            fd: self.wait_fd?,
+        })
     }
 }
 

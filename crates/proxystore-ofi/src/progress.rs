@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use proxystore_core::Result;
 
-use crate::fabric::timeout;
+use crate::fabric::{timeout, Waiter};
 use crate::mr::{Arena, IDLE_MAX};
 use crate::state::{Routes, State};
 use crate::Message;
@@ -36,11 +36,15 @@ pub(crate) struct Shared {
     pub(crate) thread: OnceLock<Thread>,
     /// Slabs objects are staged in (trimmed by the background thread).
     pub(crate) arena: Arc<Arena>,
+    /// Where the background thread sleeps when idle, if the provider gave
+    /// a wait descriptor (else it parks).
+    waiter: Option<Waiter>,
 }
 
 impl Shared {
     pub(crate) fn new(state: State, limit: u64, arena: Arc<Arena>) -> Self {
         Shared {
+            waiter: state.fabric.waiter(),
             arena,
             state: Mutex::new(state),
             routes: Mutex::new(HashMap::new()),
@@ -157,6 +161,10 @@ pub(crate) fn run(shared: &Shared) {
         let since = *idle_since.get_or_insert_with(Instant::now);
         if since.elapsed() < SPIN {
             std::hint::spin_loop();
+        } else if let Some(waiter) = &shared.waiter {
+            // Wakes on traffic: transfers that need this endpoint's
+            // progress (rendezvous, emulated reads) do not wait a timer.
+            waiter.sleep(SLEEP_MAX);
         } else {
             std::thread::park_timeout(SLEEP_MAX);
         }
