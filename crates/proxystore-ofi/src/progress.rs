@@ -1,7 +1,8 @@
 //! Who reads the completion queue. The endpoint sits behind one lock: a
 //! thread waiting for a message reads the CQ itself (no thread hop on the
 //! data path), a background thread reads it otherwise, spinning briefly
-//! and then sleeping at most 1 ms.
+//! and then sleeping: on the CQ's wait descriptor where the provider has
+//! one (woken by traffic), else for at most 1 ms.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};

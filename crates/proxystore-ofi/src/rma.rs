@@ -45,8 +45,9 @@ fn one_sided_setting() -> Option<bool> {
 /// `PROXYSTORE_OFI_ONE_SIDED=on|off` decides, unset is on. The provider
 /// must grant FI_RMA too ([`Engine::reads_one_sided`]). On by default even
 /// where RMA is emulated in software (tcp;ofi_rxm): measured there, two
-/// processes, 1 MiB gets took 355 us one-sided against 444 us with the
-/// bytes in the reply (medians of 5 rounds, docs/benchmarks.md).
+/// processes, the two paths were within noise of each other (1 MiB 426 vs
+/// 364 us, 64 MiB 27.4 vs 30.4 ms one-sided vs bytes in the reply,
+/// medians of five rounds, docs/benchmarks.md).
 pub fn reads_one_sided() -> bool {
     one_sided_setting().unwrap_or(true)
 }
