@@ -477,3 +477,62 @@ pub fn keys_from_env() -> Vec<Key> {
         .map(|k| k.parse().expect("a key in KEYS"))
         .collect()
 }
+
+/// Kills `owner` (a child serving [`owner_objects`]) after `reader` got
+/// `key` from it, then checks that the next get fails as a vanished owner
+/// should: [`Error::PeerUnreachable`] naming an address that starts with
+/// `scheme`, or [`Error::Timeout`], within `limit`.
+pub fn get_from_killed_owner_fails(
+    reader: &dyn Connector,
+    key: &Key,
+    mut owner: std::process::Child,
+    scheme: &str,
+    limit: std::time::Duration,
+) {
+    let first = reader.get(key).expect("get while the owner lives");
+    assert_eq!(first.map(|b| b.len()), Some(3 << 20));
+    owner.kill().expect("kill the owner");
+    owner.wait().expect("reap the owner");
+    let started = std::time::Instant::now();
+    let err = reader.get(key).expect_err("a get from a killed owner");
+    assert!(
+        matches!(err, Error::PeerUnreachable { .. } | Error::Timeout { .. }),
+        "{err}"
+    );
+    if let Error::PeerUnreachable { address, .. } = &err {
+        assert!(address.starts_with(scheme), "names the owner: {err}");
+    }
+    assert!(
+        started.elapsed() < limit,
+        "took {:?}: {err}",
+        started.elapsed()
+    );
+}
+
+/// With objects staged in registered slabs: evicts `key` (put in `owner`
+/// at `slab`, already read by `reader`), then puts, reads and evicts
+/// objects of its size until one lands at `slab` again (`true`) or 2 s
+/// pass (`false`). Releases reach owners asynchronously, hence the loop.
+pub fn staged_slab_is_reused(
+    owner: &dyn Connector,
+    reader: &dyn Connector,
+    key: &Key,
+    slab: *const u8,
+) -> bool {
+    let size = key.size().expect("a sized key") as usize;
+    owner.evict(key).expect("evict");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        let next = owner.put(pattern(size, 4)).expect("put");
+        let at = owner.get(&next).expect("get").expect("present").as_ptr();
+        assert_eq!(reader.get(&next).expect("read"), Some(pattern(size, 4)));
+        owner.evict(&next).expect("evict");
+        if at == slab {
+            return true;
+        }
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}

@@ -133,26 +133,11 @@ fn two_processes_over_tcp() {
 #[test]
 fn a_killed_owner_gives_an_error_within_the_timeout() {
     for provider in PROVIDERS {
-        let (mut child, keys) = owner(provider);
+        let (child, keys) = owner(provider);
         let key: Key = keys.split(' ').next().unwrap().parse().unwrap();
         let reader = ofi_with(provider, Duration::from_secs(2), None);
-        assert_eq!(reader.get(&key).unwrap().map(|b| b.len()), Some(3 << 20));
-        child.kill().unwrap();
-        child.wait().unwrap();
-        let started = Instant::now();
-        let err = reader.get(&key).unwrap_err();
-        assert!(
-            matches!(err, Error::PeerUnreachable { .. } | Error::Timeout { .. }),
-            "{provider}: {err}"
-        );
-        if let Error::PeerUnreachable { address, .. } = &err {
-            assert!(address.starts_with("ofi://"), "names the owner: {err}");
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(6),
-            "{provider}: took {:?}",
-            started.elapsed()
-        );
+        let limit = Duration::from_secs(6);
+        testing::get_from_killed_owner_fails(&reader, &key, child, "ofi://", limit);
     }
 }
 
@@ -194,22 +179,7 @@ fn slabs_and_served_objects(provider: &str) {
     drop(stored);
     assert_eq!(reader.get(&key).unwrap(), Some(data));
     assert_eq!(one_sided_reads(), 1);
-    owner.evict(&key).unwrap();
-    // The reader's release reaches the owner asynchronously.
-    let deadline = Instant::now() + Duration::from_secs(2);
-    let reused = loop {
-        let next = owner.put(pattern(1 << 20, 4)).unwrap();
-        let at = owner.get(&next).unwrap().unwrap().as_ptr();
-        assert_eq!(reader.get(&next).unwrap(), Some(pattern(1 << 20, 4)));
-        owner.evict(&next).unwrap();
-        if at == slab {
-            break true;
-        }
-        if Instant::now() > deadline {
-            break false;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let reused = testing::staged_slab_is_reused(&owner, &reader, &key, slab);
     println!("SLAB_REUSED={reused}");
 
     let mut config = PeerConfig::new(KIND, format!("ofi://{provider}/"));

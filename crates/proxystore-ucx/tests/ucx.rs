@@ -131,23 +131,9 @@ fn slab_reuse(owner: &UcxConnector) {
     drop(stored);
     assert_eq!(reader.get(&key).unwrap(), Some(data.clone()));
     assert_eq!(proxystore_ucx::one_sided_reads(), 1);
-    owner.evict(&key).unwrap();
-    // The reader's release reaches the owner asynchronously, well within
-    // the 5 s after which unreleased registrations are swept anyway.
-    let deadline = Instant::now() + Duration::from_secs(2);
-    let reused = loop {
-        let next = owner.put(pattern(1 << 20, 4)).unwrap();
-        let at = owner.get(&next).unwrap().unwrap().as_ptr();
-        assert_eq!(reader.get(&next).unwrap(), Some(pattern(1 << 20, 4)));
-        owner.evict(&next).unwrap();
-        if at == slab {
-            break true;
-        }
-        if Instant::now() > deadline {
-            break false;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    // Released well within the 5 s after which unreleased registrations
+    // are swept anyway.
+    let reused = testing::staged_slab_is_reused(owner, reader.as_ref(), &key, slab);
     println!("SLAB_REUSED={reused}");
     // An object put into a standalone server arrives by active message and
     // is registered in place (not staged) when a reader asks for it.
@@ -253,28 +239,13 @@ fn two_processes_reading_one_sided_over_tcp() {
 
 #[test]
 fn a_killed_owner_gives_an_error_not_a_hang() {
-    let (mut child, keys) = owner(None);
+    let (child, keys) = owner(None);
     let key: Key = keys.split(' ').next().unwrap().parse().unwrap();
     let mut config = PeerConfig::new(KIND, ADDRESS);
     config.timeout = Duration::from_secs(2);
     let reader = UcxConnector::with_config(config).unwrap();
-    assert_eq!(reader.get(&key).unwrap().map(|b| b.len()), Some(3 << 20));
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let started = Instant::now();
-    let err = reader.get(&key).unwrap_err();
-    assert!(
-        matches!(err, Error::PeerUnreachable { .. } | Error::Timeout { .. }),
-        "{err}"
-    );
-    if let Error::PeerUnreachable { address, .. } = &err {
-        assert!(address.starts_with("ucx://"), "names the owner: {err}");
-    }
-    assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "took {:?}",
-        started.elapsed()
-    );
+    let limit = Duration::from_secs(10);
+    testing::get_from_killed_owner_fails(&reader, &key, child, "ucx://", limit);
 }
 
 #[test]
