@@ -13,15 +13,21 @@ const SECRET: &str = "cli-ofi-secret";
 
 #[test]
 fn serve_then_put_and_get_from_other_processes_over_shm_and_tcp() {
+    // 200 KiB is above the one-sided minimum: the server registers the put
+    // object in place and the reading process fi_reads it.
+    let large: Vec<u8> = (0..200u32 << 10).map(|i| (i % 251) as u8).collect();
     for provider in ["shm", "tcp;ofi_rxm"] {
         let endpoint = format!("address=ofi://{provider}/");
-        common::serve_put_get(
-            "ofi",
-            ("PROXYSTORE_OFI_SECRET", SECRET),
-            &["--option", &endpoint],
-            &format!("ofi://{provider}/"),
-            format!("hello over {provider}").as_bytes(),
-        );
+        let small = format!("hello over {provider}");
+        for payload in [small.as_bytes(), &large] {
+            common::serve_put_get(
+                "ofi",
+                ("PROXYSTORE_OFI_SECRET", SECRET),
+                &["--option", &endpoint],
+                &format!("ofi://{provider}/"),
+                payload,
+            );
+        }
     }
 }
 
@@ -46,6 +52,24 @@ fn bench_ofi_reports_put_and_get() {
     } else {
         eprintln!(
             "SKIP: fi_pingpong (libfabric-bin) is not on PATH: the ofi-pingpong row is not checked"
+        );
+    }
+}
+
+#[test]
+fn info_names_the_libfabric_version_and_the_provider_ofi_gets() {
+    for (provider, name) in [("shm", "shm"), ("tcp", "tcp;ofi_rxm")] {
+        let o = common::proxystore_with_env(&["info"], b"", &[("FI_PROVIDER", provider)]);
+        assert!(o.status.success(), "{}", common::stderr(&o));
+        let out = String::from_utf8_lossy(&o.stdout);
+        let line = out
+            .lines()
+            .find(|l| l.trim_start().starts_with("ofi "))
+            .unwrap_or_else(|| panic!("no ofi line: {out}"));
+        assert!(line.contains("libfabric 1."), "{line}");
+        assert!(
+            line.contains(&format!("provider {name} (one-sided reads on)")),
+            "{line}"
         );
     }
 }

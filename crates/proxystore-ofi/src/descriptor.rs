@@ -72,9 +72,21 @@ fn bench(_: &BenchEnv) -> Result<BenchSetup> {
     Ok(setup)
 }
 
-/// The linked libfabric's version, for `proxystore info`.
+/// The linked libfabric's version and the provider `ofi://` gets here,
+/// for `proxystore info`.
 fn status() -> String {
     // SAFETY: fi_version has no arguments and no preconditions.
     let v = unsafe { libfabric_sys::fi_version() };
-    format!("libfabric {}.{}", v >> 16, v & 0xffff)
+    let version = format!("libfabric {}.{}", v >> 16, v & 0xffff);
+    match crate::fabric::default_provider() {
+        Some((provider, rma)) => {
+            let reads = match (rma, crate::reads_one_sided()) {
+                (false, _) => "no FI_RMA: gets carry the bytes",
+                (true, true) => "one-sided reads on",
+                (true, false) => "one-sided reads off (PROXYSTORE_OFI_ONE_SIDED)",
+            };
+            format!("{version}, provider {provider} ({reads})")
+        }
+        None => format!("{version}, no provider (see fi_info)"),
+    }
 }

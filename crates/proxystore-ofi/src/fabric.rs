@@ -208,6 +208,25 @@ unsafe fn getinfo(provider: Option<&CStr>, caps: u64) -> Result<Option<*mut sys:
     }
 }
 
+/// The provider an endpoint `ofi://` would get here (libfabric's first
+/// choice, honouring `FI_PROVIDER`) and whether it grants one-sided reads;
+/// `None` if libfabric has no usable provider.
+pub(crate) fn default_provider() -> Option<(String, bool)> {
+    for (caps, rma) in [(CAPS_MSG | CAPS_RMA, true), (CAPS_MSG, false)] {
+        // SAFETY: a list from getinfo, read and freed here.
+        unsafe {
+            if let Ok(Some(info)) = getinfo(None, caps) {
+                let name = CStr::from_ptr((*(*info).fabric_attr).prov_name)
+                    .to_string_lossy()
+                    .into_owned();
+                sys::fi_freeinfo(info);
+                return Some((name, rma));
+            }
+        }
+    }
+    None
+}
+
 impl Fabric {
     /// Opens an endpoint of `provider` (`None`: libfabric's choice, which
     /// honours `FI_PROVIDER`), asking for one-sided reads where offered.
