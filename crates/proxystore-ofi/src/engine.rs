@@ -58,7 +58,9 @@ impl Engine {
         let shared = Arc::new(Shared::new(State::new(fabric)?, DEFAULT_MAX_MESSAGE, arena));
         let shm = provider == "shm";
         if shm {
-            shm_graves().lock().unwrap_or_else(|e| e.into_inner()).live += 1;
+            let mut graves = shm_graves().lock().unwrap_or_else(|e| e.into_inner());
+            graves.live += 1;
+            remember_region(&mut graves, &address);
         }
         let thread_shared = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
@@ -401,6 +403,42 @@ impl Drop for Engine {
 struct Graves {
     live: usize,
     dead: Vec<Arc<Shared>>,
+    /// `/dev/shm` names of this process's shm regions, unlinked at exit.
+    regions: Vec<std::ffi::CString>,
+}
+
+/// Notes the region of an shm endpoint at `address` and, the first time,
+/// asks for every noted region to be unlinked at exit: shm endpoints kept
+/// in the graves (or in a connector never dropped) are never closed, and
+/// libfabric 1.17 unlinks a region only when its endpoint closes, so each
+/// process would leave files in /dev/shm. (A killed process still does.)
+fn remember_region(graves: &mut Graves, address: &[u8]) {
+    let Some(name) = crate::fabric::shm_region_name(address).filter(|n| !n.is_empty()) else {
+        return;
+    };
+    let Ok(name) = std::ffi::CString::new(format!("/{name}")) else {
+        return;
+    };
+    if graves.regions.is_empty() {
+        // SAFETY: registers a plain extern "C" fn with no arguments.
+        if unsafe { libc::atexit(unlink_regions) } != 0 {
+            tracing::debug!("could not register the shm cleanup at exit");
+        }
+    }
+    graves.regions.push(name);
+}
+
+/// Unlinks this process's shm regions (at exit; an endpoint closed before
+/// unlinked its own, and unlinking again only fails).
+extern "C" fn unlink_regions() {
+    // try_lock: at exit another thread may hold it forever.
+    let Ok(graves) = shm_graves().try_lock() else {
+        return;
+    };
+    for name in &graves.regions {
+        // SAFETY: a NUL-terminated name.
+        unsafe { libc::shm_unlink(name.as_ptr()) };
+    }
 }
 
 fn shm_graves() -> &'static Mutex<Graves> {

@@ -403,19 +403,25 @@ impl Fabric {
     }
 }
 
-/// For an shm address (`fi_shm://<name>\0`), whether its region
-/// `/dev/shm/<name>` exists; `true` for every other address. (A region
-/// can still vanish between this check and the insert.)
-fn shm_region_exists(raw: &[u8]) -> bool {
-    let Some(name) = raw.strip_prefix(b"fi_shm://") else {
-        return true;
-    };
+/// The region name in an shm address (`fi_shm://<name>\0`): `Some` for an
+/// shm address (empty or unusable names as `Some("")`), `None` otherwise.
+pub(crate) fn shm_region_name(raw: &[u8]) -> Option<&str> {
+    let name = raw.strip_prefix(b"fi_shm://")?;
     let name = name.split(|&b| b == 0).next().unwrap_or_default();
-    match std::str::from_utf8(name) {
-        Ok(n) if !n.is_empty() && !n.contains('/') => {
-            std::path::Path::new("/dev/shm").join(n).exists()
-        }
-        _ => false,
+    Some(match std::str::from_utf8(name) {
+        Ok(n) if !n.contains('/') => n,
+        _ => "",
+    })
+}
+
+/// For an shm address, whether its region `/dev/shm/<name>` exists; `true`
+/// for every other address. (A region can still vanish between this check
+/// and the insert.)
+fn shm_region_exists(raw: &[u8]) -> bool {
+    match shm_region_name(raw) {
+        None => true,
+        Some("") => false,
+        Some(n) => std::path::Path::new("/dev/shm").join(n).exists(),
     }
 }
 

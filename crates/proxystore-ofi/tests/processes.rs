@@ -88,6 +88,29 @@ fn owner(provider: &str) -> (std::process::Child, String) {
 
 /// An owner and a consumer process over `provider`, with
 /// `PROXYSTORE_OFI_ONE_SIDED` set to `one_sided` (or unset).
+/// Kills an owner child and removes what a killed process leaves behind.
+fn kill(mut owner: std::process::Child) {
+    owner.kill().unwrap();
+    owner.wait().unwrap();
+    forget_regions(owner.id());
+}
+
+/// Removes the shm regions (`/dev/shm/<pid>:...`) of a killed process:
+/// libfabric unlinks them when an endpoint closes or its process exits,
+/// which a SIGKILL prevents.
+fn forget_regions(pid: u32) {
+    let prefix = format!("{pid}:");
+    for entry in std::fs::read_dir("/dev/shm")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
 fn two_processes(provider: &str, one_sided: Option<&str>) {
     let (mut owner, keys) = owner(provider);
     let mut cmd = child_command("child_entry", "consumer");
@@ -97,8 +120,7 @@ fn two_processes(provider: &str, one_sided: Option<&str>) {
         None => cmd.env_remove("PROXYSTORE_OFI_ONE_SIDED"),
     };
     let out = cmd.output().unwrap();
-    owner.kill().unwrap();
-    owner.wait().unwrap();
+    kill(owner);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -134,10 +156,12 @@ fn two_processes_over_tcp() {
 fn a_killed_owner_gives_an_error_within_the_timeout() {
     for provider in PROVIDERS {
         let (child, keys) = owner(provider);
+        let pid = child.id();
         let key: Key = keys.split(' ').next().unwrap().parse().unwrap();
         let reader = ofi_with(provider, Duration::from_secs(2), None);
         let limit = Duration::from_secs(6);
         testing::get_from_killed_owner_fails(&reader, &key, child, "ofi://", limit);
+        forget_regions(pid);
     }
 }
 
@@ -160,8 +184,7 @@ fn a_reply_over_the_readers_limits_is_refused_before_it_is_received() {
                 "{provider}, one-sided {one_sided}: refused, not timed out ({ms} ms)"
             );
         }
-        owner.kill().unwrap();
-        owner.wait().unwrap();
+        kill(owner);
     }
 }
 
