@@ -112,7 +112,7 @@ fn forget_regions(pid: u32) {
 }
 
 fn two_processes(provider: &str, one_sided: Option<&str>) {
-    let (mut owner, keys) = owner(provider);
+    let (owner, keys) = owner(provider);
     let mut cmd = child_command("child_entry", "consumer");
     cmd.env("OFI_TEST_PROVIDER", provider).env("KEYS", &keys);
     match one_sided {
@@ -168,7 +168,7 @@ fn a_killed_owner_gives_an_error_within_the_timeout() {
 #[test]
 fn a_reply_over_the_readers_limits_is_refused_before_it_is_received() {
     for provider in PROVIDERS {
-        let (mut owner, keys) = owner(provider);
+        let (owner, keys) = owner(provider);
         // A reader limited to 1 MiB per object asks for the 3 MiB object:
         // one-sided, the descriptor's length is checked before the read;
         // without, the announced reply is refused before a buffer exists.
