@@ -137,6 +137,9 @@ impl Engine {
             limit: isize::MAX as u64,
         })?;
         let dest = buf.as_mut_ptr();
+        // One budget for posting (a provider saying "try again") and
+        // waiting.
+        let deadline = std::time::Instant::now() + timeout;
         let (route, rx) = self.open_route();
         let posted = {
             let mut st = self.shared.lock();
@@ -169,7 +172,8 @@ impl Engine {
         };
         // A read that times out stays posted into its own buffer (freed
         // with its context); its late completion goes to a closed route.
-        let out = posted.and_then(|()| self.wait(&rx, timeout));
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let out = posted.and_then(|()| self.wait(&rx, left));
         self.close_route(route);
         Ok(out?.frames.into_iter().next().unwrap_or_default())
     }

@@ -11,7 +11,6 @@ use bytes::Bytes;
 use libfabric_sys as sys;
 use proxystore_core::{Error, Result};
 use proxystore_peer::pool::{self, Buf};
-
 use proxystore_peer::rma::Expose;
 
 use crate::fabric::{error, zeroed_context, Fabric, ADDR_UNSPEC};
@@ -348,19 +347,12 @@ impl State {
             }
             return;
         }
-        if !routes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains_key(&h.to_route)
-        {
-            tracing::debug!(route = h.to_route, "a message for no route was dropped");
-            return;
-        }
         if h.kind == Kind::Refused {
             let &[size, limit, frames] = h.lens.as_slice() else {
                 return;
             };
             let (size, limit) = (size as u64, limit as u64);
+            // Cancelled even if the waiting route is gone meanwhile.
             self.cancel_frames(h.tag, frames as u64);
             let err = Error::TooLarge {
                 what: "message (refused by its receiver)",
@@ -368,6 +360,14 @@ impl State {
                 limit,
             };
             deliver(routes, h.to_route, Err(err));
+            return;
+        }
+        if !routes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(&h.to_route)
+        {
+            tracing::debug!(route = h.to_route, "a message for no route was dropped");
             return;
         }
         if h.kind == Kind::Inline {
