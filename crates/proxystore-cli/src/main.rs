@@ -99,6 +99,17 @@ fn run(command: Command) -> Result<ExitCode, CliError> {
         Command::Bench(args) => bench::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Put(args) => {
             let connector = args.open_shared()?;
+            if !connector.capabilities().survives_producer_exit {
+                // The object would live in this command's own process,
+                // which exits now: a key to nothing.
+                return Err(CliError::new(
+                    2,
+                    format!(
+                        "a {kind} put without --address keeps the object inside this command's process, which exits now; start `proxystore serve --connector {kind}` and pass the address it prints as --address, or use a connector that stores data (file, shm, redis)",
+                        kind = args.connector
+                    ),
+                ));
+            }
             let mut data = Vec::new();
             std::io::stdin()
                 .read_to_end(&mut data)

@@ -73,3 +73,8 @@ fn info_names_the_libfabric_version_and_the_provider_ofi_gets() {
         );
     }
 }
+
+#[test]
+fn a_put_without_a_server_is_refused_not_a_dead_key() {
+    common::put_without_server_is_refused("ofi", ("PROXYSTORE_OFI_SECRET", SECRET));
+}

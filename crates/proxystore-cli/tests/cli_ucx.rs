@@ -36,3 +36,8 @@ fn bench_ucx_reports_the_raw_baseline() {
         eprintln!("ucx_perftest not on PATH: the ucx-perftest row is not checked");
     }
 }
+
+#[test]
+fn a_put_without_a_server_is_refused_not_a_dead_key() {
+    common::put_without_server_is_refused("ucx", ("PROXYSTORE_UCX_SECRET", SECRET));
+}

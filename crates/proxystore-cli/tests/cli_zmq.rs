@@ -95,3 +95,8 @@ fn bench_zmq_reports_the_raw_baseline() {
     }
     assert!(has(&records, "zmq-raw", "put") && has(&records, "zmq-raw", "get"));
 }
+
+#[test]
+fn a_put_without_a_server_is_refused_not_a_dead_key() {
+    common::put_without_server_is_refused("zmq", ("PROXYSTORE_ZMQ_SECRET", "cli-zmq-secret"));
+}

@@ -108,3 +108,16 @@ pub(crate) fn serve_put_get(
     assert!(killed.success());
     assert!(server.wait().expect("wait for the server").success());
 }
+
+/// `put --connector <connector>` without `--address` is refused (exit 2,
+/// naming `--address`): the object would die with the command.
+pub(crate) fn put_without_server_is_refused(connector: &str, env: (&str, &str)) {
+    let o = proxystore_with_env(&["put", "--connector", connector], b"data", &[env]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(o.stdout.is_empty(), "no key printed");
+    let err = stderr(&o);
+    assert!(
+        err.contains("--address") && err.contains("proxystore serve"),
+        "{err}"
+    );
+}
