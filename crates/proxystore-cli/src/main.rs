@@ -72,10 +72,7 @@ fn main() -> ExitCode {
                     ExitCode::SUCCESS
                 };
             }
-            // One clear line: clap's first line, without usage and hints.
-            let text = e.to_string();
-            let line = text.lines().next().unwrap_or("invalid arguments");
-            eprintln!("proxystore: {}", line.trim_start_matches("error: "));
+            eprintln!("proxystore: {}", one_line(&e.to_string()));
             return ExitCode::from(2);
         }
     };
@@ -87,6 +84,23 @@ fn main() -> ExitCode {
             eprintln!("proxystore: {}", e.message);
             ExitCode::from(e.code)
         }
+    }
+}
+
+/// clap's message as one line: what it says before the usage, with the
+/// lines that name arguments (`  <KEY>`) kept and its tips dropped.
+fn one_line(text: &str) -> String {
+    let said: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .filter(|l| !l.is_empty() && !l.starts_with("tip:"))
+        .collect();
+    let line = said.join(" ");
+    match line.strip_prefix("error: ") {
+        Some(rest) => rest.to_owned(),
+        None if line.is_empty() => "invalid arguments".to_owned(),
+        None => line,
     }
 }
 

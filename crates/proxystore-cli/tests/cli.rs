@@ -92,6 +92,12 @@ fn bad_flags_and_names_fail_in_one_line() {
         "one process",
     );
     assert_fails_cleanly(&proxystore(&["frobnicate"], b""), 2, "frobnicate");
+    // The missing argument is named, on the one line.
+    assert_fails_cleanly(
+        &proxystore(&["get", "--connector", "file", "--dir", "/tmp"], b""),
+        2,
+        "not provided: <KEY>",
+    );
 }
 
 #[test]
