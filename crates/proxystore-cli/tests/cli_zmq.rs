@@ -100,3 +100,15 @@ fn bench_zmq_reports_the_raw_baseline() {
 fn a_put_without_a_server_is_refused_not_a_dead_key() {
     common::put_without_server_is_refused("zmq", ("PROXYSTORE_ZMQ_SECRET", "cli-zmq-secret"));
 }
+
+#[test]
+fn a_key_whose_address_zmq_cannot_parse_is_malformed_exit_2() {
+    let key = "0123456789abcdef0123456789abcdef.3@tcp://127.0.0.1:";
+    let o = proxystore(&["get", "--connector", "zmq", key], b"");
+    let err = common::stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("malformed key") && err.contains("tcp://HOST:PORT"),
+        "{err}"
+    );
+}

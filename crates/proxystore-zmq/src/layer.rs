@@ -198,9 +198,15 @@ impl SocketLayer for ZmqLayer {
         socket
             .set_immediate(true)
             .map_err(|e| zmq_error("set IMMEDIATE on", address, e))?;
-        socket
-            .connect(address)
-            .map_err(|e| zmq_error("connect to", address, e))?;
+        socket.connect(address).map_err(|e| match e {
+            // The address (an owner's, from a key; or --address) is text
+            // zmq cannot parse: the key is malformed, not the network.
+            zmq::Error::EINVAL | zmq::Error::EPROTONOSUPPORT => Error::InvalidKey {
+                text: address.chars().take(200).collect(),
+                reason: "its address is not an endpoint zmq can connect to (tcp://HOST:PORT or ipc://PATH)",
+            },
+            e => zmq_error("connect to", address, e),
+        })?;
         Ok(ZmqClient {
             socket,
             address: address.to_string(),
