@@ -112,3 +112,34 @@ fn a_key_whose_address_zmq_cannot_parse_is_malformed_exit_2() {
         "{err}"
     );
 }
+
+#[test]
+fn addresses_without_a_scheme_or_with_a_hostname_say_how_to_write_them() {
+    let o = proxystore(
+        &["serve", "--connector", "zmq", "--address", "127.0.0.1:5555"],
+        b"",
+    );
+    let err = common::stderr(&o);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("no scheme") && err.contains("tcp://127.0.0.1:5555"),
+        "{err}"
+    );
+    let o = common::proxystore_with_env(
+        &[
+            "serve",
+            "--connector",
+            "zmq",
+            "--address",
+            "tcp://localhost:5557",
+        ],
+        b"",
+        &[("PROXYSTORE_ZMQ_SECRET", "s")],
+    );
+    let err = common::stderr(&o);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("not a hostname") && err.contains("tcp://127.0.0.1:5555"),
+        "{err}"
+    );
+}

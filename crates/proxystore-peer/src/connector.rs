@@ -156,6 +156,12 @@ fn secret_bytes(config: &PeerConfig) -> Option<Bytes> {
 }
 
 fn check_exposure(config: &PeerConfig) -> Result<()> {
+    if !config.address.contains("://") {
+        return Err(Error::Config(format!(
+            "{}: address '{}' has no scheme: write it as <scheme>://..., e.g. tcp://{} for zmq",
+            config.kind, config.address, config.address
+        )));
+    }
     if config.secret.is_none() && !is_local_endpoint(&config.address) {
         return Err(Error::Config(format!(
             "{}: serving on {} (not loopback) needs a shared secret: set PROXYSTORE_{}_SECRET or option 'secret'",

@@ -163,9 +163,15 @@ impl SocketLayer for ZmqLayer {
 
     fn bind(&self, endpoint: &str, limits: &Limits) -> Result<(ZmqServer, String)> {
         let socket = socket(self, zmq::ROUTER, endpoint, limits)?;
-        socket
-            .bind(endpoint)
-            .map_err(|e| zmq_error("bind", endpoint, e))?;
+        socket.bind(endpoint).map_err(|e| match e {
+            // zmq binds an IP or an interface name; a hostname it
+            // looks up as an interface and finds no such device.
+            zmq::Error::ENODEV => Error::Config(format!(
+                "zmq: cannot bind {endpoint}: zmq binds an IP address or an interface name \
+                     (tcp://127.0.0.1:5555, tcp://eth0:5555, tcp://*:5555), not a hostname"
+            )),
+            e => zmq_error("bind", endpoint, e),
+        })?;
         let address = socket
             .get_last_endpoint()
             .map_err(|e| zmq_error("read the bound address of", endpoint, e))?
