@@ -143,3 +143,36 @@ fn addresses_without_a_scheme_or_with_a_hostname_say_how_to_write_them() {
         "{err}"
     );
 }
+
+#[test]
+fn a_get_without_the_owners_secret_is_an_authentication_refusal_naming_the_variable() {
+    // A server with a secret; a reader with another one.
+    let address = format!("tcp://127.0.0.1:{}", free_port());
+    let mut server = Command::new(env!("CARGO_BIN_EXE_proxystore"))
+        .args(["serve", "--connector", "zmq", "--address", &address])
+        .env("PROXYSTORE_ZMQ_SECRET", "right")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The banner says the server listens.
+    let mut banner = String::new();
+    BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut banner)
+        .unwrap();
+    assert!(banner.contains(&address), "{banner}");
+    let key = format!("0123456789abcdef0123456789abcdef.3@{address}");
+    let o = common::proxystore_with_env(
+        &["get", "--connector", "zmq", &key],
+        b"",
+        &[("PROXYSTORE_ZMQ_SECRET", "wrong")],
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+    let err = common::stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("PROXYSTORE_ZMQ_SECRET") && !err.contains("invalid configuration"),
+        "{err}"
+    );
+}

@@ -47,7 +47,8 @@ pub use wire::{RELEASE_ROUTE, SERVER_ROUTE};
 /// The libfabric connector: the shared peer connector over [`OfiLayer`].
 /// Build it with `OfiConnector::with_config(PeerConfig::new(KIND,
 /// "ofi://<provider>/"))`; serving needs a secret (`PROXYSTORE_OFI_SECRET`
-/// or [`PeerConfig::secret`]), reading does not.
+/// or [`PeerConfig::secret`]), and a process reading from or putting to
+/// another needs the same one.
 pub type OfiConnector = proxystore_peer::PeerConnector<OfiLayer>;
 
 /// The connector kind, Cargo feature and CLI name.

@@ -324,7 +324,10 @@ impl<L: SocketLayer> PeerConnector<L> {
                 Status::Unauthorized => Error::Unauthorized {
                     connector: self.config.kind.clone(),
                     address: address.to_string(),
-                    reason: text,
+                    reason: format!(
+                        "{text}; readers and writers need the owner's secret: set PROXYSTORE_{}_SECRET to the same value in every process",
+                        self.config.kind.to_uppercase()
+                    ),
                 },
                 Status::TooLarge => {
                     self.transport_error(address, format!("request refused as too large: {text}"))

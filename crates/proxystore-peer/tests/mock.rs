@@ -210,8 +210,14 @@ fn a_secret_is_required_off_loopback_and_checked_by_the_server() {
     );
     let stranger = mock_connector().unwrap();
     match stranger.get(&key) {
-        Err(Error::Unauthorized { address, .. }) => {
+        Err(Error::Unauthorized {
+            address, reason, ..
+        }) => {
             assert_eq!(Some(address.as_str()), key.location());
+            assert!(
+                reason.contains("PROXYSTORE_MOCK_SECRET"),
+                "names the variable: {reason}"
+            );
         }
         other => panic!("expected Unauthorized naming the owner, got {other:?}"),
     }
