@@ -21,8 +21,9 @@ pub(crate) struct ConnectorArgs {
     /// Directory of the file connector (default for shm: `/dev/shm/proxystore-<uid>`).
     #[arg(long)]
     pub(crate) dir: Option<PathBuf>,
-    /// zmq, ucx: address of the data server (`proxystore serve`) that puts
-    /// go to (zmq: also what `serve` binds; e.g. tcp://127.0.0.1:5555).
+    /// zmq, ucx, ofi: address of the data server (`proxystore serve`) that
+    /// puts go to (zmq: also what `serve` binds, e.g. tcp://127.0.0.1:5555;
+    /// ucx and ofi serve their own endpoint and print it).
     #[arg(long)]
     pub(crate) address: Option<String>,
     /// redis: the server, e.g. redis://127.0.0.1:6379/0 or unix:///path
@@ -117,6 +118,15 @@ impl ConnectorArgs {
             )
         })?;
         let (descriptor, config) = self.config(true)?;
+        if let Some(option) = descriptor.flag_not_to_serve(&|name: &str| self.flag(name)) {
+            return Err(CliError::new(
+                2,
+                format!(
+                    "serve --connector {} serves this process's own endpoint and prints its address; --{} names a server that put and get reach, so serve does not take it",
+                    descriptor.kind, option.flag
+                ),
+            ));
+        }
         // Block the signals before any thread starts, so they all inherit
         // the mask and only `wait` sees them.
         let signals = crate::signals::StopSignals::block()?;

@@ -41,3 +41,15 @@ fn bench_ucx_reports_the_raw_baseline() {
 fn a_put_without_a_server_is_refused_not_a_dead_key() {
     common::put_without_server_is_refused("ucx", ("PROXYSTORE_UCX_SECRET", SECRET));
 }
+
+#[test]
+fn serve_refuses_an_address_it_would_ignore() {
+    let o = common::proxystore_with_env(
+        &["serve", "--connector", "ucx", "--address", "ucx://AAAA"],
+        b"",
+        &[("PROXYSTORE_UCX_SECRET", SECRET)],
+    );
+    let err = common::stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("serve does not take it"), "{err}");
+}

@@ -47,6 +47,9 @@ pub enum FlagUse {
     Required,
     /// Only `proxystore serve` needs it.
     RequiredToServe,
+    /// May be given to the commands that reach a server (put, get, ...);
+    /// `proxystore serve` has no use for it and refuses it.
+    NotToServe,
 }
 
 /// One command-line flag a connector reads, and the config option it sets.
@@ -208,12 +211,20 @@ impl ConnectorDescriptor {
     ) -> Option<&CliOption> {
         self.cli_options.iter().find(|o| {
             let needed = match o.usage {
-                FlagUse::Optional => false,
+                FlagUse::Optional | FlagUse::NotToServe => false,
                 FlagUse::Required => true,
                 FlagUse::RequiredToServe => serving,
             };
             needed && flag(o.flag).is_none()
         })
+    }
+
+    /// The first flag given (per `flag`) that `proxystore serve` refuses
+    /// ([`FlagUse::NotToServe`]).
+    pub fn flag_not_to_serve(&self, flag: &dyn Fn(&str) -> Option<String>) -> Option<&CliOption> {
+        self.cli_options
+            .iter()
+            .find(|o| o.usage == FlagUse::NotToServe && flag(o.flag).is_some())
     }
 
     fn flag_error(&self, option: &CliOption) -> Error {

@@ -22,7 +22,7 @@ pub static DESCRIPTOR: ConnectorDescriptor =
     ConnectorDescriptor::new(KIND, Some("ofi"), "libfabric", peer_factory::<OfiLayer>)
         .with_defaults(&[("address", ADDRESS)])
         .with_cli_options(&[
-            CliOption::new("address", "server", FlagUse::Optional).example("ofi://PROVIDER/ADDR"),
+            CliOption::new("address", "server", FlagUse::NotToServe).example("ofi://PROVIDER/ADDR"),
             CliOption::new("timeout-ms", "timeout_ms", FlagUse::Optional),
         ])
         .with_serve(serve_from_config)

@@ -15,7 +15,7 @@ pub static DESCRIPTOR: ConnectorDescriptor =
     ConnectorDescriptor::new(KIND, Some("ucx"), "libucp (UCX)", peer_factory::<UcxLayer>)
         .with_defaults(&[("address", ADDRESS)])
         .with_cli_options(&[
-            CliOption::new("address", "server", FlagUse::Optional).example("ucx://WORKER"),
+            CliOption::new("address", "server", FlagUse::NotToServe).example("ucx://WORKER"),
             CliOption::new("timeout-ms", "timeout_ms", FlagUse::Optional),
         ])
         .with_serve(serve_from_config)
