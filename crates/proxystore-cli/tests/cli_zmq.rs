@@ -148,16 +148,18 @@ fn addresses_without_a_scheme_or_with_a_hostname_say_how_to_write_them() {
 fn a_get_without_the_owners_secret_is_an_authentication_refusal_naming_the_variable() {
     // A server with a secret; a reader with another one.
     let address = format!("tcp://127.0.0.1:{}", free_port());
-    let mut server = Command::new(env!("CARGO_BIN_EXE_proxystore"))
-        .args(["serve", "--connector", "zmq", "--address", &address])
-        .env("PROXYSTORE_ZMQ_SECRET", "right")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut server = common::KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_proxystore"))
+            .args(["serve", "--connector", "zmq", "--address", &address])
+            .env("PROXYSTORE_ZMQ_SECRET", "right")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     // The banner says the server listens.
     let mut banner = String::new();
-    BufReader::new(server.stdout.take().unwrap())
+    BufReader::new(server.0.stdout.take().unwrap())
         .read_line(&mut banner)
         .unwrap();
     assert!(banner.contains(&address), "{banner}");
@@ -167,8 +169,7 @@ fn a_get_without_the_owners_secret_is_an_authentication_refusal_naming_the_varia
         b"",
         &[("PROXYSTORE_ZMQ_SECRET", "wrong")],
     );
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
     let err = common::stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(

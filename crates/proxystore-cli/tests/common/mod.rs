@@ -72,15 +72,17 @@ pub(crate) fn serve_put_get(
     payload: &[u8],
 ) {
     let run = |args: &[&str], stdin: &[u8]| proxystore_with_env(args, stdin, &[env]);
-    let mut server = Command::new(env!("CARGO_BIN_EXE_proxystore"))
-        .args(["serve", "--connector", connector])
-        .args(serve_args)
-        .env(env.0, env.1)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn the server");
-    let banner = BufReader::new(server.stdout.take().expect("stdout"))
+    let mut server = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_proxystore"))
+            .args(["serve", "--connector", connector])
+            .args(serve_args)
+            .env(env.0, env.1)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn the server"),
+    );
+    let banner = BufReader::new(server.0.stdout.take().expect("stdout"))
         .lines()
         .next()
         .expect("a banner line")
@@ -102,11 +104,22 @@ pub(crate) fn serve_put_get(
     let get = run(&["get", "--connector", connector, &key], b"");
     assert_eq!(get.stdout, payload, "{}", stderr(&get));
     let killed = Command::new("kill")
-        .args(["-INT", &server.id().to_string()])
+        .args(["-INT", &server.0.id().to_string()])
         .status()
         .expect("kill");
     assert!(killed.success());
-    assert!(server.wait().expect("wait for the server").success());
+    assert!(server.0.wait().expect("wait for the server").success());
+}
+
+/// A child killed and reaped when dropped: a failing assertion does not
+/// leave a server running.
+pub(crate) struct KillOnDrop(pub(crate) std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// `put --connector <connector>` without `--address` is refused (exit 2,
