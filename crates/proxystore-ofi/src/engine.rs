@@ -107,7 +107,7 @@ impl Engine {
     }
 
     fn scheme(&self) -> String {
-        format!("ofi://{}/", self.provider)
+        crate::fabric::scheme(&self.provider)
     }
 
     /// The raw address in `text`: [`Error::Config`] if it names another
@@ -237,7 +237,7 @@ impl Engine {
         let inline = wire::header_len(self.address.len(), frames.len()) + total
             <= INLINE_MAX.min(self.max_msg_size);
         let mut st = self.shared.lock();
-        let (dest, peer_text) = self.peer(&mut st, peer)?;
+        let (dest, peer_text) = st.peer(peer)?;
         if inline {
             let msg = wire::encode(
                 Kind::Inline,
@@ -267,32 +267,6 @@ impl Engine {
             }
         }
         Ok(())
-    }
-
-    /// The AV entry of `peer` and its text form (for errors), inserting
-    /// it and encoding the text the first time only: sends to a known peer
-    /// do neither.
-    pub(crate) fn peer(&self, st: &mut State, peer: &[u8]) -> Result<(sys::fi_addr_t, Arc<str>)> {
-        if let Some((a, text)) = st.peers.get(peer) {
-            return Ok((*a, Arc::clone(text)));
-        }
-        let text = address::encode(&self.scheme(), peer);
-        if peer.len() != self.address.len() {
-            // An address of another provider or format: never handed to it.
-            return Err(Error::PeerUnreachable {
-                address: address::abbreviate(&text),
-                reason: format!(
-                    "a {} address is {} bytes, this is {}",
-                    self.provider,
-                    self.address.len(),
-                    peer.len()
-                ),
-            });
-        }
-        let a = st.fabric.insert(peer, &text)?;
-        let text: Arc<str> = text.into();
-        st.peers.insert(peer.to_vec(), (a, Arc::clone(&text)));
-        Ok((a, text))
     }
 
     /// Posts one send (tagged if `tag` is given), retrying while the

@@ -79,6 +79,11 @@ pub(crate) fn error(rc: i64, call: &str, peer: Option<&str>) -> Error {
     }
 }
 
+/// The scheme (and provider) every address of `provider` starts with.
+pub(crate) fn scheme(provider: &str) -> String {
+    format!("ofi://{provider}/")
+}
+
 /// The error for a wait on `op` that ran out of time.
 pub(crate) fn timeout(op: &'static str, after: Duration) -> Error {
     Error::Timeout {
@@ -212,19 +217,30 @@ unsafe fn getinfo(provider: Option<&CStr>, caps: u64) -> Result<Option<*mut sys:
 /// choice, honouring `FI_PROVIDER`) and whether it grants one-sided reads;
 /// `None` if libfabric has no usable provider.
 pub(crate) fn default_provider() -> Option<(String, bool)> {
-    for (caps, rma) in [(CAPS_MSG | CAPS_RMA, true), (CAPS_MSG, false)] {
-        // SAFETY: a list from getinfo, read and freed here.
-        unsafe {
-            if let Ok(Some(info)) = getinfo(None, caps) {
-                let name = CStr::from_ptr((*(*info).fabric_attr).prov_name)
-                    .to_string_lossy()
-                    .into_owned();
-                sys::fi_freeinfo(info);
-                return Some((name, rma));
-            }
-        }
+    // SAFETY: the list is read and freed here.
+    unsafe {
+        let (info, one_sided) = first_info(None).ok()??;
+        let name = CStr::from_ptr((*(*info).fabric_attr).prov_name)
+            .to_string_lossy()
+            .into_owned();
+        sys::fi_freeinfo(info);
+        Some((name, one_sided))
     }
-    None
+}
+
+/// The first provider matching `provider` (any if `None`) with one-sided
+/// reads, else without them; `Ok(None)` when there is none.
+///
+/// # Safety
+/// The returned list is the caller's to free with `fi_freeinfo`.
+unsafe fn first_info(provider: Option<&CStr>) -> Result<Option<(*mut sys::fi_info, bool)>> {
+    // SAFETY: the caller's contract.
+    unsafe {
+        if let Some(info) = getinfo(provider, CAPS_MSG | CAPS_RMA)? {
+            return Ok(Some((info, true)));
+        }
+        Ok(getinfo(provider, CAPS_MSG)?.map(|info| (info, false)))
+    }
 }
 
 impl Fabric {
@@ -237,21 +253,13 @@ impl Fabric {
             .map_err(|_| Error::Config("a provider name has no NUL bytes".into()))?;
         // SAFETY: each list from getinfo is either freed here or owned by
         // the Fabric (freed in Drop).
-        let (info, one_sided) = unsafe {
-            match getinfo(name.as_deref(), CAPS_MSG | CAPS_RMA)? {
-                Some(info) => (info, true),
-                None => match getinfo(name.as_deref(), CAPS_MSG)? {
-                    Some(info) => (info, false),
-                    None => {
-                        return Err(Error::Config(format!(
-                            "libfabric has no provider {} with reliable datagram endpoints \
-                             and tagged messages (see fi_info)",
-                            provider.unwrap_or("(any)")
-                        )))
-                    }
-                },
-            }
-        };
+        let (info, one_sided) = unsafe { first_info(name.as_deref())? }.ok_or_else(|| {
+            Error::Config(format!(
+                "libfabric has no provider {} with reliable datagram endpoints and tagged \
+                 messages (see fi_info)",
+                provider.unwrap_or("(any)")
+            ))
+        })?;
         // SAFETY: `info` is the head of a live list (getinfo's).
         let mr_mode = unsafe { (*(*info).domain_attr).mr_mode } as u32;
         let mut domain = Domain {

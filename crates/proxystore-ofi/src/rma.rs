@@ -143,7 +143,7 @@ impl Engine {
         let (route, rx) = self.open_route();
         let posted = {
             let mut st = self.shared.lock();
-            self.peer(&mut st, owner).and_then(|(src, peer)| {
+            st.peer(owner).and_then(|(src, peer)| {
                 let op = Op::Read {
                     buf,
                     len,

@@ -10,10 +10,11 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use libfabric_sys as sys;
 use proxystore_core::{Error, Result};
+use proxystore_peer::address;
 use proxystore_peer::pool::{self, Buf};
 use proxystore_peer::rma::Expose;
 
-use crate::fabric::{error, zeroed_context, Fabric, ADDR_UNSPEC};
+use crate::fabric::{error, scheme, zeroed_context, Fabric, ADDR_UNSPEC};
 use crate::wire::{self, Kind, RELEASE_ROUTE};
 use crate::Message;
 
@@ -73,7 +74,7 @@ pub(crate) type Routes = Mutex<HashMap<u64, Sender<Result<Message>>>>;
 pub(crate) struct State {
     pub(crate) fabric: Fabric,
     /// Peers inserted into the AV, by raw address.
-    pub(crate) peers: HashMap<Vec<u8>, (sys::fi_addr_t, Arc<str>)>,
+    peers: HashMap<Vec<u8>, (sys::fi_addr_t, Arc<str>)>,
     // Fields drop in order: the endpoint closes before the memory its
     // operations may still point at is freed.
     /// Contexts of operations in flight.
@@ -456,34 +457,42 @@ impl State {
 }
 
 impl State {
+    /// The AV entry of the endpoint at raw address `peer` and its text form
+    /// (for errors), inserting it and encoding the text the first time
+    /// only: sends to a known peer do neither.
+    pub(crate) fn peer(&mut self, peer: &[u8]) -> Result<(sys::fi_addr_t, Arc<str>)> {
+        if let Some((a, text)) = self.peers.get(peer) {
+            return Ok((*a, Arc::clone(text)));
+        }
+        let text = address::encode(&scheme(&self.fabric.provider), peer);
+        if peer.len() != self.fabric.address.len() {
+            // An address of another provider or format: never handed to it.
+            return Err(Error::PeerUnreachable {
+                address: address::abbreviate(&text),
+                reason: format!(
+                    "a {} address is {} bytes, this is {}",
+                    self.fabric.provider,
+                    self.fabric.address.len(),
+                    peer.len()
+                ),
+            });
+        }
+        let a = self.fabric.insert(peer, &text)?;
+        let text: Arc<str> = text.into();
+        self.peers.insert(peer.to_vec(), (a, Arc::clone(&text)));
+        Ok((a, text))
+    }
+
     /// Tells the sender of announcement `h` that it was refused (best
     /// effort: a refusal that cannot be sent at once is dropped, and the
     /// sender's wait ends at its timeout instead).
     fn refuse(&mut self, h: &wire::Header, size: u64, limit: u64) {
-        if h.kind != Kind::Announce
-            || h.reply_route == RELEASE_ROUTE
-            || h.from.len() != self.fabric.address.len()
-        {
+        if h.kind != Kind::Announce || h.reply_route == RELEASE_ROUTE {
             return;
         }
-        let dest = match self.peers.get(&h.from) {
-            Some((a, _)) => *a,
-            None => {
-                let scheme = format!("ofi://{}/", self.fabric.provider);
-                let text = proxystore_peer::address::encode(&scheme, &h.from);
-                match self.fabric.insert(&h.from, &text) {
-                    Ok(a) => {
-                        self.peers.insert(h.from.clone(), (a, text.into()));
-                        a
-                    }
-                    Err(_) => return,
-                }
-            }
+        let Ok((dest, peer)) = self.peer(&h.from) else {
+            return;
         };
-        let peer = self
-            .peers
-            .get(&h.from)
-            .map_or_else(|| Arc::from(""), |p| Arc::clone(&p.1));
         let numbers = [size, limit, h.lens.len() as u64];
         let msg = Bytes::from(wire::refusal(
             &self.fabric.address,
