@@ -15,6 +15,8 @@ APT_PACKAGES=(
     iproute2        # ip netns: proxystore-ucx's two-host test (tests/hosts.rs)
     libfabric-dev   # sys/libfabric-sys: libfabric headers and library (tcp, shm providers)
     libfabric-bin   # fi_info, fi_pingpong: the raw libfabric baseline
+    libopenmpi-dev  # proxystore-mpi: mpicc and the headers rsmpi's build script reads
+    openmpi-bin     # mpirun: proxystore-mpi's 2- and 4-rank tests
 )
 
 missing=()

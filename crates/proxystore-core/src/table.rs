@@ -103,6 +103,19 @@ impl ObjectTable {
         self.bytes.load(Ordering::Relaxed)
     }
 
+    /// Removes and returns every object.
+    pub fn drain(&self) -> Vec<(ObjectId, Bytes)> {
+        let mut out = Vec::new();
+        for s in &self.shards {
+            let mut shard = s.write().unwrap_or_else(|e| e.into_inner());
+            for (id, data) in shard.drain() {
+                self.bytes.fetch_sub(data.len() as u64, Ordering::Relaxed);
+                out.push((id, data));
+            }
+        }
+        out
+    }
+
     /// Drops every object.
     pub fn clear(&self) {
         for s in &self.shards {

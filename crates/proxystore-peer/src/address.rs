@@ -58,6 +58,19 @@ pub fn abbreviate(address: &str) -> String {
     }
 }
 
+/// Whether an endpoint only accepts connections from this host.
+pub fn is_local_endpoint(endpoint: &str) -> bool {
+    let Some((scheme, rest)) = endpoint.split_once("://") else {
+        return false;
+    };
+    if scheme != "tcp" {
+        return matches!(scheme, "ipc" | "inproc" | "mock");
+    }
+    let host = rest.rsplit_once(':').map_or(rest, |(h, _)| h);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host == "localhost" || host == "::1" || host.starts_with("127.")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,7 +4,8 @@
 //! descriptor costs a table lookup, and shared-memory transports may map the
 //! slab straight into a reader.
 //!
-//! Slabs come in power-of-two classes from [`POOLED_MIN`] bytes, are mapped
+//! Slabs come in power-of-two classes from [`SlabMemory::MIN_CLASS`]
+//! bytes ([`POOLED_MIN`] unless the transport says otherwise), are mapped
 //! once by the transport and reused: an object's slab goes back to the free
 //! list when the last `Bytes` of the object drops (the object table's, a
 //! reader registration's). [`Arena::trim`] gives free slabs beyond a bound
@@ -21,6 +22,10 @@ use crate::pool::POOLED_MIN;
 /// A transport's slab memory: what unmaps a slab (mapping is a closure
 /// given to [`Arena::stage`], so it may run under the transport's lock).
 pub trait SlabMemory: Send + Sync + 'static {
+    /// The smallest slab class: objects are staged in slabs of at least
+    /// this many bytes.
+    const MIN_CLASS: usize = POOLED_MIN;
+
     /// What keeps one slab mapped and registered.
     type Handle: Send + 'static;
 
@@ -39,9 +44,9 @@ pub struct Mapped<H> {
     pub handle: H,
 }
 
-/// The slab class (size) of an object of `len` bytes.
-pub fn class_of(len: usize) -> Option<usize> {
-    len.max(POOLED_MIN).checked_next_power_of_two()
+/// The slab class (size) of an object of `len` bytes in slabs of `M`.
+pub fn class_of<M: SlabMemory>(len: usize) -> Option<usize> {
+    len.max(M::MIN_CLASS).checked_next_power_of_two()
 }
 
 struct Slab<H> {
@@ -106,7 +111,7 @@ impl<M: SlabMemory> Arena<M> {
         data: &[u8],
         map: impl FnOnce(usize) -> Option<Mapped<M::Handle>>,
     ) -> Option<Bytes> {
-        let class = class_of(data.len())?;
+        let class = class_of::<M>(data.len())?;
         let reused = {
             let mut slabs = self.slabs();
             let slab = slabs.free.get_mut(&class).and_then(Vec::pop);

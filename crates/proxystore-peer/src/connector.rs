@@ -19,7 +19,8 @@ use proxystore_core::{
 };
 
 use crate::handler::Handler;
-use crate::rma::{self, Exposures};
+use crate::rma::{self, Expose, Exposures};
+use crate::served::Served;
 use crate::transport::{ClientPool, DataServer, SocketLayer};
 use crate::wire::{Item, Limits, Message, Op, Status, Value, ACCEPTS_REMOTE};
 
@@ -113,39 +114,22 @@ fn secret_from_env(kind: &str) -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
-/// Whether an endpoint only accepts connections from this host.
-pub fn is_local_endpoint(endpoint: &str) -> bool {
-    let Some((scheme, rest)) = endpoint.split_once("://") else {
-        return false;
-    };
-    if scheme != "tcp" {
-        return matches!(scheme, "ipc" | "inproc" | "mock");
-    }
-    let host = rest.rsplit_once(':').map_or(rest, |(h, _)| h);
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    host == "localhost" || host == "::1" || host.starts_with("127.")
-}
-
 /// Starts a standalone data server (what `proxystore serve` runs): an empty
 /// table served on `config.address` until the returned server is stopped.
 pub fn serve<L: SocketLayer>(layer: Arc<L>, config: &PeerConfig) -> Result<DataServer> {
-    check_exposure(config)?;
-    let handler = handler(&layer, Arc::new(ObjectTable::new()), config);
+    check_exposure(layer.as_ref(), config)?;
+    let served = served(&layer, Arc::new(ObjectTable::new()));
+    let handler = Handler::serving(served, secret_bytes(config), config.limits);
     DataServer::start(layer.as_ref(), &config.address, handler)
 }
 
-/// A handler serving `table`, offering descriptors where `layer` has
-/// one-sided reads.
-fn handler<L: SocketLayer>(
-    layer: &Arc<L>,
-    table: Arc<ObjectTable>,
-    config: &PeerConfig,
-) -> Handler {
-    let handler = Handler::new(table, secret_bytes(config), config.limits);
-    match layer.one_sided() {
-        Some(_) => handler.with_exposures(Arc::new(Exposures::for_layer(Arc::clone(layer)))),
-        None => handler,
-    }
+/// `table`, with descriptors offered (and objects staged and published)
+/// where `layer` has one-sided reads.
+fn served<L: SocketLayer>(layer: &Arc<L>, table: Arc<ObjectTable>) -> Served {
+    let exposures = layer
+        .one_sided()
+        .map(|_| Arc::new(Exposures::for_layer(Arc::clone(layer))) as Arc<dyn Expose>);
+    Served::new(table, exposures)
 }
 
 fn secret_bytes(config: &PeerConfig) -> Option<Bytes> {
@@ -155,14 +139,14 @@ fn secret_bytes(config: &PeerConfig) -> Option<Bytes> {
         .map(|s| Bytes::copy_from_slice(s.as_bytes()))
 }
 
-fn check_exposure(config: &PeerConfig) -> Result<()> {
+fn check_exposure<L: SocketLayer>(layer: &L, config: &PeerConfig) -> Result<()> {
     if !config.address.contains("://") {
         return Err(Error::Config(format!(
             "{}: address '{}' has no scheme: write it as <scheme>://..., e.g. tcp://{} for zmq",
             config.kind, config.address, config.address
         )));
     }
-    if config.secret.is_none() && !is_local_endpoint(&config.address) {
+    if config.secret.is_none() && layer.needs_secret(&config.address) {
         return Err(Error::Config(format!(
             "{}: serving on {} (not loopback) needs a shared secret: set PROXYSTORE_{}_SECRET or option 'secret'",
             config.kind,
@@ -193,7 +177,7 @@ pub fn peer_factory<L: SocketLayer + Default>(
 pub struct PeerConnector<L: SocketLayer> {
     layer: Arc<L>,
     config: PeerConfig,
-    table: Arc<ObjectTable>,
+    served: Served,
     server: Mutex<Option<DataServer>>,
     clients: ClientPool<L>,
     closed: ClosedFlag,
@@ -225,9 +209,9 @@ impl<L: SocketLayer> PeerConnector<L> {
     pub fn new(layer: Arc<L>, config: PeerConfig) -> Result<Self> {
         let clients = ClientPool::new(Arc::clone(&layer), config.limits);
         Ok(PeerConnector {
+            served: served(&layer, Arc::new(ObjectTable::new())),
             layer,
             config,
-            table: Arc::new(ObjectTable::new()),
             server: Mutex::new(None),
             clients,
             closed: ClosedFlag::new(),
@@ -248,8 +232,12 @@ impl<L: SocketLayer> PeerConnector<L> {
         }
         // Checked here, when something would listen, not at construction:
         // a process that only reads never binds.
-        check_exposure(&self.config)?;
-        let handler = handler(&self.layer, Arc::clone(&self.table), &self.config);
+        check_exposure(self.layer.as_ref(), &self.config)?;
+        let handler = Handler::serving(
+            self.served.clone(),
+            secret_bytes(&self.config),
+            self.config.limits,
+        );
         let started = DataServer::start(self.layer.as_ref(), &self.config.address, handler)?;
         let address = started.address().to_string();
         tracing::debug!(connector = %self.config.kind, %address, "data server started");
@@ -278,15 +266,6 @@ impl<L: SocketLayer> PeerConnector<L> {
         match &self.config.server {
             Some(s) => Ok((s.clone(), false)),
             None => Ok((self.local_address()?, true)),
-        }
-    }
-
-    /// `data` where this process serves it from: staged by the layer's
-    /// one-sided reads where this process uses them (registered memory).
-    fn stage(&self, data: Bytes) -> Bytes {
-        match self.layer.one_sided() {
-            Some(o) if o.reads_one_sided() && data.len() >= rma::REMOTE_MIN => o.stage(data),
-            _ => data,
         }
     }
 
@@ -400,6 +379,47 @@ impl<L: SocketLayer> PeerConnector<L> {
         Ok(out.into_iter().flatten().collect())
     }
 
+    /// `key` read straight from its owner's memory, where the layer can
+    /// and the owner listed it (`Some`); `None`: ask the owner. Keys owned
+    /// here are never read this way (the table answers them).
+    fn get_direct(&self, key: &Key, deadline: Instant) -> Result<Option<Option<Bytes>>> {
+        let Some(one_sided) = self.layer.one_sided() else {
+            return Ok(None);
+        };
+        if self.is_local(self.owner(key)?) {
+            return Ok(None);
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        match one_sided.get_direct(key, left) {
+            None => Ok(None),
+            Some(read) => Ok(Some(Some(self.sized(key, read?)?))),
+        }
+    }
+
+    /// Gets `keys` by request to their owners (one per owner).
+    fn get_requested(&self, keys: &[Key], deadline: Instant) -> Result<Vec<Option<Bytes>>> {
+        self.per_owner(
+            keys,
+            Op::Get,
+            |id| self.served.get(id),
+            |key, value| match value {
+                Value::Remote(desc) => {
+                    let owner = key.location().unwrap_or_default();
+                    let one_sided = self.layer.one_sided().ok_or(Error::Unsupported {
+                        connector: self.config.kind.clone(),
+                        op: "one-sided read",
+                    })?;
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    let max = self.config.limits.max_object;
+                    let d = rma::read(one_sided, &self.config.kind, owner, &desc, max, left)?;
+                    self.sized(key, d).map(Some)
+                }
+                Value::Data(d) => self.sized(key, d).map(Some),
+                _ => Ok(None),
+            },
+        )
+    }
+
     fn put_many(&self, data: Vec<Bytes>) -> Result<Vec<Key>> {
         self.check_open()?;
         for d in &data {
@@ -416,7 +436,7 @@ impl<L: SocketLayer> PeerConnector<L> {
             .collect::<Result<Vec<_>>>()?;
         if local {
             for (key, d) in keys.iter().zip(data) {
-                self.table.insert(key.id(), self.stage(d));
+                self.served.insert(key.id(), d);
             }
         } else {
             let items = keys
@@ -465,26 +485,23 @@ impl<L: SocketLayer> Connector for PeerConnector<L> {
         // One-sided reads share the get's time budget with its request: an
         // owner holds a descriptor's memory for a bounded time only.
         let deadline = Instant::now() + self.config.timeout;
-        self.per_owner(
-            keys,
-            Op::Get,
-            |id| self.table.get(id),
-            |key, value| match value {
-                Value::Remote(desc) => {
-                    let owner = key.location().unwrap_or_default();
-                    let one_sided = self.layer.one_sided().ok_or(Error::Unsupported {
-                        connector: self.config.kind.clone(),
-                        op: "one-sided read",
-                    })?;
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    let max = self.config.limits.max_object;
-                    let d = rma::read(one_sided, &self.config.kind, owner, &desc, max, left)?;
-                    self.sized(key, d).map(Some)
-                }
-                Value::Data(d) => self.sized(key, d).map(Some),
-                _ => Ok(None),
-            },
-        )
+        let mut out: Vec<Option<Option<Bytes>>> = Vec::with_capacity(keys.len());
+        let mut asked = Vec::new();
+        for key in keys {
+            let direct = self.get_direct(key, deadline)?;
+            if direct.is_none() {
+                asked.push(key.clone());
+            }
+            out.push(direct);
+        }
+        if asked.is_empty() {
+            return Ok(out.into_iter().flatten().collect());
+        }
+        let mut replies = self.get_requested(&asked, deadline)?.into_iter();
+        Ok(out
+            .into_iter()
+            .map(|direct| direct.or_else(|| replies.next()).flatten())
+            .collect())
     }
 
     fn exists(&self, key: &Key) -> Result<bool> {
@@ -492,7 +509,7 @@ impl<L: SocketLayer> Connector for PeerConnector<L> {
         let out = self.per_owner(
             std::slice::from_ref(key),
             Op::Exists,
-            |id| self.table.contains(id),
+            |id| self.served.contains(id),
             |_, v| Ok(v == Value::Flag(true)),
         )?;
         Ok(out.first().copied().unwrap_or(false))
@@ -503,9 +520,7 @@ impl<L: SocketLayer> Connector for PeerConnector<L> {
         self.per_owner(
             std::slice::from_ref(key),
             Op::Evict,
-            |id| {
-                self.table.remove(id);
-            },
+            |id| self.served.remove(id),
             |_, _| Ok(()),
         )?;
         Ok(())
@@ -523,7 +538,7 @@ impl<L: SocketLayer> Connector for PeerConnector<L> {
             s.stop();
         }
         self.clients.clear();
-        self.table.clear();
+        self.served.clear();
         Ok(())
     }
 
@@ -544,7 +559,7 @@ impl<L: SocketLayer> DeferrableConnector for PeerConnector<L> {
         self.check_size(&data)?;
         let owner = self.owner(key)?;
         if self.is_local(owner) {
-            self.table.insert(key.id(), self.stage(data));
+            self.served.insert(key.id(), data);
         } else {
             self.remote(
                 owner,

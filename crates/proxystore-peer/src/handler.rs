@@ -6,6 +6,7 @@ use bytes::Bytes;
 use proxystore_core::ObjectTable;
 
 use crate::rma::Expose;
+use crate::served::Served;
 use crate::wire::{
     parse_head, Frames, Item, Limits, Message, Op, Status, Value, WireError, ACCEPTS_REMOTE,
 };
@@ -15,17 +16,16 @@ use crate::wire::{
 /// server.
 #[derive(Clone)]
 pub struct Handler {
-    table: Arc<ObjectTable>,
+    served: Served,
     secret: Option<Bytes>,
     limits: Limits,
-    exposures: Option<Arc<dyn Expose>>,
 }
 
 impl std::fmt::Debug for Handler {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Handler")
             .field("limits", &self.limits)
-            .field("one_sided", &self.exposures.is_some())
+            .field("one_sided", &self.served.exposures().is_some())
             .finish()
     }
 }
@@ -34,24 +34,27 @@ impl Handler {
     /// A handler serving `table`. With a `secret`, requests whose auth
     /// token differs are refused.
     pub fn new(table: Arc<ObjectTable>, secret: Option<Bytes>, limits: Limits) -> Self {
+        Handler::serving(Served::new(table, None), secret, limits)
+    }
+
+    pub(crate) fn serving(served: Served, secret: Option<Bytes>, limits: Limits) -> Self {
         Handler {
-            table,
+            served,
             secret,
             limits,
-            exposures: None,
         }
     }
 
     /// Offers large objects as one-sided read descriptors (from
     /// `exposures`, see [`rma`](crate::rma)) to clients that accept them.
     pub fn with_exposures(mut self, exposures: Arc<dyn Expose>) -> Self {
-        self.exposures = Some(exposures);
+        self.served = self.served.with_exposures(exposures);
         self
     }
 
     /// The registrations this handler offers descriptors from, if any.
     pub fn exposures(&self) -> Option<&Arc<dyn Expose>> {
-        self.exposures.as_ref()
+        self.served.exposures()
     }
 
     /// The limits requests are checked against.
@@ -123,7 +126,7 @@ impl Handler {
                             "put item without data",
                         );
                     };
-                    self.table.insert(item.id, data);
+                    self.served.insert(item.id, data);
                     out.push(Item {
                         id: item.id,
                         value: Value::Id,
@@ -133,13 +136,13 @@ impl Handler {
             }
             Op::Get => {
                 let exposures = self
-                    .exposures
-                    .as_ref()
+                    .served
+                    .exposures()
                     .filter(|_| req.flags & ACCEPTS_REMOTE != 0);
                 items
                     .into_iter()
                     .map(|i| {
-                        let value = match (self.table.get(i.id), exposures) {
+                        let value = match (self.served.get(i.id), exposures) {
                             (None, _) => Value::Absent,
                             (Some(d), Some(e)) => {
                                 e.expose(&d).map_or(Value::Data(d), Value::Remote)
@@ -154,13 +157,13 @@ impl Handler {
                 .into_iter()
                 .map(|i| Item {
                     id: i.id,
-                    value: Value::Flag(self.table.contains(i.id)),
+                    value: Value::Flag(self.served.contains(i.id)),
                 })
                 .collect(),
             Op::Evict => items
                 .into_iter()
                 .map(|i| {
-                    self.table.remove(i.id);
+                    self.served.remove(i.id);
                     Item {
                         id: i.id,
                         value: Value::Id,
@@ -261,7 +264,7 @@ mod tests {
         );
         let r = reply(&h, &put);
         assert_eq!((r.status, r.request_id), (Status::Unauthorized, 1));
-        assert!(!h.table.contains(id));
+        assert!(!h.served.contains(id));
     }
 
     #[test]

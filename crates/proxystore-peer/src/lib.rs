@@ -29,12 +29,12 @@ mod handler;
 pub mod mock;
 pub mod pool;
 pub mod rma;
+mod served;
 mod transport;
 pub mod wire;
 
-pub use connector::{
-    is_local_endpoint, peer_factory, register_kind, serve, PeerConfig, PeerConnector,
-};
+pub use address::is_local_endpoint;
+pub use connector::{peer_factory, register_kind, serve, PeerConfig, PeerConnector};
 pub use handler::Handler;
 pub use rma::{OneSided, Region, Registration, REMOTE_MIN};
 pub use transport::{

@@ -33,7 +33,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use proxystore_core::{Error, ObjectId, Result};
+use proxystore_core::{Error, Key, ObjectId, Result};
 
 /// Objects smaller than this are always sent inline: a one-sided read
 /// costs an extra round trip that only pays off for large objects.
@@ -70,11 +70,42 @@ pub trait OneSided: Send + Sync {
         self.reads_one_sided()
     }
 
+    /// Objects of at least this many bytes are staged (see
+    /// [`OneSided::stage`]); the default is [`REMOTE_MIN`], below which
+    /// gets carry the bytes anyway.
+    fn stage_min(&self) -> usize {
+        REMOTE_MIN
+    }
+
     /// The object this process is about to store and serve, moved where
     /// the transport reads it fastest from (UCX: registered slabs that
     /// shared-memory peers map directly). The default keeps it in place.
     fn stage(&self, data: Bytes) -> Bytes {
         data
+    }
+
+    /// Object `id` (staged by [`OneSided::stage`] where it was large
+    /// enough) is now served by this process. A transport whose readers
+    /// find objects without asking the owner (MPI: a directory in window
+    /// memory) lists it; the default does nothing.
+    fn published(&self, id: ObjectId, data: &Bytes) {
+        let _ = (id, data);
+    }
+
+    /// Object `id` is about to leave this process's table; once this
+    /// returns, no reader may find it through [`OneSided::published`]'s
+    /// listing (its memory may be reused next).
+    fn withdrawn(&self, id: ObjectId) {
+        let _ = id;
+    }
+
+    /// Reads `key` from its owner with no request to the owner (MPI:
+    /// a passive-target read of the owner's directory, then of the
+    /// object), within `timeout`. `None` (the default, and for objects the
+    /// owner has not listed): the get goes to the owner as a request.
+    fn get_direct(&self, key: &Key, timeout: Duration) -> Option<Result<Bytes>> {
+        let _ = (key, timeout);
+        None
     }
 
     /// Registers `data`'s memory for reads by peers.
@@ -260,6 +291,16 @@ pub trait Expose: Send + Sync + fmt::Debug {
 
     /// Lets go of registrations past their time; cheap to call often.
     fn sweep(&self);
+
+    /// `data` moved where the transport reads it fastest, for an object
+    /// this process is about to serve (see [`OneSided::stage`]).
+    fn stage(&self, data: Bytes) -> Bytes;
+
+    /// See [`OneSided::published`].
+    fn published(&self, id: ObjectId, data: &Bytes);
+
+    /// See [`OneSided::withdrawn`].
+    fn withdrawn(&self, id: ObjectId);
 }
 
 impl<L: Send + Sync> Expose for Exposures<L> {
@@ -340,6 +381,25 @@ impl<L: Send + Sync> Expose for Exposures<L> {
     fn sweep(&self) {
         if self.lock().last_sweep.elapsed() >= SWEEP_EVERY {
             self.sweep_as_of(Instant::now());
+        }
+    }
+
+    fn stage(&self, data: Bytes) -> Bytes {
+        match (self.one_sided)(&self.layer) {
+            Some(o) if o.reads_one_sided() && data.len() >= o.stage_min() => o.stage(data),
+            _ => data,
+        }
+    }
+
+    fn published(&self, id: ObjectId, data: &Bytes) {
+        if let Some(o) = (self.one_sided)(&self.layer) {
+            o.published(id, data);
+        }
+    }
+
+    fn withdrawn(&self, id: ObjectId) {
+        if let Some(o) = (self.one_sided)(&self.layer) {
+            o.withdrawn(id);
         }
     }
 }

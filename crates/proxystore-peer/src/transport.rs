@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use proxystore_core::{Error, Result};
 
+use crate::address::is_local_endpoint;
 use crate::handler::Handler;
 use crate::rma::{Exposures, OneSided};
 use crate::wire::{Frames, Limits, Message};
@@ -59,6 +60,14 @@ pub trait SocketLayer: Send + Sync + 'static {
     /// (another process, or this one) never collides with the first.
     fn any_port(&self, endpoint: &str) -> String {
         endpoint.to_string()
+    }
+
+    /// Whether serving on `endpoint` without a shared secret would let
+    /// strangers in: by default, any endpoint but loopback, `ipc://`,
+    /// `inproc://` and `mock://` ([`is_local_endpoint`]). A layer whose
+    /// endpoints only its own job reaches (MPI) says so here.
+    fn needs_secret(&self, endpoint: &str) -> bool {
+        !is_local_endpoint(endpoint)
     }
 
     /// This layer's one-sided reads, if it has them (as
