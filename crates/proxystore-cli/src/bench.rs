@@ -79,6 +79,15 @@ pub(crate) fn run(args: &BenchArgs) -> Result<(), CliError> {
         .iter()
         .map(|name| targets::open(name.trim(), args.dir.as_deref()))
         .collect::<Result<Vec<_>, _>>()?;
+    if targets.iter().any(|t| t.helper.is_some()) {
+        // An MPI rank other than 0: it serves, rank 0 measures and reports.
+        for t in targets {
+            if let Some(help) = t.helper {
+                help()?;
+            }
+        }
+        return Ok(());
+    }
     for t in &targets {
         eprintln!("{}: {}", t.name, t.reader.capabilities());
     }

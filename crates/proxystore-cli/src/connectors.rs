@@ -95,11 +95,11 @@ impl ConnectorArgs {
 
     /// Opens a connector that other processes can reach (for put/get/...).
     pub(crate) fn open_shared(&self) -> Result<Box<dyn Connector>, CliError> {
-        if descriptor(&self.connector)?.one_process {
+        if let Some(scope) = descriptor(&self.connector)?.confined_to {
             return Err(CliError::new(
-                1,
+                2,
                 format!(
-                    "the {} connector keeps data inside one process; use one other processes reach, e.g. --connector file",
+                    "the {} connector's keys are valid only inside {scope}, which a shell command is not part of; use a connector other processes reach, e.g. --connector file",
                     self.connector
                 ),
             ));

@@ -191,6 +191,10 @@ impl Baseline for Raw {
         self.0.name()
     }
 
+    fn ops(&self) -> &'static [&'static str] {
+        self.0.ops()
+    }
+
     fn time(&self, op: &str, data: &Bytes, iterations: usize) -> Result<Vec<Duration>, CliError> {
         let mut session = self.0.start(data)?;
         timed(iterations, || {

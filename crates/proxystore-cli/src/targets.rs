@@ -24,6 +24,9 @@ pub(crate) struct BenchTarget {
     pub(crate) reader: Arc<dyn Connector>,
     /// The transport's own loops, measured in the same run.
     pub(crate) baselines: Vec<Box<dyn Baseline>>,
+    /// Set where this process only helps another measure (MPI ranks
+    /// other than 0).
+    pub(crate) helper: Option<Box<dyn FnOnce() -> proxystore::Result<()>>>,
     /// Servers and directories the connectors use.
     _keep_alive: Vec<Box<dyn Any>>,
 }
@@ -55,6 +58,7 @@ pub(crate) fn open(name: &str, dir: Option<&Path>) -> Result<BenchTarget, CliErr
         connector,
         reader,
         baselines,
+        helper: setup.helper,
         _keep_alive: setup.keep_alive,
     })
 }

@@ -101,9 +101,10 @@ pub struct ConnectorDescriptor {
     pub needs: &'static str,
     /// Builds a connector from a config of this kind.
     pub factory: ConnectorFactory,
-    /// Its objects live only inside the putting process, so the CLI's
-    /// one-shot object commands cannot use it.
-    pub one_process: bool,
+    /// Where its keys are valid, if that excludes a shell command's own
+    /// process (`one process` for `local`, `one MPI job` for `mpi`): the
+    /// CLI's one-shot object commands refuse it, naming this.
+    pub confined_to: Option<&'static str>,
     /// Config options set before the command-line flags are read.
     pub defaults: &'static [(&'static str, &'static str)],
     /// The command-line flags it reads.
@@ -130,7 +131,7 @@ impl ConnectorDescriptor {
             feature,
             needs,
             factory,
-            one_process: false,
+            confined_to: None,
             defaults: &[],
             cli_options: &[],
             serve: None,
@@ -140,8 +141,14 @@ impl ConnectorDescriptor {
     }
 
     /// Marks its objects as living only in the putting process.
-    pub const fn one_process(mut self) -> Self {
-        self.one_process = true;
+    pub const fn one_process(self) -> Self {
+        self.confined_to("one process")
+    }
+
+    /// Marks its keys as valid only within `scope` (see
+    /// [`ConnectorDescriptor::confined_to`]).
+    pub const fn confined_to(mut self, scope: &'static str) -> Self {
+        self.confined_to = Some(scope);
         self
     }
 
@@ -294,6 +301,10 @@ pub struct BenchSetup {
     pub baselines: Vec<Box<dyn RawBaseline>>,
     /// Servers and directories the connectors use; dropped after them.
     pub keep_alive: Vec<Box<dyn Any>>,
+    /// Set where this process only helps another one run the benchmark
+    /// (an MPI rank other than 0): `proxystore bench` runs it, reports
+    /// nothing, and exits when it returns.
+    pub helper: Option<Box<dyn FnOnce() -> Result<()>>>,
 }
 
 impl fmt::Debug for BenchSetup {
@@ -317,7 +328,17 @@ impl BenchSetup {
             reader: None,
             baselines: Vec::new(),
             keep_alive: Vec::new(),
+            helper: None,
         }
+    }
+
+    /// A process that only helps another run the benchmark: `help` serves
+    /// what the measuring process reads and returns when the run is over
+    /// (see [`BenchSetup::helper`]).
+    pub fn helping(help: impl FnOnce() -> Result<()> + 'static) -> Self {
+        let mut setup = BenchSetup::new(LocalConnector::new());
+        setup.helper = Some(Box::new(help));
+        setup
     }
 
     /// Gets go to `reader`.
@@ -345,6 +366,11 @@ pub trait RawBaseline {
     /// Its name in the report (`zmq-raw`).
     fn name(&self) -> &str;
 
+    /// The ops it measures (`put`, `get`); both by default.
+    fn ops(&self) -> &'static [&'static str] {
+        &["put", "get"]
+    }
+
     /// Starts a session that serves `payload` to gets.
     fn start(&self, payload: &Bytes) -> Result<Box<dyn RawSession>>;
 }
@@ -353,18 +379,35 @@ pub trait RawBaseline {
 /// [`raw_baseline`]).
 pub struct RawFn<S> {
     name: &'static str,
+    ops: &'static [&'static str],
     start: fn(&Bytes) -> Result<S>,
 }
 
 /// The raw baseline `name` of a session type: `start` opens a session
 /// serving the payload (a transport's bare loop, such as `ofi-raw`).
 pub const fn raw_baseline<S>(name: &'static str, start: fn(&Bytes) -> Result<S>) -> RawFn<S> {
-    RawFn { name, start }
+    RawFn {
+        name,
+        ops: &["put", "get"],
+        start,
+    }
+}
+
+impl<S> RawFn<S> {
+    /// Measures only `ops` (a one-sided read loop has no put).
+    pub const fn only(mut self, ops: &'static [&'static str]) -> Self {
+        self.ops = ops;
+        self
+    }
 }
 
 impl<S: RawSession + 'static> RawBaseline for RawFn<S> {
     fn name(&self) -> &str {
         self.name
+    }
+
+    fn ops(&self) -> &'static [&'static str] {
+        self.ops
     }
 
     fn start(&self, payload: &Bytes) -> Result<Box<dyn RawSession>> {
@@ -494,7 +537,7 @@ mod tests {
     #[test]
     fn local_has_a_descriptor_from_the_start() {
         let d = descriptor("local").unwrap();
-        assert!(d.one_process && d.feature.is_none());
+        assert!(d.confined_to == Some("one process") && d.feature.is_none());
         let c = LocalConnector::new();
         let key = c.put(Bytes::from_static(b"x")).unwrap();
         let rebuilt = connector_from_config(&c.config()).unwrap();

@@ -93,6 +93,7 @@ impl MpiLayer {
     }
 }
 
+#[cfg(feature = "mock")]
 fn mock_name(owner: Owner) -> String {
     format!(
         "mock://mpi-{:016x}-{}-{}",

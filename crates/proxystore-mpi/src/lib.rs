@@ -54,7 +54,10 @@
 //! [`mock::run`] (feature `mock`) runs ranks as threads of one process,
 //! so the protocol runs in tests without `mpirun`.
 
+#[cfg(feature = "baseline")]
+pub mod baseline;
 mod chunks;
+mod descriptor;
 mod directory;
 mod layer;
 mod member;
@@ -64,6 +67,7 @@ mod p2p;
 mod window;
 mod world;
 
+pub use descriptor::{register, DESCRIPTOR, DESCRIPTORS};
 pub use layer::{MpiClient, MpiLayer, MpiReplyTo, MpiServer, SCHEME};
 pub use proxystore_peer::PeerConfig;
 pub use world::{finalize, init, library_version, mpi_is_running, JobInfo};

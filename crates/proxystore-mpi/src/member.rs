@@ -249,6 +249,19 @@ impl Member {
         Ok(Some(data))
     }
 
+    /// Where `rank`'s directory lists object `id`, if it does (one epoch,
+    /// one read: the first half of a direct get).
+    pub(crate) fn locate(&self, rank: u32, id: ObjectId) -> Result<Option<Entry>> {
+        let dir = *self.directories.get(rank as usize).ok_or_else(|| {
+            Error::Config(format!(
+                "mpi: rank {rank} is outside the job's {} ranks",
+                self.info.ranks
+            ))
+        })?;
+        let epoch = self.epoch(rank, LockMode::Shared)?;
+        Directory::lookup(&epoch, dir, id)
+    }
+
     /// `len` bytes at `addr` of `rank` (a descriptor's region).
     pub(crate) fn read_region(&self, rank: u32, addr: u64, len: u64) -> Result<Bytes> {
         let epoch = self.epoch(rank, LockMode::Shared)?;

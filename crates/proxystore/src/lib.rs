@@ -36,6 +36,8 @@ pub use proxystore_zmq::{self as zmq, ZmqConnector, ZmqConnectorExt};
 #[cfg(feature = "redis")]
 pub use proxystore_redis::{self as redis, RedisConfig, RedisConnector};
 
+#[cfg(feature = "mpi")]
+pub use proxystore_mpi::{self as mpi, MpiConnector};
 #[cfg(feature = "ofi")]
 pub use proxystore_ofi::{self as ofi, OfiConnector};
 #[cfg(feature = "ucx")]
@@ -71,12 +73,13 @@ connector_crates! {
     "redis" => proxystore_redis,
     "ucx" => proxystore_ucx,
     "ofi" => proxystore_ofi,
+    "mpi" => proxystore_mpi,
 }
 
 /// Connectors the design plans that no crate implements yet: `(kind, what
 /// it will need)`. No Cargo feature builds them; `proxystore info` shows
 /// them as planned.
-pub const PLANNED_CONNECTORS: &[(&str, &str)] = &[("mpi", "an MPI library"), ("daos", "libdaos")];
+pub const PLANNED_CONNECTORS: &[(&str, &str)] = &[("daos", "libdaos")];
 
 /// Names of the connectors compiled into this build, in
 /// [`compiled_descriptors`] order.
