@@ -68,11 +68,10 @@ impl Comm {
         }
     }
 
-    /// Waits for every rank (`MPI_Barrier`).
+    /// Waits for every rank (see [`barrier`]).
     pub(crate) fn barrier(&self) -> Result<()> {
         let _live = self.live.enter()?;
-        // SAFETY: valid communicator; every rank of the job calls it.
-        check(unsafe { ffi::MPI_Barrier(self.comm.0) }, "MPI_Barrier")
+        barrier(self.comm)
     }
 
     /// A server listening on port `port` of this rank.
@@ -336,6 +335,34 @@ impl Comm {
     }
 }
 
+/// Waits for every rank of `comm`: `MPI_Ibarrier`, then `MPI_Test` with
+/// sleeps between tries. Open MPI's blocking `MPI_Barrier` spins a core
+/// while it waits, which starves this rank's data server thread (on two
+/// cores, a put to a rank waiting in `MPI_Barrier` took 4 ms).
+pub(crate) fn barrier(comm: Handle<ffi::MPI_Comm>) -> Result<()> {
+    // SAFETY: a null request is the documented initial value.
+    let mut req = unsafe { ffi::RSMPI_REQUEST_NULL };
+    // SAFETY: valid communicator (the caller holds it live); every rank of
+    // the job calls this.
+    check(
+        unsafe { ffi::MPI_Ibarrier(comm.0, &mut req) },
+        "MPI_Ibarrier",
+    )?;
+    let mut backoff = Backoff::new();
+    loop {
+        let mut done: c_int = 0;
+        // SAFETY: `req` was started above and is tested until complete.
+        check(
+            unsafe { ffi::MPI_Test(&mut req, &mut done, ffi::RSMPI_STATUS_IGNORE) },
+            "MPI_Test",
+        )?;
+        if done != 0 {
+            return Ok(());
+        }
+        backoff.wait();
+    }
+}
+
 fn malformed(rank: c_int, what: &str) -> Error {
     Error::Transport {
         connector: crate::KIND.into(),
@@ -377,7 +404,8 @@ fn parse_header(h: &[u8]) -> Option<(c_int, Vec<u64>)> {
 /// A message matched by a probe, received exactly once by [`Comm::take`].
 struct Matched(Handle<ffi::MPI_Message>);
 
-/// Polls fast at first, then sleeps up to a millisecond between tries.
+/// Polls fast at first, then sleeps up to 200 µs between tries (an idle
+/// data server costs ~5000 probes a second; a request waits at most that).
 struct Backoff(u32);
 
 impl Backoff {
@@ -390,7 +418,7 @@ impl Backoff {
         match self.0 {
             0..=64 => std::hint::spin_loop(),
             65..=256 => std::thread::yield_now(),
-            n => std::thread::sleep(Duration::from_micros((u64::from(n - 256) * 20).min(1000))),
+            n => std::thread::sleep(Duration::from_micros((u64::from(n - 256) * 10).min(200))),
         }
     }
 }

@@ -206,9 +206,7 @@ pub fn finalize() -> Result<()> {
     };
     {
         let _live = o.live.enter()?;
-        // SAFETY: the communicator is live (guard held); every rank calls
-        // finalize.
-        check(unsafe { ffi::MPI_Barrier(o.comm.0) }, "MPI_Barrier")?;
+        crate::p2p::barrier(o.comm)?;
     }
     member::set_real(None);
     let mut live = o.live.0.write().unwrap_or_else(|e| e.into_inner());
