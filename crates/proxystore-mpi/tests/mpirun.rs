@@ -23,6 +23,11 @@ const JOB_LIMIT: Duration = Duration::from_secs(180);
 /// `mpirun` running the entry test `rank_main` on `ranks` ranks in
 /// `role`, or `None` (with the reason printed) where MPI is not installed.
 fn mpirun(ranks: u32, role: &str) -> Option<Command> {
+    mpirun_with(ranks, role, &[])
+}
+
+/// [`mpirun`] with Open MPI options `mca` (`None` under another MPI).
+fn mpirun_with(ranks: u32, role: &str, mca: &[&str]) -> Option<Command> {
     let version = Command::new("mpirun").arg("--version").output();
     let Ok(version) = version else {
         println!("SKIP: mpirun not found (install openmpi-bin; ci/install-deps.sh does)");
@@ -35,7 +40,11 @@ fn mpirun(ranks: u32, role: &str) -> Option<Command> {
         // CI runs as root; more ranks than cores on a 2-core machine.
         cmd.env("OMPI_ALLOW_RUN_AS_ROOT", "1")
             .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
-            .arg("--oversubscribe");
+            .arg("--oversubscribe")
+            .args(mca);
+    } else if !mca.is_empty() {
+        println!("SKIP: the Open MPI options {mca:?} need Open MPI's mpirun");
+        return None;
     }
     cmd.args(["-n", &ranks.to_string()])
         .arg(exe)
@@ -294,5 +303,28 @@ fn conformance_in_a_two_rank_job() {
     if let Some(cmd) = mpirun(2, "conformance") {
         let out = run_job(cmd, 2);
         assert!(out.matches(" ok\n").count() >= 14, "{out}");
+    }
+}
+
+/// The network path: the window on osc/ucx over UCX's tcp transport and
+/// messages on the tcp BTL (what a cluster without RDMA gets), where the
+/// owner's data server thread drives MPI progress for passive targets.
+#[test]
+fn two_ranks_over_osc_ucx_on_tcp() {
+    let mca = [
+        "--mca",
+        "osc",
+        "ucx",
+        "--mca",
+        "pml",
+        "ob1",
+        "--mca",
+        "btl",
+        "tcp,self",
+        "-x",
+        "UCX_TLS=tcp,self",
+    ];
+    if let Some(cmd) = mpirun_with(2, "cross", &mca) {
+        run_job(cmd, 2);
     }
 }
