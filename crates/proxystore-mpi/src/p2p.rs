@@ -342,17 +342,17 @@ impl Comm {
 pub(crate) fn barrier(comm: Handle<ffi::MPI_Comm>) -> Result<()> {
     // SAFETY: a null request is the documented initial value.
     let mut req = unsafe { ffi::RSMPI_REQUEST_NULL };
-    // SAFETY: valid communicator (the caller holds it live); every rank of
-    // the job calls this.
     check(
+        // SAFETY: valid communicator (the caller holds it live); every rank of
+        // the job calls this.
         unsafe { ffi::MPI_Ibarrier(comm.0, &mut req) },
         "MPI_Ibarrier",
     )?;
     let mut backoff = Backoff::new();
     loop {
         let mut done: c_int = 0;
-        // SAFETY: `req` was started above and is tested until complete.
         check(
+            // SAFETY: `req` was started above and is tested until complete.
             unsafe { ffi::MPI_Test(&mut req, &mut done, ffi::RSMPI_STATUS_IGNORE) },
             "MPI_Test",
         )?;
