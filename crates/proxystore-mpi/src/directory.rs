@@ -184,3 +184,80 @@ impl Drop for Directory {
         drop(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(self.words, len)) });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::window::LockMode;
+
+    /// This process's memory as a one-rank window: attach names a region
+    /// by its address, reads copy from it.
+    struct Local;
+
+    impl Window for Local {
+        fn attach(&self, base: *mut u8, _len: usize) -> Result<u64> {
+            Ok(base as u64)
+        }
+        fn detach(&self, _base: *mut u8) -> Result<()> {
+            Ok(())
+        }
+        fn lock(&self, _rank: u32, _mode: LockMode) -> Result<()> {
+            Ok(())
+        }
+        fn unlock(&self, _rank: u32) -> Result<()> {
+            Ok(())
+        }
+        fn read(&self, _rank: u32, addr: u64, dst: &mut [u8]) -> Result<()> {
+            // SAFETY: in these tests `addr` is always inside the live
+            // directory allocation (lookups stay within SLOTS + PROBE).
+            unsafe {
+                std::ptr::copy_nonoverlapping(addr as *const u8, dst.as_mut_ptr(), dst.len())
+            };
+            Ok(())
+        }
+    }
+
+    /// Ids whose home slot is `home`.
+    fn ids_at(home: usize, n: usize) -> Vec<ObjectId> {
+        (1..=n as u128)
+            .map(|k| ObjectId::from_u128((k << 32) | home as u128))
+            .collect()
+    }
+
+    #[test]
+    fn a_full_probe_window_leaves_the_object_unlisted_until_a_slot_frees() {
+        let dir = Directory::attach(&Local).unwrap();
+        let turn = Mutex::new(());
+        let epoch = Epoch::new(&Local, &turn, 0, LockMode::Exclusive).unwrap();
+        // The last home slot: its probe window runs into the spare slots.
+        let home = SLOTS - 1;
+        let ids = ids_at(home, PROBE + 1);
+        for (i, &id) in ids[..PROBE].iter().enumerate() {
+            let entry = Entry {
+                addr: i as u64,
+                len: 10 + i as u64,
+            };
+            assert!(dir.insert(&epoch, id, entry), "slot {i}");
+        }
+        let last = ids[PROBE];
+        assert!(!dir.insert(&epoch, last, Entry { addr: 1, len: 1 }));
+        assert_eq!(Directory::lookup(&epoch, dir.addr(), last).unwrap(), None);
+        assert_eq!(
+            Directory::lookup(&epoch, dir.addr(), ids[3]).unwrap(),
+            Some(Entry { addr: 3, len: 13 })
+        );
+        assert!(dir.remove(&epoch, ids[3]));
+        assert!(!dir.remove(&epoch, ids[3]));
+        assert_eq!(Directory::lookup(&epoch, dir.addr(), ids[3]).unwrap(), None);
+        assert!(dir.insert(&epoch, last, Entry { addr: 99, len: 7 }));
+        assert_eq!(
+            Directory::lookup(&epoch, dir.addr(), last).unwrap(),
+            Some(Entry { addr: 99, len: 7 })
+        );
+        assert_eq!(dir.listed(), PROBE);
+        // The free-slot marker is never listed.
+        assert!(!dir.insert(&epoch, ObjectId::from_u128(0), Entry { addr: 0, len: 0 }));
+    }
+}
