@@ -50,6 +50,29 @@ macro_rules! conformance_tests {
     };
 }
 
+/// A conformance case: takes the connector under test.
+pub type Case = fn(Arc<dyn Connector>);
+
+/// Every case [`conformance_tests!`] runs, by name, for harnesses that
+/// cannot give each its own `#[test]` (cases run inside an MPI rank).
+/// Kept in step with the macro's list.
+pub const CASES: &[(&str, Case)] = &[
+    ("put_get_round_trip", put_get_round_trip),
+    ("get_missing_is_none", get_missing_is_none),
+    ("exists_follows_put_and_evict", exists_follows_put_and_evict),
+    ("evict_is_idempotent", evict_is_idempotent),
+    ("batch_round_trip", batch_round_trip),
+    ("empty_value", empty_value),
+    ("large_value", large_value),
+    ("concurrent_threads", concurrent_threads),
+    ("key_text_round_trip", key_text_round_trip),
+    ("config_rebuilds_connector", config_rebuilds_connector),
+    ("use_after_close_fails", use_after_close_fails),
+    ("deferrable_keys", deferrable_keys),
+    ("capabilities_hold", capabilities_hold),
+    ("proxy_resolves_from_config", proxy_resolves_from_config),
+];
+
 /// A connector that keeps a guard (say a temporary directory) alive as
 /// long as it lives, so conformance cases clean up after themselves.
 #[derive(Debug)]

@@ -151,14 +151,28 @@ impl Member {
         self.listed.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    fn outside(&self, rank: u32) -> Error {
+        Error::Config(format!(
+            "mpi: rank {rank} is outside the job's {} ranks",
+            self.info.ranks
+        ))
+    }
+
     fn epoch(&self, rank: u32, mode: LockMode) -> Result<Epoch<'_>> {
-        let turn = self.turns.get(rank as usize).ok_or_else(|| {
-            Error::Config(format!(
-                "mpi: rank {rank} is outside the job's {} ranks",
-                self.info.ranks
-            ))
-        })?;
+        let turn = self
+            .turns
+            .get(rank as usize)
+            .ok_or_else(|| self.outside(rank))?;
         Epoch::new(self.window.as_ref(), turn, rank, mode)
+    }
+
+    /// A shared epoch on `rank` and the window address of its directory.
+    fn reading(&self, rank: u32) -> Result<(Epoch<'_>, u64)> {
+        let dir = *self
+            .directories
+            .get(rank as usize)
+            .ok_or_else(|| self.outside(rank))?;
+        Ok((self.epoch(rank, LockMode::Shared)?, dir))
     }
 
     /// `data` copied into attached window memory (unchanged if none is
@@ -226,13 +240,7 @@ impl Member {
         id: ObjectId,
         max_len: u64,
     ) -> Result<Option<Bytes>> {
-        let dir = *self.directories.get(rank as usize).ok_or_else(|| {
-            Error::Config(format!(
-                "mpi: rank {rank} is outside the job's {} ranks",
-                self.info.ranks
-            ))
-        })?;
-        let epoch = self.epoch(rank, LockMode::Shared)?;
+        let (epoch, dir) = self.reading(rank)?;
         let Some(entry) = Directory::lookup(&epoch, dir, id)? else {
             return Ok(None);
         };
@@ -252,13 +260,7 @@ impl Member {
     /// Where `rank`'s directory lists object `id`, if it does (one epoch,
     /// one read: the first half of a direct get).
     pub(crate) fn locate(&self, rank: u32, id: ObjectId) -> Result<Option<Entry>> {
-        let dir = *self.directories.get(rank as usize).ok_or_else(|| {
-            Error::Config(format!(
-                "mpi: rank {rank} is outside the job's {} ranks",
-                self.info.ranks
-            ))
-        })?;
-        let epoch = self.epoch(rank, LockMode::Shared)?;
+        let (epoch, dir) = self.reading(rank)?;
         Directory::lookup(&epoch, dir, id)
     }
 
