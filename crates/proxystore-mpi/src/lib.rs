@@ -64,13 +64,15 @@ mod member;
 #[cfg(feature = "mock")]
 pub mod mock;
 mod p2p;
+mod raw;
 mod window;
 mod world;
 
 pub use descriptor::{register, DESCRIPTOR, DESCRIPTORS};
 pub use layer::{MpiClient, MpiLayer, MpiReplyTo, MpiServer, SCHEME};
+pub use member::JobInfo;
 pub use proxystore_peer::PeerConfig;
-pub use world::{finalize, init, library_version, mpi_is_running, JobInfo};
+pub use world::{finalize, init, library_version, mpi_is_running};
 
 use proxystore_core::Result;
 

@@ -19,7 +19,17 @@ use proxystore_peer::pool;
 use crate::chunks::Chunks;
 use crate::directory::{Directory, Entry};
 use crate::window::{Epoch, LockMode, Window};
-use crate::JobInfo;
+
+/// What [`crate::init`] made: this rank's place in the job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct JobInfo {
+    /// The job id every key of this job names (random, chosen by rank 0).
+    pub job: u64,
+    /// This process's rank in the communicator given to [`crate::init`].
+    pub rank: u32,
+    /// The communicator's size.
+    pub ranks: u32,
+}
 
 /// How a member's requests travel.
 #[derive(Debug)]

@@ -14,9 +14,9 @@ use std::time::Duration;
 
 use proxystore_core::{Error, Result};
 
+use crate::member::JobInfo;
 use crate::member::{self, Member, Net};
 use crate::window::{LockMode, Window};
-use crate::JobInfo;
 
 /// Longest wait for a mock lock (MPI's would wait forever; a test should
 /// fail instead).

@@ -27,7 +27,7 @@ use mpi::ffi;
 use proxystore_core::{Error, Result};
 use proxystore_peer::{pool, Frames};
 
-use crate::world::{check, Handle, Live};
+use crate::raw::{check, Handle, Live};
 
 /// Server port tags are `1..PORTS`.
 pub(crate) const PORTS: u32 = 1000;

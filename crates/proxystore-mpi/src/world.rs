@@ -9,73 +9,15 @@
 //! handles.
 
 use std::ffi::c_int;
-use std::sync::{Arc, Mutex, OnceLock, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use mpi::ffi;
 use mpi::raw::AsRaw;
 use proxystore_core::{Error, Result};
 
-use crate::member::{self, Member, Net};
+use crate::member::{self, JobInfo, Member, Net};
+use crate::raw::{check, Handle, Live};
 use crate::window::{LockMode, Window};
-
-/// An MPI handle shared between threads.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Handle<T>(pub(crate) T);
-
-// SAFETY: MPI handles are process-wide names of MPI objects, valid on any
-// thread; the job state requires MPI_THREAD_MULTIPLE (checked in `init`),
-// under which MPI may be called from every thread at once.
-unsafe impl<T> Send for Handle<T> {}
-// SAFETY: as for Send.
-unsafe impl<T> Sync for Handle<T> {}
-
-/// Whether the job state's MPI objects may still be used.
-#[derive(Debug)]
-pub(crate) struct Live(RwLock<bool>);
-
-impl Live {
-    fn new() -> Self {
-        Live(RwLock::new(true))
-    }
-
-    /// Holds off [`finalize`] for the length of one MPI call.
-    pub(crate) fn enter(&self) -> Result<RwLockReadGuard<'_, bool>> {
-        let live = self.0.read().unwrap_or_else(|e| e.into_inner());
-        if !*live {
-            return Err(finalized());
-        }
-        Ok(live)
-    }
-}
-
-fn finalized() -> Error {
-    Error::Config(
-        "mpi: the job's connector state was finalized (proxystore_mpi::finalize); \
-         MPI connectors cannot be used after it"
-            .into(),
-    )
-}
-
-/// An MPI return code as a result; `what` names the call.
-pub(crate) fn check(rc: c_int, what: &str) -> Result<()> {
-    if rc == ffi::MPI_SUCCESS as c_int {
-        return Ok(());
-    }
-    let mut buf = vec![0u8; ffi::MPI_MAX_ERROR_STRING as usize + 1];
-    let mut len: c_int = 0;
-    // SAFETY: `buf` holds MPI_MAX_ERROR_STRING bytes as MPI_Error_string
-    // requires; `len` is a valid out-pointer.
-    unsafe { ffi::MPI_Error_string(rc, buf.as_mut_ptr().cast(), &mut len) };
-    buf.truncate(len.max(0) as usize);
-    Err(Error::Transport {
-        connector: crate::KIND.into(),
-        source: format!(
-            "{what} failed: {} (code {rc})",
-            String::from_utf8_lossy(&buf)
-        )
-        .into(),
-    })
-}
 
 /// Whether MPI is initialized and not finalized (callable at any time,
 /// even outside MPI).
@@ -124,17 +66,6 @@ fn thread_level_name(level: c_int) -> &'static str {
         }
         _ => "initialized below MPI_THREAD_MULTIPLE, which proxystore-mpi needs",
     }
-}
-
-/// What [`init`] made: this rank's place in the job.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct JobInfo {
-    /// The job id every key of this job names (random, chosen by rank 0).
-    pub job: u64,
-    /// This process's rank in the communicator given to [`init`].
-    pub rank: u32,
-    /// The communicator's size.
-    pub ranks: u32,
 }
 
 /// Creates the job's connector state on every rank of `comm`: a duplicate
@@ -209,8 +140,7 @@ pub fn finalize() -> Result<()> {
         crate::p2p::barrier(o.comm)?;
     }
     member::set_real(None);
-    let mut live = o.live.0.write().unwrap_or_else(|e| e.into_inner());
-    *live = false;
+    let _ended = o.live.end();
     let mut w = o.window.win.0;
     // SAFETY: no MPI call of ours is in flight (write lock held) and none
     // will start (live is false); every rank passed the barrier, so no
