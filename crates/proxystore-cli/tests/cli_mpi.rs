@@ -82,3 +82,15 @@ fn one_shot_commands_refuse_mpi_from_a_shell() {
         );
     }
 }
+
+#[test]
+fn bench_mpi_outside_mpirun_says_how_to_launch_it() {
+    let o = proxystore(&["bench", "--connector", "mpi", "--sizes", "1KiB"], b"");
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("mpirun -n 2 proxystore bench --connector mpi"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(o.stdout.is_empty(), "no report from a one-rank job");
+}
