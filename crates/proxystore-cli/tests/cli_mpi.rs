@@ -94,3 +94,18 @@ fn bench_mpi_outside_mpirun_says_how_to_launch_it() {
     );
     assert!(o.stdout.is_empty(), "no report from a one-rank job");
 }
+
+#[test]
+fn info_names_the_mpi_library_in_plain_text() {
+    let o = proxystore(&["info"], b"");
+    let out = String::from_utf8(o.stdout).unwrap();
+    let line = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("mpi "))
+        .unwrap();
+    assert!(
+        line.contains("Open MPI") || line.contains("MPICH"),
+        "{line}"
+    );
+    assert!(!line.contains('\0'), "{line:?}");
+}

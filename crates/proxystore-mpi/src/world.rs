@@ -41,7 +41,9 @@ pub fn library_version() -> String {
     // call is allowed at any time.
     unsafe { ffi::MPI_Get_library_version(buf.as_mut_ptr().cast(), &mut len) };
     buf.truncate(len.max(0) as usize);
-    let text = String::from_utf8_lossy(&buf);
+    // Some libraries count the terminating NUL in `len`.
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    let text = String::from_utf8_lossy(&buf[..end]);
     text.lines().next().unwrap_or_default().trim().to_string()
 }
 
