@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as README gives it: installs what the tests need
 # (when run as root), then formatting, lints, every test of the workspace
-# with every connector feature on, and the API docs (broken links fail).
+# with every connector feature on, the README's runnable shell blocks, and
+# the API docs (broken links fail).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,5 +18,7 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 echo "== cargo test"
 cargo test --workspace --all-features
+echo "== README runnable blocks"
+ci/readme-blocks.sh
 echo "== cargo doc"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features

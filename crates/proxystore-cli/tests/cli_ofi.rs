@@ -13,8 +13,8 @@ const SECRET: &str = "cli-ofi-secret";
 
 #[test]
 fn serve_then_put_and_get_from_other_processes_over_shm_and_tcp() {
-    // 200 KiB is above the one-sided minimum: the server registers the put
-    // object in place and the reading process fi_reads it.
+    // 200 KiB is above the one-sided minimum: the server stages the put
+    // object in a registered slab and the reading process fi_reads it.
     let large: Vec<u8> = (0..200u32 << 10).map(|i| (i % 251) as u8).collect();
     for provider in ["shm", "tcp;ofi_rxm"] {
         let endpoint = format!("address=ofi://{provider}/");
