@@ -139,6 +139,8 @@ impl SocketLayer for MpiLayer {
     type Server = MpiServer;
     type Client = MpiClient;
 
+    const DEFAULT_ENDPOINT: Option<&'static str> = Some(crate::ADDRESS);
+
     fn name(&self) -> &'static str {
         crate::KIND
     }

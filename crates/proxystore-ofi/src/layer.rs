@@ -125,6 +125,8 @@ impl SocketLayer for OfiLayer {
     type Server = OfiServer;
     type Client = OfiClient;
 
+    const DEFAULT_ENDPOINT: Option<&'static str> = Some(crate::ADDRESS);
+
     fn name(&self) -> &'static str {
         "ofi"
     }

@@ -168,6 +168,14 @@ pub fn register_kind<L: SocketLayer + Default>(kind: &str) {
 pub fn peer_factory<L: SocketLayer + Default>(
     config: &ConnectorConfig,
 ) -> Result<Box<dyn Connector>> {
+    let filled;
+    let config = match (config.get("address"), L::DEFAULT_ENDPOINT) {
+        (None, Some(endpoint)) => {
+            filled = config.clone().with("address", endpoint);
+            &filled
+        }
+        _ => config,
+    };
     Ok(Box::new(PeerConnector::<L>::with_config(
         PeerConfig::from_connector_config(config)?,
     )?))

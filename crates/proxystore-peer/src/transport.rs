@@ -30,6 +30,10 @@ pub trait SocketLayer: Send + Sync + 'static {
     /// One client connection to one peer.
     type Client: ClientSocket;
 
+    /// The endpoint a connector serves on when its config names none
+    /// (`tcp://127.0.0.1:*` for zmq); `None`: the config must name one.
+    const DEFAULT_ENDPOINT: Option<&'static str> = None;
+
     /// Transport name for errors (`zmq`, `mock`).
     fn name(&self) -> &'static str;
 

@@ -67,6 +67,8 @@ impl SocketLayer for UcxLayer {
     type Server = NoServer;
     type Client = UcxClient;
 
+    const DEFAULT_ENDPOINT: Option<&'static str> = Some(crate::ADDRESS);
+
     fn name(&self) -> &'static str {
         "ucx"
     }

@@ -157,6 +157,8 @@ impl SocketLayer for ZmqLayer {
     type Server = ZmqServer;
     type Client = ZmqClient;
 
+    const DEFAULT_ENDPOINT: Option<&'static str> = Some(crate::DEFAULT_ADDRESS);
+
     fn name(&self) -> &'static str {
         "zmq"
     }

@@ -187,3 +187,16 @@ fn a_bad_endpoint_is_a_config_error() {
         Err(Error::Config(_))
     ));
 }
+
+#[test]
+fn a_config_without_an_address_serves_on_the_default_endpoint() {
+    proxystore_zmq::register();
+    let c = proxystore_core::connector_from_config(&proxystore_core::ConnectorConfig::new(KIND))
+        .expect("a zmq config needs no address");
+    let key = c.put(pattern(10, 1)).unwrap();
+    assert!(
+        key.to_string().contains("@tcp://127.0.0.1:"),
+        "served on the default endpoint: {key}"
+    );
+    assert_eq!(c.get(&key).unwrap(), Some(pattern(10, 1)));
+}
