@@ -15,7 +15,7 @@ use crate::error::CliError;
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct ConnectorArgs {
     /// Connector kind (`proxystore info` lists this build's; local lives in
-    /// one process, so only `bench` takes it).
+    /// one process and mpi in one MPI job, so only `bench` takes them).
     #[arg(long, default_value = "file")]
     pub(crate) connector: String,
     /// Directory of the file connector (default for shm: `/dev/shm/proxystore-<uid>`).
@@ -147,14 +147,26 @@ impl ConnectorArgs {
 /// this build does not know.
 pub(crate) fn descriptor(name: &str) -> Result<&'static ConnectorDescriptor, CliError> {
     registry::descriptor(name).ok_or_else(|| {
-        CliError::new(
-            2,
-            format!(
-                "unknown connector '{name}' (this build has: {})",
-                proxystore::compiled_connectors().join(", ")
-            ),
-        )
+        let message = unknown(
+            name,
+            &proxystore::compiled_connectors(),
+            proxystore::CONNECTOR_FEATURES,
+        );
+        CliError::new(2, message)
     })
+}
+
+/// Why `name` is not a connector of this build (`compiled`), and, for one
+/// whose Cargo feature (`features`) the build left out, how to get it.
+fn unknown(name: &str, compiled: &[&str], features: &[&str]) -> String {
+    let has = compiled.join(", ");
+    if features.contains(&name) {
+        format!(
+            "the {name} connector is not in this build (it has: {has}); rebuild with its Cargo feature: cargo install --path crates/proxystore-cli --features {name}"
+        )
+    } else {
+        format!("unknown connector '{name}' (this build has: {has})")
+    }
 }
 
 /// The text of `proxystore info`: every compiled-in connector from its
@@ -183,4 +195,18 @@ pub(crate) fn info() -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unknown;
+
+    #[test]
+    fn a_left_out_connector_names_the_feature_to_build_with() {
+        let m = unknown("zmq", &["local", "file", "shm"], &["file", "zmq"]);
+        assert!(m.contains("--features zmq"), "{m}");
+        assert!(m.contains("it has: local, file, shm"), "{m}");
+        let m = unknown("nope", &["local"], &["file", "zmq"]);
+        assert_eq!(m, "unknown connector 'nope' (this build has: local)");
+    }
 }
