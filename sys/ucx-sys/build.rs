@@ -25,8 +25,8 @@ const UCX: LibrarySpec<'static> = LibrarySpec {
 const PREGENERATED: &str = "src/bindings_ucx_1_13.rs";
 
 const BINDINGS: BindingsSpec<'static> = BindingsSpec {
-    wrapper: "#include <ucp/api/ucp.h>\n",
-    functions: &["ucp_.*", "ucs_status_string"],
+    wrapper: "#include <ucp/api/ucp.h>\n#include <ucs/config/global_opts.h>\n",
+    functions: &["ucp_.*", "ucs_status_string", "ucs_global_opts_set_value"],
     types: &[
         "ucp_.*",
         "ucs_status_t",

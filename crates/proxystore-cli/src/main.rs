@@ -78,6 +78,12 @@ fn main() -> ExitCode {
     };
     // Every compiled-in connector: the CLI finds kinds by their descriptors.
     proxystore::register_connectors();
+    for quiet in proxystore::compiled_descriptors()
+        .iter()
+        .filter_map(|d| d.quiet_for_cli)
+    {
+        quiet();
+    }
     match run(cli.command) {
         Ok(code) => code,
         Err(e) => {

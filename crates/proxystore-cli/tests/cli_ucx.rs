@@ -53,3 +53,62 @@ fn serve_refuses_an_address_it_would_ignore() {
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("serve does not take it"), "{err}");
 }
+
+/// A get from a killed server fails in one line of ours: UCX's own
+/// `UCX ERROR` lines (which UCX writes to stdout, where `get` writes the
+/// object) stay out unless `UCX_LOG_LEVEL` asks for them.
+#[test]
+fn a_dead_server_is_one_error_line_unless_ucx_log_level_is_set() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let env = ("PROXYSTORE_UCX_SECRET", SECRET);
+    let mut server = common::KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_proxystore"))
+            .args(["serve", "--connector", "ucx"])
+            .env(env.0, env.1)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let banner = BufReader::new(server.0.stdout.take().unwrap())
+        .lines()
+        .next()
+        .unwrap()
+        .unwrap();
+    let address = banner
+        .split_whitespace()
+        .find(|w| w.starts_with("ucx://"))
+        .unwrap();
+    let put = common::proxystore_with_env(
+        &["put", "--connector", "ucx", "--address", address],
+        b"x",
+        &[env],
+    );
+    assert!(put.status.success(), "{}", common::stderr(&put));
+    let key = String::from_utf8(put.stdout).unwrap().trim().to_string();
+    server.0.kill().unwrap();
+    server.0.wait().unwrap();
+    let get = [
+        "get",
+        "--connector",
+        "ucx",
+        "--timeout-ms",
+        "3000",
+        key.as_str(),
+    ];
+    let quiet = common::proxystore_with_env(&get, b"", &[env]);
+    assert_eq!(quiet.status.code(), Some(1));
+    let err = common::stderr(&quiet);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("proxystore: "), "{err}");
+    let out = String::from_utf8_lossy(&quiet.stdout);
+    assert!(out.is_empty(), "UCX's log reached stdout: {out}");
+    let loud = common::proxystore_with_env(&get, b"", &[env, ("UCX_LOG_LEVEL", "error")]);
+    assert_eq!(loud.status.code(), Some(1));
+    let out = String::from_utf8_lossy(&loud.stdout);
+    assert!(
+        out.contains("UCX  ERROR"),
+        "UCX's own log, asked for: {out}"
+    );
+}

@@ -115,6 +115,11 @@ pub struct ConnectorDescriptor {
     pub bench: Option<BenchFn>,
     /// What it found at run time, for `proxystore info`.
     pub status: Option<StatusFn>,
+    /// Run once by a command-line tool before it uses any connector, to
+    /// keep the transport library's own output off a terminal whose stderr
+    /// is one error line (ucx: UCX's log, unless `UCX_LOG_LEVEL` is set).
+    /// Libraries leave it alone.
+    pub quiet_for_cli: Option<fn()>,
 }
 
 impl ConnectorDescriptor {
@@ -137,6 +142,7 @@ impl ConnectorDescriptor {
             serve: None,
             bench: None,
             status: None,
+            quiet_for_cli: None,
         }
     }
 
@@ -182,6 +188,13 @@ impl ConnectorDescriptor {
     /// Sets its run-time status for `proxystore info`.
     pub const fn with_status(mut self, status: StatusFn) -> Self {
         self.status = Some(status);
+        self
+    }
+
+    /// Sets what a command-line tool runs first (see
+    /// [`ConnectorDescriptor::quiet_for_cli`]).
+    pub const fn with_quiet_for_cli(mut self, quiet: fn()) -> Self {
+        self.quiet_for_cli = Some(quiet);
         self
     }
 

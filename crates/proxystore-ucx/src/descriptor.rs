@@ -23,7 +23,8 @@ pub static DESCRIPTOR: ConnectorDescriptor =
         .with_status(|| {
             let (major, minor, release) = libucp_version();
             format!("libucp {major}.{minor}.{release}")
-        });
+        })
+        .with_quiet_for_cli(crate::quiet_ucx_log);
 
 /// The kinds this crate implements.
 pub static DESCRIPTORS: &[&ConnectorDescriptor] = &[&DESCRIPTOR];

@@ -93,3 +93,21 @@ pub fn libucp_version() -> (u32, u32, u32) {
     unsafe { ucx_sys::ucp_get_version(&mut major, &mut minor, &mut release) };
     (major, minor, release)
 }
+
+/// Keeps UCX's own log lines (warnings and errors, such as the several
+/// `UCX ERROR` lines UCX prints when a peer died) off stderr, unless
+/// `UCX_LOG_LEVEL` is set: UCX's global log level becomes `fatal`. For
+/// command-line tools whose stderr is one error line (`proxystore` runs it
+/// at start); a library should leave UCX's logging to the application.
+pub fn quiet_ucx_log() {
+    if std::env::var_os("UCX_LOG_LEVEL").is_some() {
+        return;
+    }
+    // SAFETY: both arguments are NUL-terminated C strings that outlive the
+    // call; ucs_global_opts_set_value copies the value it parses.
+    let status =
+        unsafe { ucx_sys::ucs_global_opts_set_value(c"LOG_LEVEL".as_ptr(), c"fatal".as_ptr()) };
+    if status != ucx_sys::ucs_status_t_UCS_OK {
+        tracing::debug!(?status, "could not lower UCX's log level");
+    }
+}

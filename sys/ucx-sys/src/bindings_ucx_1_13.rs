@@ -7,6 +7,10 @@ pub const UCP_VERSION_MINOR_SHIFT: u32 = 16;
 pub const UCP_API_MAJOR: u32 = 1;
 pub const UCP_API_MINOR: u32 = 13;
 pub const UCS_CPU_SETSIZE: u32 = 1024;
+pub const UCS_DEFAULT_ENV_PREFIX: &[u8; 5] = b"UCX_\0";
+pub const UCS_CONFIG_ARRAY_MAX: u32 = 128;
+pub const UCS_CONFIG_DEPRECATED_FIELD_OFFSET: i32 = -1;
+pub const UCS_GLOBAL_OPTS_WARN_UNUSED_CONFIG: &[u8; 21] = b"WARN_UNUSED_ENV_VARS\0";
 pub const ucs_memory_type_UCS_MEMORY_TYPE_HOST: ucs_memory_type = 0;
 pub const ucs_memory_type_UCS_MEMORY_TYPE_CUDA: ucs_memory_type = 1;
 pub const ucs_memory_type_UCS_MEMORY_TYPE_CUDA_MANAGED: ucs_memory_type = 2;
@@ -1728,4 +1732,10 @@ impl Default for ucp_ep_attr {
 pub type ucp_ep_attr_t = ucp_ep_attr;
 unsafe extern "C" {
     pub fn ucp_ep_query(ep: ucp_ep_h, attr: *mut ucp_ep_attr_t) -> ucs_status_t;
+}
+unsafe extern "C" {
+    pub fn ucs_global_opts_set_value(
+        name: *const ::std::os::raw::c_char,
+        value: *const ::std::os::raw::c_char,
+    ) -> ucs_status_t;
 }
