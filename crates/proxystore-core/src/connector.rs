@@ -119,6 +119,14 @@ pub trait Connector: Send + Sync + fmt::Debug {
     /// Removes the object under `key`. Evicting a missing key is not an error.
     fn evict(&self, key: &Key) -> Result<()>;
 
+    /// Stores `data`, told what the caller knows about it (`hints`); the
+    /// default ignores the hints and puts. A connector that routes by them
+    /// (`multi`) overrides it.
+    fn put_hinted(&self, data: Bytes, hints: &PutHints) -> Result<Key> {
+        let _ = hints;
+        self.put(data)
+    }
+
     /// Stores several objects. The default puts them one by one.
     fn put_batch(&self, data: Vec<Bytes>) -> Result<Vec<Key>> {
         data.into_iter().map(|d| self.put(d)).collect()
@@ -149,6 +157,34 @@ pub trait Connector: Send + Sync + fmt::Debug {
     fn expire_after(&self, key: &Key, ttl: std::time::Duration) -> Result<bool> {
         let _ = (key, ttl);
         Ok(false)
+    }
+}
+
+/// What a put's caller says about the object, for connectors that route
+/// by it (`MultiConnector`'s policies); others ignore it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PutHints {
+    /// Every one of these must be among the chosen policy's `subset_tags`.
+    pub subset_tags: Vec<String>,
+    /// These must include every one of the chosen policy's `superset_tags`.
+    pub superset_tags: Vec<String>,
+}
+
+impl PutHints {
+    /// Hints with these subset tags.
+    pub fn subset(tags: &[&str]) -> Self {
+        PutHints {
+            subset_tags: tags.iter().map(|t| t.to_string()).collect(),
+            superset_tags: Vec::new(),
+        }
+    }
+
+    /// Hints with these superset tags.
+    pub fn superset(tags: &[&str]) -> Self {
+        PutHints {
+            subset_tags: Vec::new(),
+            superset_tags: tags.iter().map(|t| t.to_string()).collect(),
+        }
     }
 }
 

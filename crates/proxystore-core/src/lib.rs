@@ -16,6 +16,7 @@ pub mod key;
 pub mod lifetime;
 pub mod local;
 pub mod metrics;
+pub mod multi;
 pub mod ownership;
 pub mod pattern;
 pub mod proxy;
@@ -33,7 +34,7 @@ pub use cache::DEFAULT_CACHE_BYTES;
 pub use codec::Codec;
 pub use connector::{
     connector_from_config, register_connector, registered_connectors, Capabilities, Connector,
-    ConnectorConfig, ConnectorFactory, DeferrableConnector,
+    ConnectorConfig, ConnectorFactory, DeferrableConnector, PutHints,
 };
 pub use error::{Error, Result};
 pub use future::StoreFuture;
@@ -41,6 +42,7 @@ pub use key::{Key, ObjectId};
 pub use lifetime::{LeaseLifetime, Lifetime, ScopeLifetime, StaticLifetime};
 pub use local::LocalConnector;
 pub use metrics::{MetricsSnapshot, Op, OpStats};
+pub use multi::{MultiConnector, Policy};
 pub use ownership::{OwnedProxy, RefProxy};
 pub use proxy::{Proxy, ProxyFactory};
 pub use registry::ConnectorDescriptor;

@@ -100,6 +100,18 @@ impl Store {
         Ok(Proxy::from_factory(self.factory(key)))
     }
 
+    /// Puts `value` telling the connector `hints` (a `MultiConnector`
+    /// routes by their tags) and returns a proxy of it.
+    pub fn proxy_with_hints<T: Serialize + 'static>(
+        &self,
+        value: &T,
+        hints: &crate::PutHints,
+    ) -> Result<Proxy<T>> {
+        let data = self.codec().encode(value)?;
+        let key = self.put_bytes_with_hints(data, hints)?;
+        Ok(Proxy::from_factory(self.factory(key)))
+    }
+
     /// Puts `value` and returns a proxy that evicts the object after its
     /// first resolution (for objects read exactly once).
     pub fn proxy_evict_on_resolve<T: Serialize + 'static>(&self, value: &T) -> Result<Proxy<T>> {

@@ -26,6 +26,7 @@ use crate::connector::{register_connector, Connector, ConnectorConfig, Connector
 use crate::error::{Error, Result};
 use crate::key::ObjectId;
 use crate::local::LocalConnector;
+use crate::multi::MultiConnector;
 
 /// Starts a standalone data server from a configuration (`proxystore
 /// serve`).
@@ -468,6 +469,15 @@ impl Drop for ScratchDir {
     }
 }
 
+/// The descriptor of the built-in `multi` connector: routes puts to
+/// children by policy (option `children`, JSON; see [`crate::multi`]).
+pub const MULTI: ConnectorDescriptor = ConnectorDescriptor::new(
+    crate::multi::KIND,
+    None,
+    "the connectors it routes to",
+    MultiConnector::from_config_boxed,
+);
+
 /// The descriptor of the built-in `local` connector.
 pub const LOCAL: ConnectorDescriptor = ConnectorDescriptor::new(
     "local",
@@ -481,7 +491,8 @@ pub const LOCAL: ConnectorDescriptor = ConnectorDescriptor::new(
 fn descriptors() -> &'static RwLock<HashMap<&'static str, &'static ConnectorDescriptor>> {
     static DESCRIPTORS: OnceLock<RwLock<HashMap<&'static str, &'static ConnectorDescriptor>>> =
         OnceLock::new();
-    DESCRIPTORS.get_or_init(|| RwLock::new(HashMap::from([(LOCAL.kind, &LOCAL)])))
+    DESCRIPTORS
+        .get_or_init(|| RwLock::new(HashMap::from([(LOCAL.kind, &LOCAL), (MULTI.kind, &MULTI)])))
 }
 
 /// Registers (or replaces) the connector `descriptor` describes: its

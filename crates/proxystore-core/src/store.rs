@@ -12,7 +12,7 @@ use tracing::field::Empty;
 
 use crate::cache::{ObjectCache, DEFAULT_CACHE_BYTES};
 use crate::codec::Codec;
-use crate::connector::{connector_from_config, Connector, ConnectorConfig};
+use crate::connector::{connector_from_config, Connector, ConnectorConfig, PutHints};
 use crate::error::{Error, Result};
 use crate::key::Key;
 use crate::metrics::{Metrics, MetricsSnapshot, Op};
@@ -227,10 +227,16 @@ impl Store {
 
     /// Puts raw bytes (no encoding, no copy for `Bytes` or `Vec<u8>`).
     pub fn put_bytes(&self, data: impl Into<Bytes>) -> Result<Key> {
+        self.put_bytes_with_hints(data, &PutHints::default())
+    }
+
+    /// Puts raw bytes, telling the connector `hints` (a `MultiConnector`
+    /// routes by their tags; other connectors ignore them).
+    pub fn put_bytes_with_hints(&self, data: impl Into<Bytes>, hints: &PutHints) -> Result<Key> {
         let data = data.into();
         self.instrumented(Op::Put, None, |span| {
             let len = data.len() as u64;
-            let key = self.inner.connector.put(data)?;
+            let key = self.inner.connector.put_hinted(data, hints)?;
             span.record("key", tracing::field::display(&key));
             Ok((key, len))
         })

@@ -53,11 +53,11 @@ macro_rules! connector_crates {
         pub const CONNECTOR_FEATURES: &[&str] = &[$($feature),*];
 
         /// The descriptors of every connector compiled into this build:
-        /// `local`, then each enabled feature's, in [`CONNECTOR_FEATURES`]
-        /// order.
+        /// `local` and `multi`, then each enabled feature's, in
+        /// [`CONNECTOR_FEATURES`] order.
         pub fn compiled_descriptors() -> Vec<&'static ConnectorDescriptor> {
             #[allow(unused_mut)] // with no connector feature, only `local`
-            let mut out: Vec<&'static ConnectorDescriptor> = vec![&registry::LOCAL];
+            let mut out: Vec<&'static ConnectorDescriptor> = vec![&registry::LOCAL, &registry::MULTI];
             $(
                 #[cfg(feature = $feature)]
                 out.extend($krate::DESCRIPTORS.iter().copied());
