@@ -6,8 +6,9 @@
 //!   as the policy asks, host pattern matching this host); none valid is
 //!   [`Error::Config`] naming the size and tags.
 //! - A child whose host pattern does not match this host is *dormant*: kept
-//!   as config and never chosen for puts here. It is built on first use
-//!   only when a key names it (a get of an object put elsewhere).
+//!   as config (so the config still carries it), never built here, and a
+//!   key naming it is an error here (as in Python ProxyStore: its data may
+//!   be reachable only where the pattern matches).
 //! - Keys keep the child's id and size; the location is `<child>~<the
 //!   child's location>`, so the key text names the child and round-trips.
 //! - The config holds every child's config and policy, JSON-encoded in one
@@ -106,7 +107,7 @@ pub struct Child {
 
 struct Slot {
     child: Child,
-    /// Its host pattern matches this host: it may take puts here.
+    /// Its host pattern matches this host: it is built and used here.
     active: bool,
     built: OnceLock<Arc<dyn Connector>>,
 }
@@ -208,6 +209,14 @@ impl MultiConnector {
 
     fn built(&self, i: usize) -> Result<&Arc<dyn Connector>> {
         let slot = &self.slots[i];
+        if !slot.active {
+            return Err(Error::Config(format!(
+                "multi: child '{}' is dormant on this host (its host pattern {:?} does not match '{}')",
+                slot.child.name,
+                slot.child.policy.host_pattern.as_deref().unwrap_or_default(),
+                hostname()
+            )));
+        }
         if let Some(c) = slot.built.get() {
             return Ok(c);
         }
@@ -526,6 +535,9 @@ mod tests {
             child_of(&m.put(Bytes::from(vec![1u8; 10])).unwrap()),
             "small"
         );
+        // A key of the "here" child is unusable where it is dormant.
+        let dormant = multi("node17-login");
+        assert!(matches!(dormant.get(&k), Err(Error::Config(ref e)) if e.contains("dormant")));
         // Not a full match: dormant.
         let m = multi("node17-login");
         let k = m
