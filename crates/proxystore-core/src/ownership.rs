@@ -13,7 +13,7 @@ use std::ops::Deref;
 use serde::de::DeserializeOwned;
 use serde::{Serialize, Serializer};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::key::Key;
 use crate::proxy::{Proxy, ProxyFactory};
 use crate::store::Store;
@@ -24,6 +24,29 @@ impl Store {
     pub fn owned_proxy<T: Serialize + 'static>(&self, value: &T) -> Result<OwnedProxy<T>> {
         let key = self.put(value)?;
         Ok(OwnedProxy::new(self.clone(), self.factory(key)))
+    }
+
+    /// Takes ownership of `proxy`, a proxy of an object in this store that
+    /// reached this process (a task's result, a released owner): the object
+    /// is evicted when the returned owner is dropped. Whatever the proxy
+    /// already resolved is kept. A proxy of another store (its name or its
+    /// connector's kind differ) is [`Error::Config`]: evicting it through
+    /// this store would miss the object.
+    pub fn adopt<T>(&self, proxy: Proxy<T>) -> Result<OwnedProxy<T>> {
+        let theirs = &proxy.factory().store;
+        if theirs.name != self.name() || theirs.connector.kind != self.connector().kind() {
+            return Err(Error::Config(format!(
+                "store '{}' ({}) cannot adopt a proxy of store '{}' ({}): adopt it with the store it names",
+                self.name(),
+                self.connector().kind(),
+                theirs.name,
+                theirs.connector.kind
+            )));
+        }
+        Ok(OwnedProxy {
+            store: self.clone(),
+            proxy: Some(proxy),
+        })
     }
 }
 
@@ -58,6 +81,11 @@ impl<T> OwnedProxy<T> {
     /// The object's key.
     pub fn key(&self) -> &Key {
         self.proxy().key()
+    }
+
+    /// Whether the object has been fetched into this owner.
+    pub fn is_resolved(&self) -> bool {
+        self.proxy().is_resolved()
     }
 
     /// A borrowed reference, usable (and serializable) while `self` lives.

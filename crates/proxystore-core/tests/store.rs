@@ -263,3 +263,34 @@ fn future_set_by_producer_thread_is_seen_by_consumer() {
     ));
     unregister_store(s.name());
 }
+
+#[test]
+fn adopting_a_received_proxy_makes_its_drop_evict() {
+    let s = store();
+    register_store(&s).unwrap();
+    // A task's result: a plain proxy, sent as text.
+    let sent = serde_json::to_string(&s.proxy(&vec![4u8, 5]).unwrap()).unwrap();
+    let received: Proxy<Vec<u8>> = serde_json::from_str(&sent).unwrap();
+    assert_eq!(*received, vec![4, 5], "resolved before adoption");
+    let owned = s.adopt(received).unwrap();
+    assert!(owned.is_resolved(), "what it resolved is kept");
+    let key = owned.key().clone();
+    assert!(s.exists(&key).unwrap());
+    drop(owned);
+    s.flush_evictions(Duration::from_secs(10)).unwrap();
+    assert!(
+        !s.exists(&key).unwrap(),
+        "dropping the adopted owner evicts"
+    );
+    // A proxy of another store is refused, and its object kept.
+    let other = store();
+    let foreign = other.proxy(&1u32).unwrap();
+    let foreign_key = foreign.key().clone();
+    let e = s.adopt(foreign).unwrap_err();
+    assert!(
+        matches!(e, Error::Config(_)) && e.to_string().contains("cannot adopt"),
+        "{e}"
+    );
+    assert!(other.exists(&foreign_key).unwrap());
+    unregister_store(s.name());
+}
