@@ -29,6 +29,7 @@ pub mod table;
 pub mod testing;
 mod timer;
 
+pub use blocking::{blocking_threads, BLOCKING_THREADS};
 pub use bytes::Bytes;
 pub use cache::DEFAULT_CACHE_BYTES;
 pub use codec::Codec;

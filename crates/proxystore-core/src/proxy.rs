@@ -213,7 +213,9 @@ impl<T: DeserializeOwned + 'static> Proxy<T> {
     }
 
     /// Resolves from async code without blocking the runtime: the fetch runs
-    /// on its own thread and this future waits for it.
+    /// on the process's shared blocking pool (at most
+    /// [`BLOCKING_THREADS`](crate::BLOCKING_THREADS) threads; more fetches
+    /// queue) and this future waits for it.
     pub async fn resolve_async(&self) -> Result<&T>
     where
         T: Send,
@@ -223,7 +225,7 @@ impl<T: DeserializeOwned + 'static> Proxy<T> {
         }
         let factory = self.factory.clone();
         let task = crate::blocking::spawn_blocking(move || factory.resolve::<T>())
-            .map_err(|e| Error::io("spawning a proxy resolution thread", e))?;
+            .map_err(|e| Error::io("starting a blocking-pool thread", e))?;
         let value = task.await?;
         // If another resolution won the race, keep its value.
         let _ = self.target.set(value);
