@@ -493,22 +493,28 @@ impl<L: SocketLayer> Connector for PeerConnector<L> {
         // One-sided reads share the get's time budget with its request: an
         // owner holds a descriptor's memory for a bounded time only.
         let deadline = Instant::now() + self.config.timeout;
-        let mut out: Vec<Option<Option<Bytes>>> = Vec::with_capacity(keys.len());
-        let mut asked = Vec::new();
-        for key in keys {
-            let direct = self.get_direct(key, deadline)?;
-            if direct.is_none() {
-                asked.push(key.clone());
-            }
-            out.push(direct);
+        let direct = keys
+            .iter()
+            .map(|key| self.get_direct(key, deadline))
+            .collect::<Result<Vec<_>>>()?;
+        let answered = direct.iter().filter(|d| d.is_some()).count();
+        if answered == 0 {
+            // Every key goes to its owner (always so for zmq, ucx, ofi).
+            return self.get_requested(keys, deadline);
         }
-        if asked.is_empty() {
-            return Ok(out.into_iter().flatten().collect());
+        if answered == keys.len() {
+            return Ok(direct.into_iter().flatten().collect());
         }
+        let asked: Vec<Key> = keys
+            .iter()
+            .zip(&direct)
+            .filter(|(_, d)| d.is_none())
+            .map(|(k, _)| k.clone())
+            .collect();
         let mut replies = self.get_requested(&asked, deadline)?.into_iter();
-        Ok(out
+        Ok(direct
             .into_iter()
-            .map(|direct| direct.or_else(|| replies.next()).flatten())
+            .map(|d| d.or_else(|| replies.next()).flatten())
             .collect())
     }
 
