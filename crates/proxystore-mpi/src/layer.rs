@@ -258,6 +258,12 @@ impl ClientSocket for MpiClient {
 }
 
 impl OneSided for MpiLayer {
+    /// Never asks an owner for a descriptor: an owner has none to give (see
+    /// `register`), so a request would only make it try and fail.
+    fn reads_one_sided_from(&self, _owner: &str) -> bool {
+        false
+    }
+
     fn stage_min(&self) -> usize {
         // Every object is staged and listed: small gets are direct too.
         0
@@ -301,7 +307,8 @@ impl OneSided for MpiLayer {
 
     fn register(&self, _data: &Bytes) -> Result<Registration> {
         // Objects are listed in the directory instead of being offered as
-        // descriptors; an owner asked for one sends the bytes.
+        // descriptors (and no MPI reader asks for one, see
+        // `reads_one_sided_from`); an owner asked anyway sends the bytes.
         Err(Error::Unsupported {
             connector: crate::KIND.into(),
             op: "descriptors (mpi lists objects in its directory instead)",
