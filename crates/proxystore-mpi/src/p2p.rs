@@ -145,8 +145,7 @@ impl Comm {
                 "MPI_Isend",
             )?;
         }
-        let mut backoff = Backoff::new();
-        loop {
+        let sent = poll(Some(deadline), || {
             let mut done: c_int = 0;
             check(
                 // SAFETY: `reqs` holds requests started above (or null ones).
@@ -160,13 +159,10 @@ impl Comm {
                 },
                 "MPI_Testall",
             )?;
-            if done != 0 {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                break;
-            }
-            backoff.wait();
+            Ok((done != 0).then_some(()))
+        })?;
+        if sent.is_some() {
+            return Ok(());
         }
         // The receiver is not taking the message. MPI may still read the
         // buffers: keep them alive for good and let the requests finish
@@ -192,41 +188,36 @@ impl Comm {
         tag: c_int,
         deadline: Instant,
     ) -> Result<Option<(Matched, c_int, usize)>> {
-        let mut backoff = Backoff::new();
-        loop {
-            {
-                let _live = self.live.enter()?;
-                let mut flag: c_int = 0;
-                // SAFETY: zeroed handle and status are out-parameters.
-                let mut msg: ffi::MPI_Message = unsafe { std::mem::zeroed() };
-                // SAFETY: as above.
-                let mut status: ffi::MPI_Status = unsafe { std::mem::zeroed() };
+        poll(Some(deadline), || {
+            // The guard ends with each try: finalize may run between.
+            let _live = self.live.enter()?;
+            let mut flag: c_int = 0;
+            // SAFETY: zeroed handle and status are out-parameters.
+            let mut msg: ffi::MPI_Message = unsafe { std::mem::zeroed() };
+            // SAFETY: as above.
+            let mut status: ffi::MPI_Status = unsafe { std::mem::zeroed() };
+            check(
+                // SAFETY: valid communicator and out-pointers.
+                unsafe {
+                    ffi::MPI_Improbe(source, tag, self.comm.0, &mut flag, &mut msg, &mut status)
+                },
+                "MPI_Improbe",
+            )?;
+            if flag != 0 {
+                let mut count: c_int = 0;
                 check(
-                    // SAFETY: valid communicator and out-pointers.
-                    unsafe {
-                        ffi::MPI_Improbe(source, tag, self.comm.0, &mut flag, &mut msg, &mut status)
-                    },
-                    "MPI_Improbe",
+                    // SAFETY: `status` was filled by the matched probe.
+                    unsafe { ffi::MPI_Get_count(&status, ffi::RSMPI_UINT8_T, &mut count) },
+                    "MPI_Get_count",
                 )?;
-                if flag != 0 {
-                    let mut count: c_int = 0;
-                    check(
-                        // SAFETY: `status` was filled by the matched probe.
-                        unsafe { ffi::MPI_Get_count(&status, ffi::RSMPI_UINT8_T, &mut count) },
-                        "MPI_Get_count",
-                    )?;
-                    return Ok(Some((
-                        Matched(Handle(msg)),
-                        status.MPI_SOURCE,
-                        count.max(0) as usize,
-                    )));
-                }
+                return Ok(Some((
+                    Matched(Handle(msg)),
+                    status.MPI_SOURCE,
+                    count.max(0) as usize,
+                )));
             }
-            if Instant::now() >= deadline {
-                return Ok(None);
-            }
-            backoff.wait();
-        }
+            Ok(None)
+        })
     }
 
     /// Receives a matched message of `len` bytes into `dst` (`None`:
@@ -348,16 +339,31 @@ pub(crate) fn barrier(comm: Handle<ffi::MPI_Comm>) -> Result<()> {
         unsafe { ffi::MPI_Ibarrier(comm.0, &mut req) },
         "MPI_Ibarrier",
     )?;
-    let mut backoff = Backoff::new();
-    loop {
+    poll(None, || {
         let mut done: c_int = 0;
         check(
             // SAFETY: `req` was started above and is tested until complete.
             unsafe { ffi::MPI_Test(&mut req, &mut done, ffi::RSMPI_STATUS_IGNORE) },
             "MPI_Test",
         )?;
-        if done != 0 {
-            return Ok(());
+        Ok((done != 0).then_some(()))
+    })?;
+    Ok(())
+}
+
+/// Calls `attempt` until it yields a value, backing off between tries;
+/// `None` once `deadline` (if any) has passed.
+fn poll<T>(
+    deadline: Option<Instant>,
+    mut attempt: impl FnMut() -> Result<Option<T>>,
+) -> Result<Option<T>> {
+    let mut backoff = Backoff::new();
+    loop {
+        if let Some(v) = attempt()? {
+            return Ok(Some(v));
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Ok(None);
         }
         backoff.wait();
     }
