@@ -27,6 +27,10 @@
 
 pub use proxystore_core::*;
 
+/// Tasks with proxied arguments and results: `StoreExecutor`, executor
+/// adapters and the control channel between processes.
+pub use proxystore_exec as exec;
+
 #[cfg(feature = "file")]
 pub use proxystore_file::{self as file, FileConnector};
 
