@@ -95,7 +95,9 @@ impl Pool {
 
 #[derive(Debug)]
 struct Slot<R> {
-    result: Option<R>,
+    /// The closure's value, or its panic (re-raised in the awaiting task,
+    /// so a panicking job never leaves its waiter hanging).
+    result: Option<std::thread::Result<R>>,
     waker: Option<Waker>,
 }
 
@@ -117,7 +119,7 @@ where
     }));
     let theirs = Arc::clone(&slot);
     pool().submit(Box::new(move || {
-        let result = f();
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
         let waker = {
             let mut s = theirs.lock().unwrap_or_else(|e| e.into_inner());
             s.result = Some(result);
@@ -136,11 +138,31 @@ impl<R> Future for BlockingTask<R> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<R> {
         let mut s = self.slot.lock().unwrap_or_else(|e| e.into_inner());
         match s.result.take() {
-            Some(r) => Poll::Ready(r),
+            Some(Ok(r)) => Poll::Ready(r),
+            Some(Err(panic)) => {
+                drop(s);
+                std::panic::resume_unwind(panic)
+            }
             None => {
                 s.waker = Some(cx.waker().clone());
                 Poll::Pending
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_panicking_job_panics_its_awaiter_instead_of_hanging_it() {
+        let task = spawn_blocking(|| -> u8 { panic!("job failed on purpose") }).unwrap();
+        let caught =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| pollster::block_on(task)));
+        assert!(caught.is_err());
+        // The pool still runs jobs.
+        assert_eq!(pollster::block_on(spawn_blocking(|| 5u8).unwrap()), 5);
     }
 }

@@ -8,8 +8,9 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::Result;
-use crate::proxy::{poll_until_set, Proxy, ProxyFactory};
+use crate::proxy::{Proxy, ProxyFactory};
 use crate::store::Store;
+use crate::wait::poll_until_set;
 
 impl Store {
     /// A future: a key whose value a producer sets later (with
@@ -70,6 +71,15 @@ impl<T: DeserializeOwned + 'static> StoreFuture<T> {
         let store = self.factory.store()?;
         let data = poll_until_set(&store, &self.factory.key, timeout)?;
         store.codec().decode(data)
+    }
+}
+
+impl<T: DeserializeOwned + Send + 'static> StoreFuture<T> {
+    /// [`result`](Self::result) from async code: waits up to `timeout`
+    /// without holding a thread between polls, and wakes at once when the
+    /// value is set in this process.
+    pub async fn result_async(&self, timeout: Duration) -> Result<T> {
+        self.factory.clone().wait_for(timeout).resolve_async().await
     }
 }
 

@@ -6,6 +6,7 @@
 //! whatever process it runs. Connectors (file, Redis, ZeroMQ, UCX, ...) live
 //! in their own crates; [`LocalConnector`] is built in.
 
+mod asynchronous;
 mod blocking;
 mod cache;
 pub mod codec;
@@ -28,6 +29,8 @@ pub mod table;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod timer;
+mod wait;
+mod wake;
 
 pub use blocking::{blocking_threads, BLOCKING_THREADS};
 pub use bytes::Bytes;
@@ -53,3 +56,4 @@ pub use store::{
 };
 pub use support::{put_via_batch, ClosedFlag};
 pub use table::ObjectTable;
+pub use wait::{FIRST_POLL_INTERVAL, MAX_POLL_INTERVAL};

@@ -4,9 +4,8 @@
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::Deref;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use bytes::Bytes;
 use once_cell::sync::OnceCell;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -14,9 +13,6 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::error::{Error, Result};
 use crate::key::Key;
 use crate::store::{get_or_create_store, Store, StoreConfig};
-
-/// How long a wait for a future's key pauses between polls, at most.
-const MAX_POLL_INTERVAL: Duration = Duration::from_millis(50);
 
 /// Everything needed to resolve a proxy in any process: the store's config,
 /// the key, and how to resolve.
@@ -68,7 +64,7 @@ impl ProxyFactory {
         let store = self.store()?;
         let data = match self.wait_ms {
             None => store.get_bytes(&self.key)?,
-            Some(ms) => Some(poll_until_set(
+            Some(ms) => Some(crate::wait::poll_until_set(
                 &store,
                 &self.key,
                 Duration::from_millis(ms),
@@ -136,27 +132,6 @@ impl Store {
     }
 }
 
-/// Polls `key` with exponential backoff until it has data or `timeout` passes.
-pub(crate) fn poll_until_set(store: &Store, key: &Key, timeout: Duration) -> Result<Bytes> {
-    let deadline = Instant::now() + timeout;
-    let mut pause = Duration::from_micros(50);
-    loop {
-        if let Some(data) = store.get_bytes(key)? {
-            return Ok(data);
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            return Err(Error::Timeout {
-                connector: store.connector().kind().to_owned(),
-                op: "wait for future result",
-                after: timeout,
-            });
-        }
-        std::thread::sleep(pause.min(deadline - now));
-        pause = (pause * 2).min(MAX_POLL_INTERVAL);
-    }
-}
-
 /// A lazily resolved reference to a `T` in a store.
 ///
 /// A proxy is tiny (store config + key) and serializes as its factory, so it
@@ -213,9 +188,11 @@ impl<T: DeserializeOwned + 'static> Proxy<T> {
     }
 
     /// Resolves from async code without blocking the runtime: the fetch runs
-    /// on the process's shared blocking pool (at most
+    /// on a bounded blocking pool (tokio's with the `tokio` feature inside a
+    /// runtime, else the process's shared pool of at most
     /// [`BLOCKING_THREADS`](crate::BLOCKING_THREADS) threads; more fetches
-    /// queue) and this future waits for it.
+    /// queue) and this future waits for it. A future's proxy waits between
+    /// polls without holding a pool thread.
     pub async fn resolve_async(&self) -> Result<&T>
     where
         T: Send,
@@ -223,10 +200,7 @@ impl<T: DeserializeOwned + 'static> Proxy<T> {
         if let Some(value) = self.target.get() {
             return Ok(value);
         }
-        let factory = self.factory.clone();
-        let task = crate::blocking::spawn_blocking(move || factory.resolve::<T>())
-            .map_err(|e| Error::io("starting a blocking-pool thread", e))?;
-        let value = task.await?;
+        let value = self.factory.resolve_async::<T>().await?;
         // If another resolution won the race, keep its value.
         let _ = self.target.set(value);
         Ok(self.target.get().expect("target was just set"))

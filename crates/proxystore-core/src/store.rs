@@ -343,7 +343,9 @@ impl Store {
             let len = data.len() as u64;
             connector.set(key, data)?;
             Ok(((), len))
-        })
+        })?;
+        crate::wake::notify(self.name(), key);
+        Ok(())
     }
 
     /// Evicts `key` on the process's reaper thread, for `Drop` code that
