@@ -129,6 +129,15 @@ pub enum Error {
         /// Which invariant failed.
         what: &'static str,
     },
+    /// A task run by an executor failed: its body panicked, or the process
+    /// running it does not know it.
+    #[error("task '{task}' failed: {reason}")]
+    TaskFailed {
+        /// The task's name.
+        task: String,
+        /// What happened (a panic's message, a missing registration).
+        reason: String,
+    },
     /// Any other failure inside a transport library.
     #[error("{connector}: {source}")]
     Transport {

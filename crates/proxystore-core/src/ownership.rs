@@ -111,6 +111,16 @@ impl<T: DeserializeOwned + 'static> OwnedProxy<T> {
         self.proxy().resolve()
     }
 
+    /// The object moved out of the store: fetched if needed, then evicted
+    /// on the background reaper, as a drop does.
+    pub fn into_inner(mut self) -> Result<T> {
+        let proxy = self.proxy.take().expect("only taken by release or drop");
+        let key = proxy.key().clone();
+        let value = proxy.into_inner();
+        self.store.evict_in_background(key);
+        value
+    }
+
     /// Copies the object under a new key and returns the owner of the copy.
     /// The bytes are copied as stored, without decoding.
     pub fn try_clone(&self) -> Result<Self> {
