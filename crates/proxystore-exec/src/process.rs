@@ -47,7 +47,9 @@ struct Hello {
     pid: u32,
 }
 
-type OnReply = Box<dyn FnOnce(Result<Wired>) + Send>;
+/// A task's reply: its result and the result's encoded length.
+pub(crate) type Reply = (Wired, u64);
+type OnReply = Box<dyn FnOnce(Result<Reply>) + Send>;
 
 struct Worker {
     pid: u32,
@@ -77,6 +79,32 @@ impl Worker {
             }));
         }
     }
+}
+
+/// Hands each reply from `worker` to its task until the channel ends, then
+/// fails whatever is still in flight on it.
+fn read_replies(reader: &mut FrameStream, worker: &Worker) {
+    let reason = loop {
+        let frame = match reader.recv() {
+            Ok(Some(frame)) => frame,
+            Ok(None) => break "closed its channel".to_owned(),
+            Err(e) => break e.to_string(),
+        };
+        let (id, reply) =
+            match bincode::deserialize::<(u64, std::result::Result<Reply, String>)>(&frame) {
+                Ok(decoded) => decoded,
+                Err(e) => break format!("sent a reply that does not decode ({e})"),
+            };
+        let entry = worker
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+        if let Some((task, on_reply)) = entry {
+            on_reply(reply.map_err(|reason| Error::TaskFailed { task, reason }));
+        }
+    };
+    worker.fail_all(&reason);
 }
 
 /// A pool of worker processes running registered tasks. Dropping it closes
@@ -168,34 +196,7 @@ impl ProcessPool {
         let theirs = Arc::clone(&worker);
         let handle = std::thread::Builder::new()
             .name(format!("proxystore-pool-{pid}"))
-            .spawn(move || loop {
-                let reason = match reader.recv() {
-                    Ok(Some(frame)) => {
-                        match bincode::deserialize::<(u64, std::result::Result<Wired, String>)>(
-                            &frame,
-                        ) {
-                            Ok((id, reply)) => {
-                                let entry = theirs
-                                    .pending
-                                    .lock()
-                                    .unwrap_or_else(|e| e.into_inner())
-                                    .remove(&id);
-                                if let Some((task, on_reply)) = entry {
-                                    on_reply(
-                                        reply.map_err(|reason| Error::TaskFailed { task, reason }),
-                                    );
-                                }
-                                continue;
-                            }
-                            Err(e) => format!("sent a reply that does not decode ({e})"),
-                        }
-                    }
-                    Ok(None) => "closed its channel".to_owned(),
-                    Err(e) => e.to_string(),
-                };
-                theirs.fail_all(&reason);
-                return;
-            })
+            .spawn(move || read_replies(&mut reader, &theirs))
             .map_err(|e| Error::io("starting a process-pool reader thread", e))?;
         self.workers.push(worker);
         self.readers.push(handle);
@@ -293,7 +294,7 @@ impl std::fmt::Debug for ProcessPool {
     }
 }
 
-type Runner = Box<dyn Fn(&Store, &ProxyPolicy, Vec<Wired>) -> Result<Wired> + Send + Sync>;
+type Runner = Box<dyn Fn(&Store, &ProxyPolicy, Vec<Wired>) -> Result<Reply> + Send + Sync>;
 
 /// The tasks a worker process can run, by name.
 #[derive(Default)]
@@ -310,7 +311,7 @@ impl TaskRegistry {
     /// Adds `task` (a later task of the same name replaces it).
     pub fn register<A: TaskArgs, R: TaskValue>(mut self, task: &Task<A, R>) -> Self {
         let (name, body) = (task.name(), task.body());
-        let run = move |store: &Store, policy: &ProxyPolicy, wired: Vec<Wired>| -> Result<Wired> {
+        let run = move |store: &Store, policy: &ProxyPolicy, wired: Vec<Wired>| -> Result<Reply> {
             let args = A::from_wire(wired, store)?;
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(args)))
                 .map_err(|panic| task_panicked(name, &*panic))?;
@@ -322,7 +323,14 @@ impl TaskRegistry {
                 counters: &counters,
                 owned: Vec::new(),
             };
-            stager.wire(result, None)
+            let wired = stager.wire(result, None)?;
+            let len = counters
+                .bytes_by_value
+                .load(std::sync::atomic::Ordering::Relaxed)
+                + counters
+                    .bytes_by_proxy
+                    .load(std::sync::atomic::Ordering::Relaxed);
+            Ok((wired, len))
         };
         self.tasks.insert(name, Box::new(run));
         self
@@ -335,7 +343,7 @@ impl TaskRegistry {
         names
     }
 
-    fn run(&self, message: TaskMessage) -> std::result::Result<Wired, String> {
+    fn run(&self, message: TaskMessage) -> std::result::Result<Reply, String> {
         let runner = self.tasks.get(message.task.as_str()).ok_or_else(|| {
             format!(
                 "this worker process has no task of that name (registered: {})",

@@ -10,7 +10,7 @@ use proxystore_core::{Error, Key, Result, Store};
 use crate::executor::Executor;
 use crate::handle::{Done, Slot, TaskHandle};
 use crate::policy::ProxyPolicy;
-use crate::process::{ProcessPool, TaskMessage};
+use crate::process::{ProcessPool, Reply, TaskMessage};
 use crate::task::{Counters, Staged, Stager, Task, TaskArgs, TaskValue, Wired};
 
 /// What a [`StoreExecutor`] has done so far.
@@ -267,15 +267,25 @@ impl StoreExecutor {
         Counters::add(&self.counters.tasks, 1);
         pool.dispatch(
             &message,
-            Box::new(move |reply: Result<Wired>| {
+            Box::new(move |reply: Result<Reply>| {
                 drop(objects);
-                if reply.is_err() {
-                    Counters::add(&counters.failed, 1);
-                }
-                let outcome = reply.map(|w| match w {
-                    Wired::Value(bytes) => Done::Bytes(bytes),
-                    Wired::Proxy(key) => Done::Proxy(key),
-                });
+                let outcome = match reply {
+                    Ok((Wired::Value(bytes), len)) => {
+                        Counters::add(&counters.values_by_value, 1);
+                        Counters::add(&counters.bytes_by_value, len);
+                        Ok(Done::Bytes(bytes))
+                    }
+                    Ok((Wired::Proxy(key), len)) => {
+                        Counters::add(&counters.values_by_proxy, 1);
+                        Counters::add(&counters.bytes_by_proxy, len);
+                        Counters::add(&counters.puts, 1);
+                        Ok(Done::Proxy(key))
+                    }
+                    Err(e) => {
+                        Counters::add(&counters.failed, 1);
+                        Err(e)
+                    }
+                };
                 theirs.complete(outcome, &store);
             }),
         )?;
