@@ -74,14 +74,59 @@ impl Store {
     }
 }
 
+/// Largest object an async resolution decodes on the caller's thread when
+/// its bytes are at hand (decoding more would hold an executor thread).
+pub const INLINE_DECODE_MAX: usize = 64 << 10;
+
+/// How much of a resolution can happen on the caller's thread.
+enum Inline<T> {
+    /// All of it.
+    Value(T),
+    /// The bytes are here; decoding them is long, so it goes to the pool.
+    Decode(Store, Bytes),
+    /// Nothing: the fetch goes to the pool.
+    Pool,
+}
+
 impl ProxyFactory {
+    /// Resolves on this thread what waits on nothing: the store is already
+    /// open here, the bytes come from memory (a cache hit, an in-memory
+    /// connector), there is no eviction to send, and decoding is short.
+    fn resolve_inline<T: DeserializeOwned + 'static>(&self) -> Result<Inline<T>> {
+        if self.evict {
+            return Ok(Inline::Pool);
+        }
+        // As `resolve` does: the registered store of that name.
+        let Some(store) = crate::store::get_store(&self.store.name) else {
+            return Ok(Inline::Pool);
+        };
+        match store.get_bytes_without_io(&self.key) {
+            Some(Ok(Some(data))) if data.len() <= INLINE_DECODE_MAX => {
+                store.codec().decode(data).map(Inline::Value)
+            }
+            Some(Ok(Some(data))) => Ok(Inline::Decode(store, data)),
+            Some(Err(e)) => Err(e),
+            _ => Ok(Inline::Pool),
+        }
+    }
+
     /// [`resolve`](Self::resolve) from async code. A plain proxy's fetch
-    /// runs on the blocking pool; a future's proxy waits between polls
-    /// without holding a pool thread.
+    /// runs on the blocking pool, except what waits on nothing: a small
+    /// object (at most [`INLINE_DECODE_MAX`] bytes) from the store's cache
+    /// or an in-memory connector is decoded on the caller's thread. A
+    /// future's proxy waits between polls without holding a pool thread.
     pub async fn resolve_async<T: DeserializeOwned + Send + 'static>(&self) -> Result<T> {
         let Some(ms) = self.wait_ms else {
-            let factory = self.clone();
-            return run_blocking(move || factory.resolve()).await;
+            return match self.resolve_inline()? {
+                Inline::Value(value) => Ok(value),
+                Inline::Decode(store, data) => {
+                    run_blocking(move || store.codec().decode(data)).await
+                }
+                Inline::Pool => {
+                    let factory = self.clone();
+                    run_blocking(move || factory.resolve()).await
+                }
+            };
         };
         let store = self.store()?;
         let data = poll_until_set_async(&store, &self.key, Duration::from_millis(ms)).await?;

@@ -29,6 +29,10 @@ pub struct Capabilities {
     pub survives_producer_exit: bool,
     /// Another process can rebuild the connector from its config and read.
     pub cross_process: bool,
+    /// `get` reads this process's memory and never waits on I/O (the
+    /// local connector), so async resolution of a small object may run
+    /// inline instead of on the blocking pool.
+    pub in_memory: bool,
 }
 
 impl Capabilities {
@@ -40,7 +44,14 @@ impl Capabilities {
             one_sided_get: false,
             survives_producer_exit: false,
             cross_process: false,
+            in_memory: false,
         }
+    }
+
+    /// Sets `in_memory`.
+    pub const fn with_in_memory(mut self, v: bool) -> Self {
+        self.in_memory = v;
+        self
     }
 
     /// Sets `native_batch`.

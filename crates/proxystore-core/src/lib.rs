@@ -32,6 +32,7 @@ mod timer;
 mod wait;
 mod wake;
 
+pub use asynchronous::INLINE_DECODE_MAX;
 pub use blocking::{blocking_threads, BLOCKING_THREADS};
 pub use bytes::Bytes;
 pub use cache::DEFAULT_CACHE_BYTES;

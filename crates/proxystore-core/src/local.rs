@@ -108,7 +108,9 @@ impl Connector for LocalConnector {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::none().with_deferrable(true)
+        Capabilities::none()
+            .with_deferrable(true)
+            .with_in_memory(true)
     }
 
     fn put(&self, data: Bytes) -> Result<Key> {

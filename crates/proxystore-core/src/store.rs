@@ -249,6 +249,17 @@ impl Store {
             .transpose()
     }
 
+    /// The object's bytes if they can be had without waiting on I/O (a
+    /// cache hit, an in-memory connector); `None` when a get would block.
+    pub(crate) fn get_bytes_without_io(&self, key: &Key) -> Option<Result<Option<Bytes>>> {
+        let in_memory = self.inner.connector.capabilities().in_memory;
+        if !in_memory {
+            // Through `get_bytes` so the hit is counted as any other.
+            self.inner.cache.as_ref()?.get(key).ok()?;
+        }
+        Some(self.get_bytes(key))
+    }
+
     /// Gets the raw bytes under `key`, through the cache.
     pub fn get_bytes(&self, key: &Key) -> Result<Option<Bytes>> {
         self.instrumented(Op::Get, Some(key), |_| {

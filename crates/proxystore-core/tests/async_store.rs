@@ -141,3 +141,71 @@ fn a_blocking_wait_wakes_on_a_set_from_another_thread() {
     assert_eq!(fut.result(Duration::from_secs(30)).unwrap(), 99);
     setter.join().unwrap();
 }
+
+/// Which thread each get ran on.
+#[derive(Debug, Default)]
+struct Recording {
+    inner: LocalConnector,
+    threads: std::sync::Mutex<Vec<String>>,
+}
+
+impl proxystore_core::Connector for Recording {
+    fn kind(&self) -> &str {
+        self.inner.kind()
+    }
+    fn capabilities(&self) -> proxystore_core::Capabilities {
+        self.inner.capabilities()
+    }
+    fn put(&self, data: proxystore_core::Bytes) -> proxystore_core::Result<proxystore_core::Key> {
+        self.inner.put(data)
+    }
+    fn get(
+        &self,
+        key: &proxystore_core::Key,
+    ) -> proxystore_core::Result<Option<proxystore_core::Bytes>> {
+        let name = std::thread::current().name().unwrap_or("").to_owned();
+        self.threads.lock().unwrap().push(name);
+        self.inner.get(key)
+    }
+    fn exists(&self, key: &proxystore_core::Key) -> proxystore_core::Result<bool> {
+        self.inner.exists(key)
+    }
+    fn evict(&self, key: &proxystore_core::Key) -> proxystore_core::Result<()> {
+        self.inner.evict(key)
+    }
+    fn config(&self) -> proxystore_core::ConnectorConfig {
+        self.inner.config()
+    }
+    fn close(&self) -> proxystore_core::Result<()> {
+        self.inner.close()
+    }
+}
+
+#[test]
+fn in_memory_objects_resolve_inline_once_each_and_large_ones_decode_on_the_pool() {
+    let c = std::sync::Arc::new(Recording::default());
+    let s = Store::builder("inline-probe", c.clone())
+        .cache_size(0)
+        .build();
+    proxystore_core::register_store(&s).unwrap();
+    std::thread::Builder::new()
+        .name("caller".into())
+        .spawn(move || {
+            let small: Proxy<Vec<u8>> = s.proxy(&vec![1u8; 100]).unwrap();
+            let large: Proxy<Vec<u8>> = s.proxy(&vec![2u8; 1 << 20]).unwrap();
+            assert_eq!(
+                pollster::block_on(small.resolve_async()).unwrap().len(),
+                100
+            );
+            assert_eq!(
+                pollster::block_on(large.resolve_async()).unwrap().len(),
+                1 << 20
+            );
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+    // Both fetched once, on the caller's thread (an in-memory get waits on
+    // nothing); only the 1 MiB decode went elsewhere.
+    assert_eq!(*c.threads.lock().unwrap(), ["caller", "caller"]);
+}

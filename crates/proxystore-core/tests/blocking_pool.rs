@@ -22,7 +22,8 @@ impl Connector for Slow {
         self.0.kind()
     }
     fn capabilities(&self) -> Capabilities {
-        self.0.capabilities()
+        // Gets wait (as on a network), so resolution goes to the pool.
+        self.0.capabilities().with_in_memory(false)
     }
     fn put(&self, data: Bytes) -> Result<Key> {
         self.0.put(data)
