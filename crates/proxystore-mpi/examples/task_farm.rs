@@ -215,14 +215,14 @@ fn main() -> ExitCode {
 
 /// One rank's part, from the connector's job state to its finalization.
 fn run(world: &SimpleCommunicator, args: &Args) -> Result<()> {
+    if world.size() < 2 {
+        return Err("a farm needs a master and a worker: run it under mpirun -n 4".into());
+    }
     let job = proxystore_mpi::init(world).context(|| "proxystore_mpi::init".into())?;
     // Lets workers rebuild every store from the configs proxies carry.
     proxystore_file::register();
     proxystore_zmq::register();
     proxystore_mpi::register();
-    if world.size() < 2 {
-        return Err("a farm needs a master and a worker: run it under mpirun -n 4".into());
-    }
     let shm_dir = args
         .shm_dir
         .clone()
@@ -233,7 +233,7 @@ fn run(world: &SimpleCommunicator, args: &Args) -> Result<()> {
         worker(world, args)?;
     }
     // Every rank closed its stores; the master's checks are done.
-    world.barrier();
+    proxystore_mpi::barrier().context(|| "barrier before finalize".into())?;
     if world.rank() == 0 {
         std::fs::remove_dir_all(&shm_dir).context(|| format!("removing {}", shm_dir.display()))?;
     }
@@ -381,7 +381,8 @@ fn farm<'s>(
     }
     let mut queue: VecDeque<u64> = ids.collect();
     let mut busy = 0;
-    let give = |rank: Rank, id: u64| {
+    let give = |inputs: &HashMap<u64, OwnedProxy<Vec<f64>>>, rank: Rank, id: u64| {
+        // The master stays the owner: the worker gets a borrowed proxy.
         let task = ToWorker::Task {
             id,
             store: kind,
@@ -391,25 +392,25 @@ fn farm<'s>(
     };
     for rank in 1..world.size() {
         let Some(id) = queue.pop_front() else { break };
-        give(rank, id)?;
+        give(&inputs, rank, id)?;
         busy += 1;
     }
-    let mut done = BTreeSet::new();
+    let mut done = 0;
     let mut per_worker = BTreeMap::new();
     while busy > 0 {
         let (result, rank): (Done, Rank) = receive(world, None, "result from a worker")?;
         busy -= 1;
         if let Some(id) = queue.pop_front() {
-            give(rank, id)?;
+            give(&inputs, rank, id)?;
             busy += 1;
         }
-        if !inputs.contains_key(&result.id) || !done.insert(result.id) {
+        // Both owned: evicted when dropped at the end of this iteration.
+        let Some(_input) = inputs.remove(&result.id) else {
             return Err(format!(
-                "rank {rank} returned task {} that it was not given",
+                "rank {rank} returned task {}, which is not outstanding",
                 result.id
             ));
-        }
-        // Owned: evicted when dropped at the end of this iteration.
+        };
         let output = store
             .adopt(result.output)
             .context(|| format!("adopting task {}'s result from rank {rank}", result.id))?;
@@ -434,12 +435,11 @@ fn farm<'s>(
             ));
         }
         bytes += (y.len() * 8) as u64;
+        done += 1;
         *per_worker.entry(rank).or_insert(0) += 1;
     }
-    // Drops (evicts) the inputs now that every task is done.
-    drop(inputs);
     Ok(Report {
-        tasks: done.len() as u64,
+        tasks: done,
         bytes,
         elapsed: start.elapsed(),
         per_worker,
