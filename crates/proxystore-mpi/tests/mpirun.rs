@@ -5,9 +5,11 @@
 
 #![allow(clippy::unwrap_used)] // Tests fail loudly by design.
 
-use std::process::{Command, Stdio};
+mod common;
+
+use std::process::Command;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mpi::collective::CommunicatorCollectives;
 use mpi::datatype::PartitionMut;
@@ -28,55 +30,22 @@ fn mpirun(ranks: u32, role: &str) -> Option<Command> {
 
 /// [`mpirun`] with Open MPI options `mca` (`None` under another MPI).
 fn mpirun_with(ranks: u32, role: &str, mca: &[&str]) -> Option<Command> {
-    let version = Command::new("mpirun").arg("--version").output();
-    let Ok(version) = version else {
-        println!("SKIP: mpirun not found (install openmpi-bin; ci/install-deps.sh does)");
-        return None;
-    };
-    let open_mpi = String::from_utf8_lossy(&version.stdout).contains("Open MPI");
     let exe = std::env::current_exe().unwrap();
-    let mut cmd = Command::new("mpirun");
-    if open_mpi {
-        // CI runs as root; more ranks than cores on a 2-core machine.
-        cmd.env("OMPI_ALLOW_RUN_AS_ROOT", "1")
-            .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
-            .arg("--oversubscribe")
-            .args(mca);
-    } else if !mca.is_empty() {
-        println!("SKIP: the Open MPI options {mca:?} need Open MPI's mpirun");
-        return None;
-    }
-    cmd.args(["-n", &ranks.to_string()])
-        .arg(exe)
-        .args(["--exact", "rank_main", "--nocapture", "--test-threads=1"])
-        .env(testing::CHILD_ROLE, role)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    let mut cmd = common::mpirun(ranks, mca, &exe)?;
+    cmd.args(["--exact", "rank_main", "--nocapture", "--test-threads=1"])
+        .env(testing::CHILD_ROLE, role);
     Some(cmd)
 }
 
 /// Runs the job to completion within [`JOB_LIMIT`]; returns its stdout,
 /// panicking with both streams if it failed.
-fn run_job(mut cmd: Command, ranks: u32) -> String {
-    let mut child = cmd.spawn().expect("spawn mpirun");
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if start.elapsed() > JOB_LIMIT {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("mpirun job did not finish within {JOB_LIMIT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr);
+fn run_job(cmd: Command, ranks: u32) -> String {
+    let job = common::run_job(cmd, JOB_LIMIT);
+    let (stdout, stderr) = (job.stdout, job.stderr);
     assert!(
-        status.success(),
-        "mpirun failed ({status}):\n{stdout}\n{stderr}"
+        job.status.success(),
+        "mpirun failed ({}):\n{stdout}\n{stderr}",
+        job.status
     );
     for rank in 0..ranks {
         assert!(
