@@ -4,5 +4,6 @@
 //! processes as length-prefixed frames.
 
 pub mod channel;
+pub mod farm;
 
 pub use channel::{FrameListener, FrameStream, MAX_FRAME};
