@@ -183,7 +183,7 @@ fn measure(
     let mut children = Children::default();
     let timeouts = Timeouts::default();
     let mut client = Client::start(timeouts, |role, addr| children.spawn(&exe, role, addr))?;
-    let total = (sizes.len() * (1 + 3 * targets.len())) as u64;
+    let total = (sizes.len() * (1 + 4 * targets.len())) as u64;
     let bar = ProgressBar::new(total).with_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
@@ -203,7 +203,7 @@ fn measure(
         }
         let data = proxystore::pattern::pattern(size, farm::INPUT_SEED);
         for (target, (store, reader)) in targets.iter().zip(stores) {
-            for op in ["put", "get"] {
+            for op in ["put", "get", "roundtrip"] {
                 bar.set_message(format!("{} {op} {human}", target.name));
                 let samples = time_op(store, reader, op, &data, iterations)?;
                 records.push(record(&target.name, op, size, samples));
@@ -226,14 +226,16 @@ fn median(records: &[Record], connector: &str, op: &str, size: u64) -> Option<f6
 }
 
 fn ms(ns: f64) -> String {
-    format!("{:.3} ms", ns / 1e6)
+    format!("{:.3}ms", ns / 1e6)
 }
 
 /// Per size and connector: the by-value and by-proxy round trips, the
-/// by-proxy one over the smallest size's by-value one, the connector's
-/// 2 puts + 2 gets at that size, how much of them the extra time over the
-/// smallest by-value task is, and how much faster by proxy is than by
-/// value; then the targets where their sizes were measured.
+/// by-proxy one over the smallest size's by-value one (`ref`), the
+/// connector's 2 puts + 2 gets at that size (`get` re-reads one hot
+/// object) and 2 roundtrips (put then get of a fresh object, as a task
+/// does), the extra time of by proxy over `ref` as a fraction of each, and
+/// how much faster by proxy is than by value; then the targets
+/// where their sizes were measured.
 fn breakdown(records: &[Record], names: &[String], task_ms: u32) -> String {
     let mut sizes: Vec<u64> = records
         .iter()
@@ -251,14 +253,16 @@ fn breakdown(records: &[Record], names: &[String], task_ms: u32) -> String {
     );
     let _ = writeln!(
         out,
-        "{:>10} {:>12} {:<10} {:>12} {:>9} {:>13} {:>16} {:>12}",
+        "{:>10} {:>10} {:<9} {:>10} {:>8} {:>10} {:>11} {:>10} {:>11} {:>11}",
         "size",
         "by-value",
         "connector",
         "by-proxy",
         "/ref",
         "2put+2get",
-        "(proxy-ref)/2p2g",
+        "extra/2p2g",
+        "2roundtrip",
+        "extra/2rt",
         "value/proxy"
     );
     for &size in &sizes {
@@ -267,10 +271,11 @@ fn breakdown(records: &[Record], names: &[String], task_ms: u32) -> String {
             let proxy = median(records, name, "task", size).unwrap_or(f64::NAN);
             let put = median(records, name, "put", size).unwrap_or(f64::NAN);
             let get = median(records, name, "get", size).unwrap_or(f64::NAN);
-            let transport = 2.0 * (put + get);
+            let rt = median(records, name, "roundtrip", size).unwrap_or(f64::NAN);
+            let (transport, fresh) = (2.0 * (put + get), 2.0 * rt);
             let _ = writeln!(
                 out,
-                "{:>10} {:>12} {:<10} {:>12} {:>8.3}x {:>13} {:>16.3} {:>11.2}x",
+                "{:>10} {:>10} {:<9} {:>10} {:>7.3}x {:>10} {:>11.3} {:>10} {:>11.3} {:>10.2}x",
                 size,
                 ms(value),
                 name,
@@ -278,6 +283,8 @@ fn breakdown(records: &[Record], names: &[String], task_ms: u32) -> String {
                 proxy / base,
                 ms(transport),
                 (proxy - base) / transport,
+                ms(fresh),
+                (proxy - base) / fresh,
                 value / proxy
             );
         }
@@ -307,6 +314,7 @@ fn targets_met(records: &[Record], names: &[String], task_ms: u32) -> String {
             }
             let put = median(records, name, "put", 1_000_000);
             let get = median(records, name, "get", 1_000_000);
+            let rt = median(records, name, "roundtrip", 1_000_000);
             if let (Some(put), Some(get), 0) = (put, get, task_ms) {
                 let transport = 2.0 * (put + get);
                 let extra = proxy - base;
@@ -318,6 +326,14 @@ fn targets_met(records: &[Record], names: &[String], task_ms: u32) -> String {
                     extra / transport,
                     verdict(extra <= 1.1 * transport)
                 );
+                if let Some(rt) = rt {
+                    let _ = writeln!(
+                        out,
+                        "{name}: the same extra vs 2 roundtrips (put then get of a fresh object) {} = {:.3}",
+                        ms(2.0 * rt),
+                        extra / (2.0 * rt)
+                    );
+                }
             }
         }
         let big = 100_000_000;
