@@ -1,6 +1,7 @@
 //! `proxystore bench`: put, get and roundtrip of `Bytes` payloads through a
 //! `Store` (cache off) per connector and size, beside a memcpy baseline
-//! measured in the same run.
+//! measured in the same run (`--scenario transport`, the default); the
+//! task farm of `--scenario farm` is in `farm.rs`.
 
 use std::path::PathBuf;
 use std::time::Duration;
