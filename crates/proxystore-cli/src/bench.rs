@@ -1,41 +1,64 @@
 //! `proxystore bench`: put, get and roundtrip of `Bytes` payloads through a
 //! `Store` (cache off) per connector and size, beside a memcpy baseline
-//! measured in the same run.
+//! measured in the same run (`--scenario transport`, the default); the
+//! task farm of `--scenario farm` is in `farm.rs`.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use proxystore::Store;
 
 use crate::error::CliError;
-use crate::measure::{record, time_memcpy, time_op, Baseline};
+use crate::measure::{record, time_memcpy, time_op, Baseline, Record};
 use crate::{report, targets};
+
+/// What `proxystore bench` measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Scenario {
+    /// Put, get and roundtrip through a Store, beside memcpy and each
+    /// connector's raw transport.
+    Transport,
+    /// A Dask-shaped bag of tasks: client, scheduler and worker processes,
+    /// payloads in and out by value (through the scheduler) and by proxy.
+    Farm,
+}
 
 /// Flags of `proxystore bench`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct BenchArgs {
+    /// What to measure.
+    #[arg(long, value_enum, default_value_t = Scenario::Transport)]
+    pub(crate) scenario: Scenario,
     /// Connectors to measure, comma separated (network ones start their
-    /// servers on loopback and add their raw transport as a baseline).
-    #[arg(long, value_delimiter = ',', default_value = "local,file,shm")]
-    connector: Vec<String>,
-    /// Payload sizes, comma separated (B, KiB, MiB, GiB suffixes).
-    #[arg(long, value_delimiter = ',', default_value = "1KiB,64KiB,1MiB,16MiB,64MiB", value_parser = parse_size)]
-    sizes: Vec<usize>,
-    /// Timed iterations per case (default: 512 MiB / size, between 8 and 2000).
+    /// servers on loopback and add their raw transport as a baseline)
+    /// [default: local,file,shm; farm: shm].
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) connector: Vec<String>,
+    /// Payload sizes, comma separated (B, KiB, MiB, GiB suffixes)
+    /// [default: 1KiB,64KiB,1MiB,16MiB,64MiB; farm: 10000,1000000,10000000,100000000].
+    #[arg(long, value_delimiter = ',', value_parser = parse_size)]
+    pub(crate) sizes: Vec<usize>,
+    /// Timed iterations per case (default: 512 MiB / size, between 8 and
+    /// 2000; farm: 100 tasks).
     #[arg(long)]
-    iterations: Option<usize>,
+    pub(crate) iterations: Option<usize>,
+    /// Farm: how long each task runs, in milliseconds [default: 0].
+    #[arg(long)]
+    pub(crate) task_ms: Option<u32>,
     /// Directory for the file connector (default: a new temporary directory).
     #[arg(long)]
-    dir: Option<PathBuf>,
+    pub(crate) dir: Option<PathBuf>,
     /// Write the results as a JSON list of records.
     #[arg(long)]
-    json: Option<PathBuf>,
+    pub(crate) json: Option<PathBuf>,
     /// Draw bandwidth against size as an SVG plot.
     #[arg(long)]
-    plot: Option<PathBuf>,
+    pub(crate) plot: Option<PathBuf>,
 }
+
+/// The transport scenario's connectors and sizes when none are given.
+const TRANSPORT_CONNECTORS: &[&str] = &["local", "file", "shm"];
+const TRANSPORT_SIZES: &[usize] = &[1 << 10, 64 << 10, 1 << 20, 16 << 20, 64 << 20];
 
 /// Parses `64KiB`, `1MiB`, `4096`, `2GiB` (also `KB`/`MB`/`GB` as binary units).
 pub(crate) fn parse_size(text: &str) -> Result<usize, String> {
@@ -65,17 +88,50 @@ fn default_iterations(size: usize) -> usize {
     ((512usize << 20) / size.max(1)).clamp(8, 2000)
 }
 
+/// The connector names given, or `default` when none are.
+pub(crate) fn or_default(given: &[String], default: &[&str]) -> Vec<String> {
+    if given.is_empty() {
+        default.iter().map(|&n| n.to_owned()).collect()
+    } else {
+        given.iter().map(|n| n.trim().to_owned()).collect()
+    }
+}
+
+/// Writes `records` as JSON and as a plot where the flags ask for them.
+pub(crate) fn write_outputs(args: &BenchArgs, records: &[Record]) -> Result<(), CliError> {
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(records)
+            .map_err(|e| CliError::new(1, format!("encoding results: {e}")))?;
+        std::fs::write(path, text + "\n")
+            .map_err(|e| CliError::new(1, format!("writing {}: {e}", path.display())))?;
+    }
+    if let Some(path) = &args.plot {
+        std::fs::write(path, report::svg(records))
+            .map_err(|e| CliError::new(1, format!("writing {}: {e}", path.display())))?;
+    }
+    Ok(())
+}
+
 /// Runs the benchmark and reports it.
 pub(crate) fn run(args: &BenchArgs) -> Result<(), CliError> {
-    if args.sizes.is_empty() {
-        return Err(CliError::new(2, "--sizes needs at least one size"));
-    }
     if args.iterations == Some(0) {
         return Err(CliError::new(2, "--iterations must be at least 1"));
     }
+    match args.scenario {
+        Scenario::Farm => return crate::farm::run(args),
+        Scenario::Transport if args.task_ms.is_some() => {
+            return Err(CliError::new(2, "--task-ms is a flag of --scenario farm"))
+        }
+        Scenario::Transport => {}
+    }
+    let names = or_default(&args.connector, TRANSPORT_CONNECTORS);
+    let sizes = if args.sizes.is_empty() {
+        TRANSPORT_SIZES.to_vec()
+    } else {
+        args.sizes.clone()
+    };
     // Open every connector first so a bad name fails before any measuring.
-    let targets = args
-        .connector
+    let targets = names
         .iter()
         .map(|name| targets::open(name.trim(), args.dir.as_deref()))
         .collect::<Result<Vec<_>, _>>()?;
@@ -97,13 +153,13 @@ pub(crate) fn run(args: &BenchArgs) -> Result<(), CliError> {
         .flat_map(|t| &t.baselines)
         .map(|b| b.ops().len())
         .sum();
-    let total = (args.sizes.len() * (1 + targets.len() * ops.len() + baselines)) as u64;
+    let total = (sizes.len() * (1 + targets.len() * ops.len() + baselines)) as u64;
     let bar = ProgressBar::new(total).with_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let mut records = Vec::new();
-    for &size in &args.sizes {
+    for &size in &sizes {
         let data = proxystore::pattern::pattern(size, 0);
         let iterations = args.iterations.unwrap_or_else(|| default_iterations(size));
         bar.set_message(format!("memcpy {}", report::human_size(size as u64)));
@@ -115,18 +171,7 @@ pub(crate) fn run(args: &BenchArgs) -> Result<(), CliError> {
         ));
         bar.inc(1);
         for target in &targets {
-            let store = Store::builder(
-                format!("bench-{}", target.name),
-                Arc::clone(&target.connector),
-            )
-            .cache_size(0)
-            .build();
-            let reader = Store::builder(
-                format!("bench-{}-reader", target.name),
-                Arc::clone(&target.reader),
-            )
-            .cache_size(0)
-            .build();
+            let (store, reader) = target.stores();
             // The raw baseline brackets the connector: half its iterations
             // before, half after, so drift on a noisy machine (frequency,
             // server warm-up) weighs on both sides alike.
@@ -181,17 +226,7 @@ pub(crate) fn run(args: &BenchArgs) -> Result<(), CliError> {
     }
     bar.finish_and_clear();
     print!("{}", report::table(&records));
-    if let Some(path) = &args.json {
-        let text = serde_json::to_string_pretty(&records)
-            .map_err(|e| CliError::new(1, format!("encoding results: {e}")))?;
-        std::fs::write(path, text + "\n")
-            .map_err(|e| CliError::new(1, format!("writing {}: {e}", path.display())))?;
-    }
-    if let Some(path) = &args.plot {
-        std::fs::write(path, report::svg(&records))
-            .map_err(|e| CliError::new(1, format!("writing {}: {e}", path.display())))?;
-    }
-    Ok(())
+    write_outputs(args, &records)
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 mod bench;
 mod connectors;
 mod error;
+mod farm;
 mod measure;
 #[cfg(feature = "ucx")]
 mod perftest;
@@ -33,7 +34,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Benchmark put, get and roundtrip through a Store for each connector and size.
+    /// Benchmark put, get and roundtrip through a Store for each connector and size
+    /// (or, with --scenario farm, task round trips through a scheduler and a worker).
     Bench(bench::BenchArgs),
     /// Store the bytes read from stdin; print the key.
     Put(ConnectorArgs),
@@ -47,6 +49,12 @@ enum Command {
     Serve(ConnectorArgs),
     /// Show the connectors compiled in.
     Info,
+    /// The scheduler of `bench --scenario farm` (started by it).
+    #[command(hide = true)]
+    FarmScheduler(farm::RoleArgs),
+    /// The worker of `bench --scenario farm` (started by it).
+    #[command(hide = true)]
+    FarmWorker(farm::RoleArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -170,6 +178,13 @@ fn run(command: Command) -> Result<ExitCode, CliError> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve(args) => args.serve().map(|()| ExitCode::SUCCESS),
+        Command::FarmScheduler(args) => {
+            farm::run_role(proxystore::exec::farm::Role::Scheduler, &args)
+                .map(|()| ExitCode::SUCCESS)
+        }
+        Command::FarmWorker(args) => {
+            farm::run_role(proxystore::exec::farm::Role::Worker, &args).map(|()| ExitCode::SUCCESS)
+        }
         Command::Info => {
             print!("{}", connectors::info());
             Ok(ExitCode::SUCCESS)

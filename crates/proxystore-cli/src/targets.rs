@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use proxystore::registry::BenchEnv;
-use proxystore::Connector;
+use proxystore::{Connector, Store};
 
 use crate::connectors;
 use crate::error::CliError;
@@ -61,4 +61,21 @@ pub(crate) fn open(name: &str, dir: Option<&Path>) -> Result<BenchTarget, CliErr
         helper: setup.helper,
         _keep_alive: setup.keep_alive,
     })
+}
+
+impl BenchTarget {
+    /// The stores `bench` measures through (cache off): puts go to the
+    /// first, gets to the second (over the reader connector).
+    pub(crate) fn stores(&self) -> (Store, Store) {
+        let store = Store::builder(format!("bench-{}", self.name), Arc::clone(&self.connector))
+            .cache_size(0)
+            .build();
+        let reader = Store::builder(
+            format!("bench-{}-reader", self.name),
+            Arc::clone(&self.reader),
+        )
+        .cache_size(0)
+        .build();
+        (store, reader)
+    }
 }

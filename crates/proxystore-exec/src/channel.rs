@@ -5,7 +5,7 @@
 //! limit, so a vanished or misbehaving peer is a typed error, never a hang
 //! or an allocation of whatever length a corrupt header claims.
 
-use std::io::{self, Read, Write};
+use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
@@ -123,17 +123,20 @@ impl FrameStream {
     }
 
     /// Sends one frame made of `parts`, in order, without joining them
-    /// (a large payload is written from where it is).
+    /// (a large payload is written from where it is). The length and the
+    /// parts go out in one vectored write where the socket takes them, so
+    /// a small frame is one segment and wakes its reader once.
     pub fn send(&mut self, parts: &[&[u8]]) -> Result<()> {
         let len: usize = parts.iter().map(|p| p.len()).sum();
-        let mut write = || -> io::Result<()> {
-            self.stream.write_all(&(len as u64).to_le_bytes())?;
-            for p in parts {
-                self.stream.write_all(p)?;
-            }
-            self.stream.flush()
-        };
-        write().map_err(|e| self.failed("sending a frame", e))
+        let head = (len as u64).to_le_bytes();
+        let mut slices: Vec<IoSlice<'_>> = std::iter::once(&head[..])
+            .chain(parts.iter().copied())
+            .filter(|p| !p.is_empty())
+            .map(IoSlice::new)
+            .collect();
+        write_all_vectored(&mut self.stream, &mut slices)
+            .and_then(|()| self.stream.flush())
+            .map_err(|e| self.failed("sending a frame", e))
     }
 
     /// Receives the next frame. `Ok(None)` means the peer closed the
@@ -196,6 +199,24 @@ impl FrameStream {
             },
         }
     }
+}
+
+/// Writes every byte of `slices`, as few calls as the socket allows.
+fn write_all_vectored(stream: &mut TcpStream, mut slices: &mut [IoSlice<'_>]) -> io::Result<()> {
+    while !slices.is_empty() {
+        match stream.write_vectored(slices) {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    "the socket took no bytes",
+                ))
+            }
+            Ok(n) => IoSlice::advance_slices(&mut slices, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Reads until `buf` is full or the stream ends; returns how much was read.

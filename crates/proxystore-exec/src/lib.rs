@@ -28,10 +28,13 @@
 //! ```
 //!
 //! The control channel ([`channel`]) carries task messages between
-//! processes as length-prefixed frames.
+//! processes as length-prefixed frames; [`farm`] is a Dask-shaped task
+//! farm over it (client, relaying scheduler, worker), what `proxystore
+//! bench --scenario farm` measures.
 
 pub mod channel;
 mod executor;
+pub mod farm;
 mod handle;
 mod policy;
 mod process;
