@@ -170,7 +170,7 @@ pub fn namespace_oid(namespace: &str) -> (u64, u64) {
 pub static DESCRIPTOR: ConnectorDescriptor = ConnectorDescriptor::new(
     KIND,
     Some("daos"),
-    "libdaos (DAOS_DIR at build time), a DAOS pool and container (DAOS_POOL, DAOS_CONT)",
+    "libdaos (DAOS_DIR at build), a pool and container (DAOS_POOL, DAOS_CONT)",
     build,
 )
 .with_cli_options(&[
@@ -200,7 +200,7 @@ fn status() -> String {
             daos_sys::DAOS_API_VERSION_FIX
         )
     } else {
-        "not linked (no DAOS at build; mock:// pools only; DAOS_DIR)".into()
+        "not linked: mock:// only".into()
     }
 }
 
