@@ -5,7 +5,7 @@
 //! same object without coordinating), in a pool and container that outlive
 //! the processes using them. A key's text form is `<32 hex>.<size>`: the
 //! KV key is the 32 hex digits, and the size lets a get allocate once and
-//! read in one call; a key without a size (from [`DeferrableConnector::new_key`])
+//! read in one call; a key without a size (from [`DeferrableConnector::new_key`](proxystore_core::DeferrableConnector::new_key))
 //! first asks DAOS for the size (`daos_kv_get` with a null buffer). Batches
 //! are one round of concurrent operations on a DAOS event queue, and every
 //! wait is bounded by `timeout_ms`.
