@@ -246,6 +246,9 @@ impl DaosConnector {
         c: &Completion,
         requested: u64,
     ) -> Result<Outcome> {
+        if c.rc == 0 {
+            return Ok(Outcome::Done); // no message to build
+        }
         let target = key.to_string();
         der_error(
             &*self.layer,

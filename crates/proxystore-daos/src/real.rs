@@ -307,10 +307,10 @@ impl EventQueue for RealQueue {
             let Some(mut slot) = self.take(ev) else {
                 continue;
             };
+            let code = slot.ev.ev_error;
             // SAFETY: the event completed (poll returned it), so DAOS no
             // longer touches the slot; finish it before the box is freed.
             unsafe { d::daos_event_fini(&mut slot.ev) };
-            let code = slot.ev.ev_error;
             let data = (slot.kind == Kind::Get && !slot.buf.is_empty() && code == 0).then(|| {
                 let mut buf = std::mem::take(&mut slot.buf);
                 buf.truncate(usize::try_from(slot.size).unwrap_or(buf.len()));
