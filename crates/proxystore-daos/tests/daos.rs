@@ -109,6 +109,8 @@ fn batches_are_one_round_of_events_and_waits_are_bounded() {
     let mut config = DaosConfig::new(&url, "cont");
     config.timeout = Duration::from_millis(200);
     let c = DaosConnector::with_config(config).unwrap();
+    // 16 events of 20 ms each fit in the 200 ms bound only if the batch
+    // launches them all before waiting: one round, not a loop.
     MockDaos::set_delay(&url, Duration::from_millis(20));
     let data: Vec<Bytes> = (0..16).map(|i| pattern(64 + i, i as u64)).collect();
     let keys = c.put_batch(data.clone()).unwrap();
