@@ -30,6 +30,17 @@ pub(crate) struct ConnectorArgs {
     /// (password from PROXYSTORE_REDIS_PASSWORD).
     #[arg(long)]
     pub(crate) url: Option<String>,
+    /// daos: pool label or UUID (default: DAOS_POOL), or mock://NAME for
+    /// the in-process mock.
+    #[arg(long)]
+    pub(crate) pool: Option<String>,
+    /// daos: container label or UUID (default: DAOS_CONT).
+    #[arg(long)]
+    pub(crate) container: Option<String>,
+    /// daos: namespace (one DAOS KV object per namespace; default
+    /// proxystore).
+    #[arg(long)]
+    pub(crate) namespace: Option<String>,
     /// Network connectors: how long to wait for a peer, in milliseconds.
     #[arg(long, default_value_t = 10_000)]
     pub(crate) timeout_ms: u64,
@@ -41,11 +52,12 @@ pub(crate) struct ConnectorArgs {
 
 impl fmt::Display for ConnectorArgs {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let place = match (&self.dir, &self.address, &self.url) {
-            (Some(dir), _, _) => dir.display().to_string(),
-            (None, Some(address), _) => address.clone(),
-            (None, None, Some(url)) => url.clone(),
-            (None, None, None) => return write!(f, "{} connector", self.connector),
+        let place = match (&self.dir, &self.address, &self.url, &self.pool) {
+            (Some(dir), _, _, _) => dir.display().to_string(),
+            (None, Some(address), _, _) => address.clone(),
+            (None, None, Some(url), _) => url.clone(),
+            (None, None, None, Some(pool)) => format!("pool {pool}"),
+            (None, None, None, None) => return write!(f, "{} connector", self.connector),
         };
         write!(f, "{} connector at {place}", self.connector)
     }
@@ -58,6 +70,9 @@ impl ConnectorArgs {
             "dir" => self.dir.as_ref().map(|d| d.display().to_string()),
             "address" => self.address.clone(),
             "url" => self.url.clone(),
+            "pool" => self.pool.clone(),
+            "container" => self.container.clone(),
+            "namespace" => self.namespace.clone(),
             "timeout-ms" => Some(self.timeout_ms.to_string()),
             _ => None,
         }

@@ -54,7 +54,7 @@ pub(crate) fn open(name: &str, dir: Option<&Path>) -> Result<BenchTarget, CliErr
     #[cfg(feature = "ofi")]
     baselines.extend(crate::pingpong::baselines(name));
     Ok(BenchTarget {
-        name: name.to_owned(),
+        name: setup.label.unwrap_or_else(|| name.to_owned()),
         connector,
         reader,
         baselines,

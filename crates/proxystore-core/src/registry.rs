@@ -319,6 +319,10 @@ pub struct BenchSetup {
     /// (an MPI rank other than 0): `proxystore bench` runs it, reports
     /// nothing, and exits when it returns.
     pub helper: Option<Box<dyn FnOnce() -> Result<()>>>,
+    /// The name its records get in the report, if not the kind (`daos-mock`
+    /// for the DAOS connector on its mock, so a mock figure is never read
+    /// as the real transport's).
+    pub label: Option<String>,
 }
 
 impl fmt::Debug for BenchSetup {
@@ -343,6 +347,7 @@ impl BenchSetup {
             baselines: Vec::new(),
             keep_alive: Vec::new(),
             helper: None,
+            label: None,
         }
     }
 
@@ -364,6 +369,12 @@ impl BenchSetup {
     /// Adds a raw baseline.
     pub fn with_baseline(mut self, baseline: impl RawBaseline + 'static) -> Self {
         self.baselines.push(Box::new(baseline));
+        self
+    }
+
+    /// Names its records `label` instead of the kind.
+    pub fn with_label(mut self, label: impl Into<String>) -> Self {
+        self.label = Some(label.into());
         self
     }
 

@@ -40,6 +40,8 @@ pub use proxystore_zmq::{self as zmq, ZmqConnector, ZmqConnectorExt};
 #[cfg(feature = "redis")]
 pub use proxystore_redis::{self as redis, RedisConfig, RedisConnector};
 
+#[cfg(feature = "daos")]
+pub use proxystore_daos::{self as daos, DaosConfig, DaosConnector};
 #[cfg(feature = "mpi")]
 pub use proxystore_mpi::{self as mpi, MpiConnector};
 #[cfg(feature = "ofi")]
@@ -78,12 +80,13 @@ connector_crates! {
     "ucx" => proxystore_ucx,
     "ofi" => proxystore_ofi,
     "mpi" => proxystore_mpi,
+    "daos" => proxystore_daos,
 }
 
 /// Connectors the design plans that no crate implements yet: `(kind, what
 /// it will need)`. No Cargo feature builds them; `proxystore info` shows
 /// them as planned.
-pub const PLANNED_CONNECTORS: &[(&str, &str)] = &[("daos", "libdaos")];
+pub const PLANNED_CONNECTORS: &[(&str, &str)] = &[];
 
 /// Names of the connectors compiled into this build, in
 /// [`compiled_descriptors`] order.
