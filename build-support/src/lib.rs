@@ -256,8 +256,16 @@ fn probe_pkg_config(name: &str) -> Result<Found, String> {
         .env_metadata(false)
         .probe(name)
         .map_err(|e| {
-            // pkg-config's message spans lines; the first says enough.
-            e.to_string().lines().next().unwrap_or("failed").to_string()
+            // pkg-config's message spans lines (the first may be blank):
+            // its "Package x was not found" line if there is one, else the
+            // first line with text.
+            let text = e.to_string();
+            let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+            let first = lines.clone().next().unwrap_or("failed");
+            lines
+                .find(|l| l.contains("not found"))
+                .unwrap_or(first)
+                .to_string()
         })?;
     Ok(Found {
         include_dirs: lib.include_paths,
