@@ -112,18 +112,20 @@ pub(crate) fn write_outputs(args: &BenchArgs, records: &[Record]) -> Result<(), 
     Ok(())
 }
 
-/// Runs the benchmark and reports it.
-pub(crate) fn run(args: &BenchArgs) -> Result<(), CliError> {
+/// Checks the flags every scenario shares; the caller then runs
+/// [`run`] or the farm's.
+pub(crate) fn check(args: &BenchArgs) -> Result<(), CliError> {
     if args.iterations == Some(0) {
         return Err(CliError::new(2, "--iterations must be at least 1"));
     }
-    match args.scenario {
-        Scenario::Farm => return crate::farm::run(args),
-        Scenario::Transport if args.task_ms.is_some() => {
-            return Err(CliError::new(2, "--task-ms is a flag of --scenario farm"))
-        }
-        Scenario::Transport => {}
+    if args.scenario == Scenario::Transport && args.task_ms.is_some() {
+        return Err(CliError::new(2, "--task-ms is a flag of --scenario farm"));
     }
+    Ok(())
+}
+
+/// Runs the transport scenario and reports it.
+pub(crate) fn run(args: &BenchArgs) -> Result<(), CliError> {
     let names = or_default(&args.connector, TRANSPORT_CONNECTORS);
     let sizes = if args.sizes.is_empty() {
         TRANSPORT_SIZES.to_vec()

@@ -124,7 +124,12 @@ fn parse_key(text: &str) -> Result<Key, CliError> {
 
 fn run(command: Command) -> Result<ExitCode, CliError> {
     match command {
-        Command::Bench(args) => bench::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Bench(args) => bench::check(&args)
+            .and_then(|()| match args.scenario {
+                bench::Scenario::Transport => bench::run(&args),
+                bench::Scenario::Farm => farm::run(&args),
+            })
+            .map(|()| ExitCode::SUCCESS),
         Command::Put(args) => {
             let connector = args.open_shared()?;
             if !connector.capabilities().survives_producer_exit {

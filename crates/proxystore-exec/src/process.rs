@@ -20,8 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::channel::{FrameListener, FrameStream};
 use crate::policy::ProxyPolicy;
-use crate::store_executor::task_panicked;
-use crate::task::{Counters, Stager, Task, TaskArgs, TaskValue, Wired};
+use crate::task::{task_panicked, Counters, Stager, Task, TaskArgs, TaskValue, Wired};
 
 /// The environment variable a pool sets for its workers: the address to
 /// connect to and the pool's token, space separated.

@@ -11,7 +11,7 @@ use crate::executor::Executor;
 use crate::handle::{Done, Slot, TaskHandle};
 use crate::policy::ProxyPolicy;
 use crate::process::{ProcessPool, Reply, TaskMessage};
-use crate::task::{Counters, Staged, Stager, Task, TaskArgs, TaskValue, Wired};
+use crate::task::{task_panicked, Counters, Staged, Stager, Task, TaskArgs, TaskValue, Wired};
 
 /// What a [`StoreExecutor`] has done so far.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -377,19 +377,6 @@ async fn join<T>(name: &str, task: tokio::task::JoinHandle<T>) -> Result<T> {
             reason: e.to_string(),
         },
     })
-}
-
-/// The error of a task whose body panicked, with the panic's message.
-pub(crate) fn task_panicked(name: &str, panic: &(dyn std::any::Any + Send)) -> Error {
-    let message = panic
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic without a message".to_owned());
-    Error::TaskFailed {
-        task: name.to_owned(),
-        reason: format!("panicked: {message}"),
-    }
 }
 
 impl std::fmt::Debug for StoreExecutor {

@@ -262,3 +262,16 @@ tuple_args!(3; A 0, B 1, C 2);
 tuple_args!(4; A 0, B 1, C 2, D 3);
 tuple_args!(5; A 0, B 1, C 2, D 3, E 4);
 tuple_args!(6; A 0, B 1, C 2, D 3, E 4, F 5);
+
+/// The error of a task whose body panicked, with the panic's message.
+pub(crate) fn task_panicked(name: &str, panic: &(dyn std::any::Any + Send)) -> Error {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned());
+    Error::TaskFailed {
+        task: name.to_owned(),
+        reason: format!("panicked: {message}"),
+    }
+}
