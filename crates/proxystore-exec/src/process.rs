@@ -315,13 +315,7 @@ impl TaskRegistry {
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(args)))
                 .map_err(|panic| task_panicked(name, &*panic))?;
             let counters = Counters::default();
-            let mut stager = Stager {
-                store,
-                policy,
-                task: name,
-                counters: &counters,
-                owned: Vec::new(),
-            };
+            let mut stager = Stager::new(store, policy, name, &counters);
             let wired = stager.wire(result, None)?;
             let len = counters
                 .bytes_by_value

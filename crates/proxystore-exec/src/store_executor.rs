@@ -83,6 +83,35 @@ impl Drop for ArgumentObjects {
     }
 }
 
+impl ArgumentObjects {
+    /// Ends a task: its argument objects are evicted, then the caller is
+    /// given the outcome (so it never sees a result while they remain).
+    fn finish<R>(self, outcome: Result<Done<R>>, slot: &Slot<R>) {
+        let (store, counters) = (self.store.clone(), Arc::clone(&self.counters));
+        drop(self);
+        if outcome.is_err() {
+            Counters::add(&counters.failed, 1);
+        }
+        slot.complete(outcome, &store);
+    }
+}
+
+/// Stages a task's result by the result policy (where the task ran).
+fn stage_result<R: TaskValue>(
+    store: &Store,
+    policy: &ProxyPolicy,
+    task: &str,
+    counters: &Counters,
+    result: R,
+) -> Result<Done<R>> {
+    Ok(
+        match Stager::new(store, policy, task, counters).stage(result, None)? {
+            Staged::Value(v) => Done::Value(v),
+            Staged::Proxy(key) => Done::Proxy(key),
+        },
+    )
+}
+
 impl StoreExecutor {
     /// Runs tasks on `executor` in this process; every value goes by value
     /// until a policy is set.
@@ -141,13 +170,7 @@ impl StoreExecutor {
     }
 
     fn stager<'a>(&'a self, task: &'a str) -> Stager<'a> {
-        Stager {
-            store: &self.store,
-            policy: &self.policy,
-            task,
-            counters: &self.counters,
-            owned: Vec::new(),
-        }
+        Stager::new(&self.store, &self.policy, task, &self.counters)
     }
 
     fn argument_objects(&self, keys: Vec<Key>) -> ArgumentObjects {
@@ -219,24 +242,9 @@ impl StoreExecutor {
             let outcome = A::resolve(staged, &store).and_then(|args| {
                 let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(args)))
                     .map_err(|panic| task_panicked(name, &*panic))?;
-                let mut stager = Stager {
-                    store: &store,
-                    policy: &result_policy,
-                    task: name,
-                    counters: &counters,
-                    owned: Vec::new(),
-                };
-                Ok(match stager.stage(result, None)? {
-                    Staged::Value(v) => Done::Value(v),
-                    Staged::Proxy(key) => Done::Proxy(key),
-                })
+                stage_result(&store, &result_policy, name, &counters, result)
             });
-            // Arguments are gone before the caller sees the result.
-            drop(objects);
-            if outcome.is_err() {
-                Counters::add(&counters.failed, 1);
-            }
-            theirs.complete(outcome, &store);
+            objects.finish(outcome, &theirs);
         };
         Counters::add(&self.counters.tasks, 1);
         executor.spawn(Box::new(job))?;
@@ -259,34 +267,27 @@ impl StoreExecutor {
             args: wired?,
         };
         let slot = Slot::<R>::new();
-        let (store, counters, theirs) = (
-            self.store.clone(),
-            Arc::clone(&self.counters),
-            Arc::clone(&slot),
-        );
+        let (counters, theirs) = (Arc::clone(&self.counters), Arc::clone(&slot));
         Counters::add(&self.counters.tasks, 1);
         pool.dispatch(
             &message,
             Box::new(move |reply: Result<Reply>| {
-                drop(objects);
-                let outcome = match reply {
-                    Ok((Wired::Value(bytes), len)) => {
+                // The worker staged the result; count it here, where the
+                // metrics are.
+                let outcome = reply.map(|(wired, len)| match wired {
+                    Wired::Value(bytes) => {
                         Counters::add(&counters.values_by_value, 1);
                         Counters::add(&counters.bytes_by_value, len);
-                        Ok(Done::Bytes(bytes))
+                        Done::Bytes(bytes)
                     }
-                    Ok((Wired::Proxy(key), len)) => {
+                    Wired::Proxy(key) => {
                         Counters::add(&counters.values_by_proxy, 1);
                         Counters::add(&counters.bytes_by_proxy, len);
                         Counters::add(&counters.puts, 1);
-                        Ok(Done::Proxy(key))
+                        Done::Proxy(key)
                     }
-                    Err(e) => {
-                        Counters::add(&counters.failed, 1);
-                        Err(e)
-                    }
-                };
-                theirs.complete(outcome, &store);
+                });
+                objects.finish(outcome, &theirs);
             }),
         )?;
         Ok(TaskHandle::new(slot, self.store.clone(), name))
@@ -336,32 +337,16 @@ impl StoreExecutor {
                 let args =
                     join(name, runtime.spawn_blocking(move || A::resolve(staged, &s))).await??;
                 let result = join(name, runtime.spawn(body(args))).await?;
-                let (s, c) = (store.clone(), Arc::clone(&counters));
                 join(
                     name,
                     runtime.spawn_blocking(move || {
-                        let mut stager = Stager {
-                            store: &s,
-                            policy: &result_policy,
-                            task: name,
-                            counters: &c,
-                            owned: Vec::new(),
-                        };
-                        stager.stage(result, None)
+                        stage_result(&store, &result_policy, name, &counters, result)
                     }),
                 )
                 .await?
             }
             .await;
-            let outcome = outcome.map(|staged| match staged {
-                Staged::Value(v) => Done::Value(v),
-                Staged::Proxy(key) => Done::Proxy(key),
-            });
-            drop(objects);
-            if outcome.is_err() {
-                Counters::add(&counters.failed, 1);
-            }
-            theirs.complete(outcome, &store);
+            objects.finish(outcome, &theirs);
         }));
         Ok(TaskHandle::new(slot, self.store.clone(), name))
     }

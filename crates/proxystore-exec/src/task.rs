@@ -136,7 +136,23 @@ pub struct Stager<'a> {
     pub(crate) owned: Vec<Key>,
 }
 
-impl Stager<'_> {
+impl<'a> Stager<'a> {
+    /// A stager for one task's values.
+    pub(crate) fn new(
+        store: &'a Store,
+        policy: &'a ProxyPolicy,
+        task: &'a str,
+        counters: &'a Counters,
+    ) -> Self {
+        Stager {
+            store,
+            policy,
+            task,
+            counters,
+            owned: Vec::new(),
+        }
+    }
+
     /// Decides one value; `Ok((value, None))` to pass it by value, else the
     /// key of the put and the encoded bytes' length.
     fn decide<T: TaskValue>(
