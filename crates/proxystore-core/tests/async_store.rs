@@ -209,3 +209,81 @@ fn in_memory_objects_resolve_inline_once_each_and_large_ones_decode_on_the_pool(
     // nothing); only the 1 MiB decode went elsewhere.
     assert_eq!(*c.threads.lock().unwrap(), ["caller", "caller"]);
 }
+
+/// Counts the gets a waiter sends.
+#[derive(Debug, Default)]
+struct CountingGets {
+    inner: LocalConnector,
+    gets: std::sync::atomic::AtomicU64,
+}
+
+impl proxystore_core::Connector for CountingGets {
+    fn kind(&self) -> &str {
+        self.inner.kind()
+    }
+    fn capabilities(&self) -> proxystore_core::Capabilities {
+        self.inner.capabilities()
+    }
+    fn put(&self, data: proxystore_core::Bytes) -> proxystore_core::Result<proxystore_core::Key> {
+        self.inner.put(data)
+    }
+    fn get(
+        &self,
+        key: &proxystore_core::Key,
+    ) -> proxystore_core::Result<Option<proxystore_core::Bytes>> {
+        self.gets.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.inner.get(key)
+    }
+    fn exists(&self, key: &proxystore_core::Key) -> proxystore_core::Result<bool> {
+        self.inner.exists(key)
+    }
+    fn evict(&self, key: &proxystore_core::Key) -> proxystore_core::Result<()> {
+        self.inner.evict(key)
+    }
+    fn config(&self) -> proxystore_core::ConnectorConfig {
+        self.inner.config()
+    }
+    fn close(&self) -> proxystore_core::Result<()> {
+        self.inner.close()
+    }
+    fn as_deferrable(&self) -> Option<&dyn proxystore_core::DeferrableConnector> {
+        Some(self)
+    }
+}
+
+impl proxystore_core::DeferrableConnector for CountingGets {
+    fn new_key(&self) -> proxystore_core::Result<proxystore_core::Key> {
+        self.inner.new_key()
+    }
+    fn set(
+        &self,
+        key: &proxystore_core::Key,
+        data: proxystore_core::Bytes,
+    ) -> proxystore_core::Result<()> {
+        self.inner.set(key, data)
+    }
+}
+
+#[test]
+fn a_waiter_polls_fast_then_at_most_every_max_poll_interval() {
+    // What a waiter costs its connector while the value is set elsewhere
+    // (another process: nothing here wakes it): the gets it sends.
+    let c = std::sync::Arc::new(CountingGets::default());
+    let s = Store::builder(format!("polls-{}", ObjectId::random()), c.clone())
+        .cache_size(0)
+        .build();
+    // Futures resolve through the registered store of their name.
+    register_store(&s).unwrap();
+    let fut = s.future::<u8>().unwrap();
+    let waited = Duration::from_millis(500);
+    let e = fut.result(waited).unwrap_err();
+    assert!(matches!(e, Error::Timeout { .. }), "{e}");
+    let gets = c.gets.load(std::sync::atomic::Ordering::Relaxed);
+    // The doubling from 50 µs reaches the 10 ms cap after 8 polls (~13 ms);
+    // after that one poll per 10 ms at most. Sleeping longer than asked only
+    // lowers the count, so the upper bound cannot flake.
+    let most =
+        8 + waited.as_millis() as u64 / proxystore_core::MAX_POLL_INTERVAL.as_millis() as u64 + 4;
+    println!("a waiter sent {gets} gets in {waited:?} (at most {most})");
+    assert!((2..=most).contains(&gets), "{gets} gets, at most {most}");
+}
