@@ -194,11 +194,13 @@ fn measure(
         bar.set_message(format!("by-value task {human}"));
         let samples = client.run(Via::Value, size, task_ms, WARMUP, iterations)?;
         records.push(record("by-value", "task", size, samples));
+        client.take_steps();
         bar.inc(1);
         for (target, (store, _)) in targets.iter().zip(stores) {
             bar.set_message(format!("{} task {human}", target.name));
             let samples = client.run(Via::Proxy(store), size, task_ms, WARMUP, iterations)?;
             records.push(record(&target.name, "task", size, samples));
+            records.extend(step_records(&target.name, size, &client.take_steps()));
             bar.inc(1);
         }
         let data = proxystore::pattern::pattern(size, farm::INPUT_SEED);
@@ -215,6 +217,30 @@ fn measure(
     client.shutdown()?;
     children.wait(timeouts.connect)?;
     Ok(records)
+}
+
+/// The data path inside the by-proxy tasks, one record per step (ops
+/// `task-client-put`, `task-worker-get`, `task-worker-put`,
+/// `task-client-get`; a get includes checking the bytes), so every run
+/// shows how much of a round trip is data and how much control.
+fn step_records(connector: &str, size: usize, steps: &[farm::TaskSteps]) -> Vec<Record> {
+    let column = |pick: fn(&farm::TaskSteps) -> Duration| steps.iter().map(pick).collect();
+    vec![
+        record(connector, "task-client-put", size, column(|s| s.client_put)),
+        record(
+            connector,
+            "task-worker-get",
+            size,
+            column(|s| s.worker_fetch),
+        ),
+        record(connector, "task-worker-put", size, column(|s| s.worker_put)),
+        record(
+            connector,
+            "task-client-get",
+            size,
+            column(|s| s.client_fetch),
+        ),
+    ]
 }
 
 /// The median of the record for `connector`, `op` and `size`, if measured.

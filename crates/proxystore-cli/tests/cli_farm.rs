@@ -56,6 +56,19 @@ fn farm_writes_task_records_by_value_and_by_proxy() {
     }
     let tasks = records.iter().filter(|r| r["op"] == "task").count();
     assert_eq!(tasks, 4, "{records:?}");
+    // Each by-proxy task's data path, step by step.
+    for op in [
+        "task-client-put",
+        "task-worker-get",
+        "task-worker-put",
+        "task-client-get",
+    ] {
+        let steps: Vec<_> = records.iter().filter(|r| r["op"] == op).collect();
+        assert_eq!(steps.len(), 2, "{op} at both sizes: {records:?}");
+        assert!(steps
+            .iter()
+            .all(|r| r["connector"] == "shm" && r["median_ns"].as_u64().unwrap() > 0));
+    }
 }
 
 #[test]

@@ -28,7 +28,7 @@ use proxystore_core::pattern::pattern;
 use proxystore_core::{Error, ProxyFactory, Result, Store};
 
 use crate::channel::{FrameListener, FrameStream};
-pub use message::{Message, Payload};
+pub use message::{Message, Payload, WorkerSteps};
 
 /// Seed of the filler bytes of every task input.
 pub const INPUT_SEED: u64 = 1;
@@ -141,12 +141,31 @@ fn evict(payload: &Payload) -> Result<()> {
     }
 }
 
+/// Where one task's time went: the data path of each side (the rest of
+/// the round trip is control messages and scheduling).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TaskSteps {
+    /// The client putting the input (zero by value).
+    pub client_put: Duration,
+    /// The worker resolving and checking the input.
+    pub worker_fetch: Duration,
+    /// The worker putting the result (zero by value).
+    pub worker_put: Duration,
+    /// The client resolving and checking the result.
+    pub client_fetch: Duration,
+}
+
 /// The client's end of a running farm.
 #[derive(Debug)]
 pub struct Client {
     chan: FrameStream,
     next_id: u64,
     timeouts: Timeouts,
+    /// Steps of the timed tasks of [`run`](Self::run) calls since the last
+    /// [`take_steps`](Self::take_steps).
+    steps: Vec<TaskSteps>,
+    /// Steps of the last task.
+    last: TaskSteps,
 }
 
 impl Client {
@@ -179,6 +198,8 @@ impl Client {
             chan,
             next_id: 0,
             timeouts,
+            steps: Vec::new(),
+            last: TaskSteps::default(),
         })
     }
 
@@ -203,6 +224,10 @@ impl Client {
                 let key = store.put_bytes(input.clone())?;
                 Payload::Proxy(ProxyFactory::new(store.config(), key))
             }
+        };
+        self.last = TaskSteps {
+            client_put: start.elapsed(),
+            ..TaskSteps::default()
         };
         let mut answer = None;
         let outcome = self.round_trip(id, task_ms, input.len(), &payload, &mut answer, expected);
@@ -234,7 +259,13 @@ impl Client {
         let wait = self.timeouts.reply + Duration::from_millis(u64::from(task_ms));
         self.chan.set_read_timeout(Some(wait))?;
         let (got_id, payload) = match expect(&mut self.chan, "a task's answer")? {
-            Message::Done { id, payload, .. } => (id, payload),
+            Message::Done {
+                id, payload, steps, ..
+            } => {
+                self.last.worker_fetch = Duration::from_micros(u64::from(steps.fetch_us));
+                self.last.worker_put = Duration::from_micros(u64::from(steps.put_us));
+                (id, payload)
+            }
             Message::Failed { id: failed, reason } => {
                 return Err(Error::PeerUnreachable {
                     address: format!("farm worker behind {}", self.chan.peer()),
@@ -250,7 +281,10 @@ impl Client {
                 reason: format!("answered task {got_id} while task {id} was running"),
             });
         }
-        verify(&resolve(payload)?, expected, "task result")
+        let fetch = Instant::now();
+        let checked = verify(&resolve(payload)?, expected, "task result");
+        self.last.client_fetch = fetch.elapsed();
+        checked
     }
 
     /// Runs `warmup` untimed then `iterations` timed tasks of `size` bytes
@@ -270,9 +304,16 @@ impl Client {
             let t = self.task(via, &input, &expected, task_ms)?;
             if i >= warmup {
                 samples.push(t);
+                self.steps.push(self.last);
             }
         }
         Ok(samples)
+    }
+
+    /// The steps of every timed task of the [`run`](Self::run) calls since
+    /// the last call, in order; the list starts over.
+    pub fn take_steps(&mut self) -> Vec<TaskSteps> {
+        std::mem::take(&mut self.steps)
     }
 
     /// Stops the farm: tells the scheduler (which tells the worker) and
@@ -361,7 +402,12 @@ pub fn run_worker(scheduler_addr: &str, timeouts: Timeouts) -> Result<()> {
                 payload,
             }) => {
                 let answer = match worker.run(task_ms, size, payload) {
-                    Ok(payload) => Message::Done { id, size, payload },
+                    Ok((payload, steps)) => Message::Done {
+                        id,
+                        size,
+                        payload,
+                        steps,
+                    },
                     Err(e) => Message::Failed {
                         id,
                         reason: e.to_string(),
@@ -383,7 +429,8 @@ struct Worker {
 }
 
 impl Worker {
-    fn run(&mut self, task_ms: u32, size: u64, payload: Payload) -> Result<Payload> {
+    fn run(&mut self, task_ms: u32, size: u64, payload: Payload) -> Result<(Payload, WorkerSteps)> {
+        let fetch = Instant::now();
         let factory = match &payload {
             Payload::Proxy(f) => Some(f.clone()),
             Payload::Value(_) => None,
@@ -404,17 +451,24 @@ impl Worker {
         }
         verify(&input, &self.input, "task input")?;
         drop(input);
+        let mut steps = WorkerSteps {
+            fetch_us: WorkerSteps::micros(fetch.elapsed()),
+            put_us: 0,
+        };
         if task_ms > 0 {
             std::thread::sleep(Duration::from_millis(u64::from(task_ms)));
         }
-        match factory {
-            None => Ok(Payload::Value(self.result.clone())),
+        let answer = match factory {
+            None => Payload::Value(self.result.clone()),
             Some(f) => {
+                let put = Instant::now();
                 let store = f.store()?;
                 let key = store.put_bytes(self.result.clone())?;
-                Ok(Payload::Proxy(ProxyFactory::new(store.config(), key)))
+                steps.put_us = WorkerSteps::micros(put.elapsed());
+                Payload::Proxy(ProxyFactory::new(store.config(), key))
             }
-        }
+        };
+        Ok((answer, steps))
     }
 }
 

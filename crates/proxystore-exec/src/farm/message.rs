@@ -37,6 +37,24 @@ pub enum Payload {
     Proxy(ProxyFactory),
 }
 
+/// How long the worker spent on a task's data, as it reports in
+/// [`Message::Done`] (microseconds, saturating): what a run's breakdown
+/// needs to tell the data path from the control path.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WorkerSteps {
+    /// Resolving and checking the input.
+    pub fetch_us: u32,
+    /// Putting the result (zero for a result sent by value).
+    pub put_us: u32,
+}
+
+impl WorkerSteps {
+    /// Microseconds of `d`, saturating at `u32::MAX` (71 minutes).
+    pub fn micros(d: std::time::Duration) -> u32 {
+        u32::try_from(d.as_micros()).unwrap_or(u32::MAX)
+    }
+}
+
 /// One control message between client, scheduler and worker.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Message {
@@ -61,6 +79,8 @@ pub enum Message {
         size: u64,
         /// The result.
         payload: Payload,
+        /// The worker's time on the input and the result.
+        steps: WorkerSteps,
     },
     /// Worker to client: task `id` failed.
     Failed {
@@ -103,6 +123,7 @@ impl Message {
     /// The header and the body of the message (a payload sent by value is
     /// the body itself: a reference count, no copy).
     pub fn encode(&self) -> Result<([u8; HEADER_LEN], Bytes)> {
+        let mut extra = 0u32;
         let (kind, via, id, size, task_ms, body) = match self {
             Message::Task {
                 id,
@@ -113,9 +134,16 @@ impl Message {
                 let (via, body) = encode_payload(payload)?;
                 (TASK, via, *id, *size, *task_ms, body)
             }
-            Message::Done { id, size, payload } => {
+            Message::Done {
+                id,
+                size,
+                payload,
+                steps,
+            } => {
                 let (via, body) = encode_payload(payload)?;
-                (DONE, via, *id, *size, 0, body)
+                // A Done has no task duration: its slot carries the fetch.
+                extra = steps.put_us;
+                (DONE, via, *id, *size, steps.fetch_us, body)
             }
             Message::Failed { id, reason } => (
                 FAILED,
@@ -143,6 +171,7 @@ impl Message {
         head[8..16].copy_from_slice(&id.to_le_bytes());
         head[16..24].copy_from_slice(&size.to_le_bytes());
         head[24..28].copy_from_slice(&task_ms.to_le_bytes());
+        head[28..32].copy_from_slice(&extra.to_le_bytes());
         Ok((head, body))
     }
 
@@ -177,6 +206,8 @@ impl Message {
         let mut ms = [0u8; 4];
         ms.copy_from_slice(&frame[24..28]);
         let task_ms = u32::from_le_bytes(ms);
+        ms.copy_from_slice(&frame[28..32]);
+        let extra = u32::from_le_bytes(ms);
         let body = frame.slice(HEADER_LEN..);
         let text = |body: &Bytes, what: &str| {
             std::str::from_utf8(body)
@@ -194,6 +225,10 @@ impl Message {
                 id,
                 size,
                 payload: decode_payload(via, size, body)?,
+                steps: WorkerSteps {
+                    fetch_us: task_ms,
+                    put_us: extra,
+                },
             },
             FAILED => Message::Failed {
                 id,
@@ -279,11 +314,16 @@ mod tests {
                 id: 3,
                 size: 0,
                 payload: Payload::Value(Bytes::new()),
+                steps: WorkerSteps::default(),
             },
             Message::Done {
                 id: 4,
                 size: 9,
                 payload: Payload::Proxy(factory()),
+                steps: WorkerSteps {
+                    fetch_us: 250,
+                    put_us: u32::MAX,
+                },
             },
             Message::Failed {
                 id: 5,
@@ -304,6 +344,7 @@ mod tests {
             id: 1,
             size: 4,
             payload: Payload::Value(Bytes::from_static(b"abcd")),
+            steps: WorkerSteps::default(),
         };
         let f = frame(&m);
         match Message::decode(f.clone()).unwrap() {

@@ -75,11 +75,28 @@ fn tasks_by_value_and_by_proxy_round_trip_and_leave_nothing_behind() {
         recording.keys.lock().unwrap().is_empty(),
         "by value puts nothing"
     );
+    assert_eq!(farm.client.take_steps().len(), 3, "the by-value run's");
     let samples = farm
         .client
         .run(Via::Proxy(&store), 100_000, 1, 1, 3)
         .unwrap();
     assert!(samples.iter().all(|t| *t >= Duration::from_millis(1)));
+    // One step record per timed task (warm-up left out), each step inside
+    // its round trip: the worker's put and both fetches happened.
+    let steps = farm.client.take_steps();
+    assert_eq!(steps.len(), 3);
+    for (s, total) in steps.iter().zip(&samples) {
+        let data = s.client_put + s.worker_fetch + s.worker_put + s.client_fetch;
+        assert!(data <= *total, "{s:?} within {total:?}");
+        assert!(
+            s.worker_fetch > Duration::ZERO && s.client_fetch > Duration::ZERO,
+            "{s:?}"
+        );
+    }
+    assert!(
+        farm.client.take_steps().is_empty(),
+        "taking them starts over"
+    );
     farm.shutdown().unwrap();
     // An input and a result per task, warm-up included, all evicted.
     let keys = recording.keys.lock().unwrap().clone();
