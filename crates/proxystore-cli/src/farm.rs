@@ -224,23 +224,16 @@ fn measure(
 /// `task-client-get`; a get includes checking the bytes), so every run
 /// shows how much of a round trip is data and how much control.
 fn step_records(connector: &str, size: usize, steps: &[farm::TaskSteps]) -> Vec<Record> {
-    let column = |pick: fn(&farm::TaskSteps) -> Duration| steps.iter().map(pick).collect();
-    vec![
-        record(connector, "task-client-put", size, column(|s| s.client_put)),
-        record(
-            connector,
-            "task-worker-get",
-            size,
-            column(|s| s.worker_fetch),
-        ),
-        record(connector, "task-worker-put", size, column(|s| s.worker_put)),
-        record(
-            connector,
-            "task-client-get",
-            size,
-            column(|s| s.client_fetch),
-        ),
-    ]
+    type Pick = fn(&farm::TaskSteps) -> Duration;
+    let ops: [(&str, Pick); 4] = [
+        ("task-client-put", |s| s.client_put),
+        ("task-worker-get", |s| s.worker_fetch),
+        ("task-worker-put", |s| s.worker_put),
+        ("task-client-get", |s| s.client_fetch),
+    ];
+    ops.iter()
+        .map(|(op, pick)| record(connector, op, size, steps.iter().map(pick).collect()))
+        .collect()
 }
 
 /// The median of the record for `connector`, `op` and `size`, if measured.

@@ -7,6 +7,9 @@
 
 use std::sync::Arc;
 
+mod observed;
+pub use observed::ObservedLocal;
+
 use bytes::Bytes;
 
 use crate::connector::{connector_from_config, Connector};

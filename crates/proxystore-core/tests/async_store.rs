@@ -7,6 +7,7 @@
 
 use std::time::{Duration, Instant};
 
+use proxystore_core::testing::ObservedLocal;
 use proxystore_core::{register_store, Error, LocalConnector, ObjectId, Proxy, Store};
 
 fn store(tag: &str) -> Store {
@@ -142,48 +143,9 @@ fn a_blocking_wait_wakes_on_a_set_from_another_thread() {
     setter.join().unwrap();
 }
 
-/// Which thread each get ran on.
-#[derive(Debug, Default)]
-struct Recording {
-    inner: LocalConnector,
-    threads: std::sync::Mutex<Vec<String>>,
-}
-
-impl proxystore_core::Connector for Recording {
-    fn kind(&self) -> &str {
-        self.inner.kind()
-    }
-    fn capabilities(&self) -> proxystore_core::Capabilities {
-        self.inner.capabilities()
-    }
-    fn put(&self, data: proxystore_core::Bytes) -> proxystore_core::Result<proxystore_core::Key> {
-        self.inner.put(data)
-    }
-    fn get(
-        &self,
-        key: &proxystore_core::Key,
-    ) -> proxystore_core::Result<Option<proxystore_core::Bytes>> {
-        let name = std::thread::current().name().unwrap_or("").to_owned();
-        self.threads.lock().unwrap().push(name);
-        self.inner.get(key)
-    }
-    fn exists(&self, key: &proxystore_core::Key) -> proxystore_core::Result<bool> {
-        self.inner.exists(key)
-    }
-    fn evict(&self, key: &proxystore_core::Key) -> proxystore_core::Result<()> {
-        self.inner.evict(key)
-    }
-    fn config(&self) -> proxystore_core::ConnectorConfig {
-        self.inner.config()
-    }
-    fn close(&self) -> proxystore_core::Result<()> {
-        self.inner.close()
-    }
-}
-
 #[test]
 fn in_memory_objects_resolve_inline_once_each_and_large_ones_decode_on_the_pool() {
-    let c = std::sync::Arc::new(Recording::default());
+    let c = std::sync::Arc::new(ObservedLocal::new());
     let s = Store::builder("inline-probe", c.clone())
         .cache_size(0)
         .build();
@@ -207,68 +169,14 @@ fn in_memory_objects_resolve_inline_once_each_and_large_ones_decode_on_the_pool(
         .unwrap();
     // Both fetched once, on the caller's thread (an in-memory get waits on
     // nothing); only the 1 MiB decode went elsewhere.
-    assert_eq!(*c.threads.lock().unwrap(), ["caller", "caller"]);
-}
-
-/// Counts the gets a waiter sends.
-#[derive(Debug, Default)]
-struct CountingGets {
-    inner: LocalConnector,
-    gets: std::sync::atomic::AtomicU64,
-}
-
-impl proxystore_core::Connector for CountingGets {
-    fn kind(&self) -> &str {
-        self.inner.kind()
-    }
-    fn capabilities(&self) -> proxystore_core::Capabilities {
-        self.inner.capabilities()
-    }
-    fn put(&self, data: proxystore_core::Bytes) -> proxystore_core::Result<proxystore_core::Key> {
-        self.inner.put(data)
-    }
-    fn get(
-        &self,
-        key: &proxystore_core::Key,
-    ) -> proxystore_core::Result<Option<proxystore_core::Bytes>> {
-        self.gets.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.inner.get(key)
-    }
-    fn exists(&self, key: &proxystore_core::Key) -> proxystore_core::Result<bool> {
-        self.inner.exists(key)
-    }
-    fn evict(&self, key: &proxystore_core::Key) -> proxystore_core::Result<()> {
-        self.inner.evict(key)
-    }
-    fn config(&self) -> proxystore_core::ConnectorConfig {
-        self.inner.config()
-    }
-    fn close(&self) -> proxystore_core::Result<()> {
-        self.inner.close()
-    }
-    fn as_deferrable(&self) -> Option<&dyn proxystore_core::DeferrableConnector> {
-        Some(self)
-    }
-}
-
-impl proxystore_core::DeferrableConnector for CountingGets {
-    fn new_key(&self) -> proxystore_core::Result<proxystore_core::Key> {
-        self.inner.new_key()
-    }
-    fn set(
-        &self,
-        key: &proxystore_core::Key,
-        data: proxystore_core::Bytes,
-    ) -> proxystore_core::Result<()> {
-        self.inner.set(key, data)
-    }
+    assert_eq!(c.get_threads(), ["caller", "caller"]);
 }
 
 #[test]
 fn a_waiter_polls_fast_then_at_most_every_max_poll_interval() {
     // What a waiter costs its connector while the value is set elsewhere
     // (another process: nothing here wakes it): the gets it sends.
-    let c = std::sync::Arc::new(CountingGets::default());
+    let c = std::sync::Arc::new(ObservedLocal::new());
     let s = Store::builder(format!("polls-{}", ObjectId::random()), c.clone())
         .cache_size(0)
         .build();
@@ -278,7 +186,7 @@ fn a_waiter_polls_fast_then_at_most_every_max_poll_interval() {
     let waited = Duration::from_millis(500);
     let e = fut.result(waited).unwrap_err();
     assert!(matches!(e, Error::Timeout { .. }), "{e}");
-    let gets = c.gets.load(std::sync::atomic::Ordering::Relaxed);
+    let gets = c.gets() as u64;
     // The doubling from 50 µs reaches the 10 ms cap after 8 polls (~13 ms);
     // after that one poll per 10 ms at most. Sleeping longer than asked only
     // lowers the count, so the upper bound cannot flake.

@@ -8,50 +8,20 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use proxystore_core::testing::ObservedLocal;
 use proxystore_core::{
-    blocking_threads, register_store, unregister_store, Bytes, Capabilities, Connector,
-    ConnectorConfig, Key, LocalConnector, Proxy, Result, Store, BLOCKING_THREADS,
+    blocking_threads, register_store, unregister_store, Proxy, Store, BLOCKING_THREADS,
 };
-
-/// A local connector whose gets take 50 ms, as a slow network would.
-#[derive(Debug)]
-struct Slow(LocalConnector);
-
-impl Connector for Slow {
-    fn kind(&self) -> &str {
-        self.0.kind()
-    }
-    fn capabilities(&self) -> Capabilities {
-        // Gets wait (as on a network), so resolution goes to the pool.
-        self.0.capabilities().with_in_memory(false)
-    }
-    fn put(&self, data: Bytes) -> Result<Key> {
-        self.0.put(data)
-    }
-    fn get(&self, key: &Key) -> Result<Option<Bytes>> {
-        std::thread::sleep(Duration::from_millis(50));
-        self.0.get(key)
-    }
-    fn exists(&self, key: &Key) -> Result<bool> {
-        self.0.exists(key)
-    }
-    fn evict(&self, key: &Key) -> Result<()> {
-        self.0.evict(key)
-    }
-    fn config(&self) -> ConnectorConfig {
-        self.0.config()
-    }
-    fn close(&self) -> Result<()> {
-        self.0.close()
-    }
-}
 
 #[test]
 fn a_burst_of_async_resolutions_stays_within_the_pool() {
     let name = format!("pool-{}", proxystore_core::ObjectId::random());
-    let s = Store::builder(name, Arc::new(Slow(LocalConnector::new())))
-        .cache_size(0)
-        .build();
+    let s = Store::builder(
+        name,
+        Arc::new(ObservedLocal::with_get_delay(Duration::from_millis(50))),
+    )
+    .cache_size(0)
+    .build();
     register_store(&s).unwrap();
     let n = 4 * BLOCKING_THREADS;
     let proxies: Vec<Proxy<u64>> = (0..n as u64).map(|i| s.proxy(&i).unwrap()).collect();

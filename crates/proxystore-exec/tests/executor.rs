@@ -4,14 +4,11 @@
 
 #![allow(clippy::unwrap_used)] // Tests fail loudly by design.
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use proxystore_core::{
-    Bytes, Capabilities, Connector, ConnectorConfig, Error, Key, LocalConnector, ObjectId, Result,
-    Store,
-};
+use proxystore_core::testing::ObservedLocal;
+use proxystore_core::{Error, ObjectId, Store};
 use proxystore_exec::{Executor, ProxyPolicy, StoreExecutor, Task, TaskOutput, ThreadPoolExecutor};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -31,45 +28,9 @@ static PANICS: Task<(u32,), u32> = Task::new("panics", |(n,)| {
     n
 });
 
-/// A local connector that counts the objects it holds.
-#[derive(Debug, Default)]
-struct Counting {
-    inner: LocalConnector,
-    live: Mutex<HashSet<Key>>,
-}
-
-impl Connector for Counting {
-    fn kind(&self) -> &str {
-        self.inner.kind()
-    }
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-    fn put(&self, data: Bytes) -> Result<Key> {
-        let key = self.inner.put(data)?;
-        self.live.lock().unwrap().insert(key.clone());
-        Ok(key)
-    }
-    fn get(&self, key: &Key) -> Result<Option<Bytes>> {
-        self.inner.get(key)
-    }
-    fn exists(&self, key: &Key) -> Result<bool> {
-        self.inner.exists(key)
-    }
-    fn evict(&self, key: &Key) -> Result<()> {
-        self.live.lock().unwrap().remove(key);
-        self.inner.evict(key)
-    }
-    fn config(&self) -> ConnectorConfig {
-        self.inner.config()
-    }
-    fn close(&self) -> Result<()> {
-        self.inner.close()
-    }
-}
-
-fn counted() -> (Store, Arc<Counting>) {
-    let c = Arc::new(Counting::default());
+/// A store over a local connector that records its objects.
+fn counted() -> (Store, Arc<ObservedLocal>) {
+    let c = Arc::new(ObservedLocal::new());
     let s = Store::builder(format!("exec-{}", ObjectId::random()), c.clone())
         .cache_size(0)
         .build();
@@ -204,10 +165,7 @@ fn waiting_too_little_is_a_timeout_and_an_abandoned_result_is_evicted() {
     s.flush_evictions(WAIT).unwrap();
     let m = exec.metrics();
     assert_eq!(m.puts, 2 + 2, "argument and result of each task ({m:?})");
-    assert!(
-        objects.live.lock().unwrap().is_empty(),
-        "every object was evicted"
-    );
+    assert!(objects.live().is_empty(), "every object was evicted");
 }
 
 #[test]

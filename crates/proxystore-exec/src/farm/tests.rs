@@ -3,9 +3,10 @@
 #![allow(clippy::unwrap_used)]
 
 use super::*;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use proxystore_core::{register_store, unregister_store, Connector, Key, LocalConnector};
+use proxystore_core::testing::ObservedLocal;
+use proxystore_core::{register_store, unregister_store, LocalConnector};
 
 fn timeouts() -> Timeouts {
     Timeouts {
@@ -25,45 +26,9 @@ fn store(name: &str) -> Store {
     store
 }
 
-/// A local connector that remembers every key put through it.
-#[derive(Debug, Default)]
-struct Recording {
-    inner: LocalConnector,
-    keys: Mutex<Vec<Key>>,
-}
-
-impl Connector for Recording {
-    fn kind(&self) -> &str {
-        self.inner.kind()
-    }
-    fn capabilities(&self) -> proxystore_core::Capabilities {
-        self.inner.capabilities()
-    }
-    fn put(&self, data: Bytes) -> Result<Key> {
-        let key = self.inner.put(data)?;
-        self.keys.lock().unwrap().push(key.clone());
-        Ok(key)
-    }
-    fn get(&self, key: &Key) -> Result<Option<Bytes>> {
-        self.inner.get(key)
-    }
-    fn exists(&self, key: &Key) -> Result<bool> {
-        self.inner.exists(key)
-    }
-    fn evict(&self, key: &Key) -> Result<()> {
-        self.inner.evict(key)
-    }
-    fn config(&self) -> proxystore_core::ConnectorConfig {
-        self.inner.config()
-    }
-    fn close(&self) -> Result<()> {
-        self.inner.close()
-    }
-}
-
 #[test]
 fn tasks_by_value_and_by_proxy_round_trip_and_leave_nothing_behind() {
-    let recording = Arc::new(Recording::default());
+    let recording = Arc::new(ObservedLocal::new());
     let store = Store::builder("farm-test-evict", recording.clone())
         .cache_size(0)
         .build();
@@ -71,10 +36,7 @@ fn tasks_by_value_and_by_proxy_round_trip_and_leave_nothing_behind() {
     let mut farm = ThreadFarm::start(timeouts()).unwrap();
     let samples = farm.client.run(Via::Value, 10_000, 0, 1, 3).unwrap();
     assert_eq!(samples.len(), 3);
-    assert!(
-        recording.keys.lock().unwrap().is_empty(),
-        "by value puts nothing"
-    );
+    assert!(recording.puts().is_empty(), "by value puts nothing");
     assert_eq!(farm.client.take_steps().len(), 3, "the by-value run's");
     let samples = farm
         .client
@@ -99,7 +61,7 @@ fn tasks_by_value_and_by_proxy_round_trip_and_leave_nothing_behind() {
     );
     farm.shutdown().unwrap();
     // An input and a result per task, warm-up included, all evicted.
-    let keys = recording.keys.lock().unwrap().clone();
+    let keys = recording.puts();
     assert_eq!(keys.len(), 2 * 4);
     for key in &keys {
         assert!(!store.exists(key).unwrap(), "{key} was left behind");
