@@ -5,30 +5,14 @@
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use proxystore::file::FileConfig;
-use proxystore::{Bytes, Connector, FileConnector, LocalConnector, Store};
+use proxystore::{Bytes, Connector, LocalConnector, Store};
 use proxystore_benches::CopyTarget;
 
 fn connectors(c: &mut Criterion) {
-    let tmp = tempfile::tempdir().expect("temp dir");
-    let shm = tempfile::tempdir_in("/dev/shm").expect("shm dir");
-    let targets: Vec<(&str, Arc<dyn Connector>)> = vec![
-        ("local", Arc::new(LocalConnector::new())),
-        (
-            "file",
-            Arc::new(FileConnector::new(tmp.path()).expect("file")),
-        ),
-        (
-            "shm",
-            Arc::new(
-                FileConnector::with_config(FileConfig {
-                    dir: shm.path().into(),
-                    ..FileConfig::shm()
-                })
-                .expect("shm"),
-            ),
-        ),
-    ];
+    let (embedded, _dirs) = proxystore_benches::file_and_shm();
+    let mut targets: Vec<(&str, Arc<dyn Connector>)> =
+        vec![("local", Arc::new(LocalConnector::new()))];
+    targets.extend(embedded);
     let mut group = c.benchmark_group("get");
     group.sample_size(20);
     for size in [1usize << 10, 1 << 20, 64 << 20] {

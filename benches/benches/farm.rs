@@ -5,35 +5,16 @@
 //! than processes; the control channel between them is still loopback TCP.
 #![allow(missing_docs)] // criterion_group! generates undocumented public fns
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use proxystore::exec::farm::{ThreadFarm, Timeouts, Via, INPUT_SEED, RESULT_SEED};
-use proxystore::file::FileConfig;
 use proxystore::pattern::pattern;
-use proxystore::{register_store, Connector, FileConnector, Store};
+use proxystore::{register_store, Store};
 
 fn farm(c: &mut Criterion) {
     proxystore::register_connectors();
-    let tmp = tempfile::tempdir().expect("temp dir");
-    let shm = tempfile::tempdir_in("/dev/shm").expect("shm dir");
-    let connectors: Vec<(&str, Arc<dyn Connector>)> = vec![
-        (
-            "shm",
-            Arc::new(
-                FileConnector::with_config(FileConfig {
-                    dir: shm.path().into(),
-                    ..FileConfig::shm()
-                })
-                .expect("shm"),
-            ),
-        ),
-        (
-            "file",
-            Arc::new(FileConnector::new(tmp.path()).expect("file")),
-        ),
-    ];
+    let (connectors, _dirs) = proxystore_benches::file_and_shm();
     // Registered, so the worker thread and the client resolve through
     // these stores rather than building their own.
     let stores: Vec<(&str, Store)> = connectors

@@ -67,3 +67,29 @@ impl CopyTarget {
         black_box(&mut self.buf);
     }
 }
+
+/// A connector under the name a benchmark reports it by.
+pub type NamedConnector = (&'static str, std::sync::Arc<dyn proxystore::Connector>);
+
+/// The `file` and `shm` connectors on fresh temporary directories (on the
+/// default temporary directory and on `/dev/shm`), named as the CLI names
+/// them. Keep the returned directories alive while the connectors are used.
+pub fn file_and_shm() -> (Vec<NamedConnector>, [tempfile::TempDir; 2]) {
+    use proxystore::file::FileConfig;
+    use proxystore::FileConnector;
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let shm = tempfile::tempdir_in("/dev/shm").expect("shm dir");
+    let file = FileConnector::new(tmp.path()).expect("file connector");
+    let shm_connector = FileConnector::with_config(FileConfig {
+        dir: shm.path().into(),
+        ..FileConfig::shm()
+    })
+    .expect("shm connector");
+    (
+        vec![
+            ("file", std::sync::Arc::new(file)),
+            ("shm", std::sync::Arc::new(shm_connector)),
+        ],
+        [tmp, shm],
+    )
+}
