@@ -102,7 +102,7 @@ impl ProxyFactory {
         };
         match store.get_bytes_without_io(&self.key) {
             Some(Ok(Some(data))) if data.len() <= INLINE_DECODE_MAX => {
-                store.codec().decode(data).map(Inline::Value)
+                store.decode(data).map(Inline::Value)
             }
             Some(Ok(Some(data))) => Ok(Inline::Decode(store, data)),
             Some(Err(e)) => Err(e),
@@ -119,9 +119,7 @@ impl ProxyFactory {
         let Some(ms) = self.wait_ms else {
             return match self.resolve_inline()? {
                 Inline::Value(value) => Ok(value),
-                Inline::Decode(store, data) => {
-                    run_blocking(move || store.codec().decode(data)).await
-                }
+                Inline::Decode(store, data) => run_blocking(move || store.decode(data)).await,
                 Inline::Pool => {
                     let factory = self.clone();
                     run_blocking(move || factory.resolve()).await
@@ -132,7 +130,7 @@ impl ProxyFactory {
         let data = poll_until_set_async(&store, &self.key, Duration::from_millis(ms)).await?;
         let (key, evict) = (self.key.clone(), self.evict);
         run_blocking(move || {
-            let value = store.codec().decode(data)?;
+            let value = store.decode(data)?;
             if evict {
                 store.evict(&key)?;
             }

@@ -7,6 +7,8 @@
 //!
 //! [`Codec::Bincode`] (the default) stores:
 //! - [`Bytes`] and `Vec<u8>` as they are: no header, no copy of a `Bytes`;
+//! - a [`PodArray`](crate::PodArray) as its stored bytes (a 64-byte header,
+//!   then the elements 64-byte aligned): no copy either way;
 //! - every other `T: Serialize` in bincode 1.x's fixed-int little-endian
 //!   format. Vectors of primitive numbers (`Vec<f64>`, `Vec<i32>`, ...) are
 //!   laid out there as a u64 length then the elements as in memory, so on
@@ -51,39 +53,29 @@ fn encode_pod_vec<P: bytemuck::Pod>(v: &[P]) -> Bytes {
     Bytes::from(out)
 }
 
+/// The elements of a stored `Vec<P>`: bincode's layout, or a
+/// [`PodArray`](crate::PodArray)'s (so an array put as a view can be read
+/// back as an owned vector).
 #[cfg(target_endian = "little")]
 fn decode_pod_vec<P: bytemuck::Pod>(data: &[u8]) -> Result<Vec<P>> {
-    let elem = std::mem::size_of::<P>();
-    let bad = |reason: String| Error::Codec {
+    let payload = crate::pod::layout::parse::<P>(data).map_err(|reason| Error::Codec {
         codec: "bincode",
         op: "decode",
         type_name: std::any::type_name::<Vec<P>>(),
         reason,
-    };
-    let (len, payload) = data.split_first_chunk::<8>().ok_or_else(|| {
-        bad(format!(
-            "{} bytes is too short for a length prefix",
-            data.len()
-        ))
     })?;
-    let len = u64::from_le_bytes(*len);
-    let expected = len.checked_mul(elem as u64);
-    if expected != Some(payload.len() as u64) {
-        return Err(bad(format!(
-            "length prefix says {len} elements of {elem} bytes but {} bytes follow",
-            payload.len()
-        )));
-    }
+    let len = payload.len;
+    let bytes = &data[payload.offset..payload.offset + len * std::mem::size_of::<P>()];
     // One pass over memory: the copy into uninitialized capacity (a zeroed
     // `vec!` would memset first whenever the allocator reuses memory).
-    let mut v: Vec<P> = Vec::with_capacity(len as usize);
+    let mut v: Vec<P> = Vec::with_capacity(len);
     // SAFETY: the vector has capacity for `len` elements, which is exactly
-    // `payload.len()` bytes (checked above); the regions cannot overlap (one
-    // is freshly allocated); every byte pattern is a valid `P` (`Pod`), so
-    // the first `len` elements are initialized after the copy.
+    // `bytes.len()` bytes (checked by `parse`); the regions cannot overlap
+    // (one is freshly allocated); every byte pattern is a valid `P`
+    // (`Pod`), so the first `len` elements are initialized after the copy.
     unsafe {
-        std::ptr::copy_nonoverlapping(payload.as_ptr(), v.as_mut_ptr().cast::<u8>(), payload.len());
-        v.set_len(len as usize);
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), v.as_mut_ptr().cast::<u8>(), bytes.len());
+        v.set_len(len);
     }
     Ok(v)
 }
@@ -142,6 +134,9 @@ impl Codec {
         if let Some(b) = encode_fast(value) {
             return Ok(b);
         }
+        if let Some(b) = crate::pod::probe::try_encode(value) {
+            return Ok(b);
+        }
         bincode::serialize(value)
             .map(Bytes::from)
             .map_err(|e| Error::Codec {
@@ -173,12 +168,28 @@ impl Codec {
         if let Some(result) = decode_fast::<T>(&data) {
             return result;
         }
-        bincode::deserialize(&data).map_err(|e| Error::Codec {
+        if let Some(result) = crate::pod::probe::try_decode::<T>(&data) {
+            return result;
+        }
+        let decoded = bincode::deserialize(&data).map_err(|e| Error::Codec {
             codec: self.name(),
             op: "decode",
             type_name: std::any::type_name::<T>(),
             reason: e.to_string(),
-        })
+        });
+        crate::pod::probe::clear_rejected();
+        decoded
+    }
+
+    /// [`decode`](Self::decode), also saying how many
+    /// [`PodArray`](crate::PodArray)s in the value had misaligned elements
+    /// and were copied once to align them.
+    pub fn decode_counting_realigned<T: DeserializeOwned + 'static>(
+        self,
+        data: Bytes,
+    ) -> Result<(T, u64)> {
+        let (decoded, realigned) = crate::pod::probe::counting_realigned(|| self.decode(data));
+        decoded.map(|v| (v, realigned))
     }
 }
 

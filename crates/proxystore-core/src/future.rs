@@ -70,7 +70,7 @@ impl<T: DeserializeOwned + 'static> StoreFuture<T> {
     pub fn result(&self, timeout: Duration) -> Result<T> {
         let store = self.factory.store()?;
         let data = poll_until_set(&store, &self.factory.key, timeout)?;
-        store.codec().decode(data)
+        store.decode(data)
     }
 }
 

@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod multi;
 pub mod ownership;
 pub mod pattern;
+pub mod pod;
 pub mod proxy;
 mod reaper;
 pub mod registry;
@@ -49,6 +50,7 @@ pub use local::LocalConnector;
 pub use metrics::{MetricsSnapshot, Op, OpStats};
 pub use multi::{MultiConnector, Policy};
 pub use ownership::{OwnedProxy, RefProxy};
+pub use pod::PodArray;
 pub use proxy::{Proxy, ProxyFactory};
 pub use registry::ConnectorDescriptor;
 pub use store::{

@@ -79,6 +79,7 @@ impl Default for Counters {
 #[derive(Debug, Default)]
 pub struct Metrics {
     ops: [Counters; Op::ALL.len()],
+    realigned: AtomicU64,
 }
 
 impl Metrics {
@@ -91,6 +92,14 @@ impl Metrics {
         c.min_ns.fetch_min(ns, Ordering::Relaxed);
         c.max_ns.fetch_max(ns, Ordering::Relaxed);
         c.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Counts `n` typed reads whose elements were misaligned for their
+    /// type and copied once to align them.
+    pub fn record_realigned(&self, n: u64) {
+        if n > 0 {
+            self.realigned.fetch_add(n, Ordering::Relaxed);
+        }
     }
 
     /// A consistent-enough copy of the counters (each field is read
@@ -111,7 +120,10 @@ impl Metrics {
                 })
             })
             .collect();
-        MetricsSnapshot { ops }
+        MetricsSnapshot {
+            ops,
+            realigned: self.realigned.load(Ordering::Relaxed),
+        }
     }
 }
 
@@ -144,6 +156,11 @@ impl OpStats {
 pub struct MetricsSnapshot {
     /// Statistics of every operation that ran at least once.
     pub ops: Vec<OpStats>,
+    /// [`PodArray`](crate::PodArray)s read whose elements were not aligned
+    /// for their type in the connector's buffer, so they were copied once
+    /// into an aligned one (0 when every typed view was zero-copy).
+    #[serde(default)]
+    pub realigned: u64,
 }
 
 impl MetricsSnapshot {

@@ -74,7 +74,7 @@ impl ProxyFactory {
             store: self.store.name.clone(),
             key: self.key.to_string(),
         })?;
-        let value = store.codec().decode(data)?;
+        let value = store.decode(data)?;
         if self.evict {
             store.evict(&self.key)?;
         }

@@ -186,6 +186,14 @@ impl Store {
         self.inner.codec
     }
 
+    /// Decodes bytes got from this store's connector with its codec,
+    /// counting typed views that had to be realigned in its metrics.
+    pub fn decode<T: DeserializeOwned + 'static>(&self, data: Bytes) -> Result<T> {
+        let (value, realigned) = self.inner.codec.decode_counting_realigned(data)?;
+        self.inner.metrics.record_realigned(realigned);
+        Ok(value)
+    }
+
     /// A copy of the store's metrics.
     pub fn metrics(&self) -> MetricsSnapshot {
         self.inner.metrics.snapshot()
@@ -244,9 +252,7 @@ impl Store {
 
     /// Gets and decodes the value under `key`; `Ok(None)` if there is none.
     pub fn get<T: DeserializeOwned + 'static>(&self, key: &Key) -> Result<Option<T>> {
-        self.get_bytes(key)?
-            .map(|b| self.inner.codec.decode(b))
-            .transpose()
+        self.get_bytes(key)?.map(|b| self.decode(b)).transpose()
     }
 
     /// The object's bytes if they can be had without waiting on I/O (a
@@ -332,7 +338,7 @@ impl Store {
             Ok((data, len))
         })?;
         data.into_iter()
-            .map(|d| d.map(|b| self.inner.codec.decode(b)).transpose())
+            .map(|d| d.map(|b| self.decode(b)).transpose())
             .collect()
     }
 

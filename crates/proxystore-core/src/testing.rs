@@ -8,7 +8,11 @@
 use std::sync::Arc;
 
 mod observed;
+mod pod;
 pub use observed::ObservedLocal;
+pub use pod::{
+    pod_array_bad_length_is_typed_error, pod_array_misaligned_is_copied_once, pod_array_round_trip,
+};
 
 use bytes::Bytes;
 
@@ -39,6 +43,9 @@ macro_rules! conformance_tests {
             deferrable_keys,
             capabilities_hold,
             proxy_resolves_from_config,
+            pod_array_round_trip,
+            pod_array_misaligned_is_copied_once,
+            pod_array_bad_length_is_typed_error,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -74,6 +81,15 @@ pub const CASES: &[(&str, Case)] = &[
     ("deferrable_keys", deferrable_keys),
     ("capabilities_hold", capabilities_hold),
     ("proxy_resolves_from_config", proxy_resolves_from_config),
+    ("pod_array_round_trip", pod_array_round_trip),
+    (
+        "pod_array_misaligned_is_copied_once",
+        pod_array_misaligned_is_copied_once,
+    ),
+    (
+        "pod_array_bad_length_is_typed_error",
+        pod_array_bad_length_is_typed_error,
+    ),
 ];
 
 /// A connector that keeps a guard (say a temporary directory) alive as

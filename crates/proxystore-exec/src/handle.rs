@@ -162,7 +162,7 @@ impl<R: TaskValue> TaskHandle<R> {
     fn output(&self, outcome: Result<Done<R>>) -> Result<TaskOutput<R>> {
         Ok(match outcome? {
             Done::Value(v) => TaskOutput::Value(v),
-            Done::Bytes(b) => TaskOutput::Value(self.store.codec().decode(b)?),
+            Done::Bytes(b) => TaskOutput::Value(self.store.decode(b)?),
             Done::Proxy(key) => {
                 TaskOutput::Proxy(self.store.adopt(self.store.proxy_from_key(key))?)
             }

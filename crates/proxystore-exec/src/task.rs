@@ -120,7 +120,7 @@ impl Wired {
     /// The value, decoded with `store`'s codec or fetched.
     pub fn resolve<T: TaskValue>(self, store: &Store) -> Result<T> {
         match self {
-            Wired::Value(b) => store.codec().decode(b),
+            Wired::Value(b) => store.decode(b),
             Wired::Proxy(key) => fetch(store, &key),
         }
     }
