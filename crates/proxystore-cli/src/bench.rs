@@ -1,5 +1,6 @@
-//! `proxystore bench`: put, get and roundtrip of `Bytes` payloads through a
-//! `Store` (cache off) per connector and size, beside a memcpy baseline
+//! `proxystore bench`: put, get and roundtrip of `Bytes` payloads, and typed
+//! gets of `f64` arrays (`get-owned`, `get-view`), through a `Store` (cache
+//! off) per connector and size, beside a memcpy baseline
 //! measured in the same run (`--scenario transport`, the default); the
 //! task farm of `--scenario farm` is in `farm.rs`.
 
@@ -9,14 +10,14 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::error::CliError;
-use crate::measure::{record, time_memcpy, time_op, Baseline, Record};
+use crate::measure::{self, record, time_memcpy, time_op, Baseline, Record};
 use crate::{report, targets};
 
 /// What `proxystore bench` measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum Scenario {
-    /// Put, get and roundtrip through a Store, beside memcpy and each
-    /// connector's raw transport.
+    /// Put, get, roundtrip and typed gets through a Store, beside memcpy
+    /// and each connector's raw transport.
     Transport,
     /// A Dask-shaped bag of tasks: client, scheduler and worker processes,
     /// payloads in and out by value (through the scheduler) and by proxy.
@@ -149,7 +150,7 @@ pub(crate) fn run(args: &BenchArgs) -> Result<(), CliError> {
     for t in &targets {
         eprintln!("{}: {}", t.name, t.reader.capabilities());
     }
-    let ops = ["put", "get", "roundtrip"];
+    let ops = measure::STORE_OPS;
     let baselines: usize = targets
         .iter()
         .flat_map(|t| &t.baselines)

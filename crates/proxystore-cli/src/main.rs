@@ -34,7 +34,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Benchmark put, get and roundtrip through a Store for each connector and size
+    /// Benchmark put, get, roundtrip and typed gets (get-owned, get-view) through a Store for each connector and size
     /// (or, with --scenario farm, task round trips through a scheduler and a worker).
     Bench(bench::BenchArgs),
     /// Store the bytes read from stdin; print the key.

@@ -6,7 +6,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use proxystore::registry::RawBaseline;
-use proxystore::{Bytes, Store};
+use proxystore::{Bytes, PodArray, Store};
 use serde::Serialize;
 
 use crate::error::CliError;
@@ -126,6 +126,9 @@ pub(crate) fn time_op(
     data: &Bytes,
     iterations: usize,
 ) -> Result<Vec<Duration>, CliError> {
+    if let Some(view) = typed_get(op) {
+        return time_typed_get(store, reader, view, data, iterations);
+    }
     let mut samples = Vec::with_capacity(iterations);
     let fixed = if op == "get" {
         Some(store.put_bytes(data.clone())?)
@@ -168,6 +171,66 @@ pub(crate) fn time_op(
         store.evict(&key)?;
     }
     Ok(samples)
+}
+
+/// The ops `bench` measures through the store, in report order. The typed
+/// gets read an array of `f64` (the payload's bytes, `size / 8` elements):
+/// `get-owned` as a `Vec<f64>` (a copy), `get-view` as a `PodArray<f64>`
+/// over the connector's buffer.
+pub(crate) const STORE_OPS: &[&str] = &["put", "get", "roundtrip", "get-owned", "get-view"];
+
+/// Whether `op` is a typed get, and if so whether it reads a view.
+fn typed_get(op: &str) -> Option<bool> {
+    match op {
+        "get-owned" => Some(false),
+        "get-view" => Some(true),
+        _ => None,
+    }
+}
+
+/// Reads one element per 4 KiB page, as [`touch`] does for bytes.
+fn touch_f64(values: &[f64]) -> f64 {
+    values.iter().step_by(4096 / 8).sum()
+}
+
+/// Times typed gets of one array of `f64` put once through `store` (the
+/// array layout, so both reads see the same stored bytes): as a view if
+/// `view`, else as an owned `Vec`. Every page is touched, as `get` does.
+fn time_typed_get(
+    store: &Store,
+    reader: &Store,
+    view: bool,
+    data: &Bytes,
+    iterations: usize,
+) -> Result<Vec<Duration>, CliError> {
+    let want = data.len() / 8;
+    let array = PodArray::<f64>::build(want, |out| {
+        for (o, b) in out.iter_mut().zip(data.chunks_exact(8)) {
+            *o = f64::from_ne_bytes(b.try_into().unwrap_or_default());
+        }
+    });
+    let key = store.put(&array)?;
+    let check = |len: Option<usize>| match len {
+        Some(n) if n == want => Ok(()),
+        Some(n) => Err(CliError::new(
+            1,
+            format!("bench read {n} f64 elements back, expected {want}"),
+        )),
+        None => Err(CliError::new(1, "bench object vanished before it was read")),
+    };
+    let samples = timed(iterations, || {
+        if view {
+            let got: Option<PodArray<f64>> = reader.get(&key)?;
+            black_box(got.as_deref().map(touch_f64));
+            check(got.map(|a| a.len()))
+        } else {
+            let got: Option<Vec<f64>> = reader.get(&key)?;
+            black_box(got.as_deref().map(touch_f64));
+            check(got.map(|v| v.len()))
+        }
+    });
+    store.evict(&key)?;
+    samples
 }
 
 /// A baseline timed beside a connector: the bar it is held to.

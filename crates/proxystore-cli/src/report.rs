@@ -174,6 +174,8 @@ pub(crate) fn svg(records: &[Record]) -> String {
         let dash = match op.as_str() {
             "get" => r#" stroke-dasharray="6 3""#,
             "roundtrip" => r#" stroke-dasharray="2 2""#,
+            "get-owned" => r#" stroke-dasharray="8 2 2 2""#,
+            "get-view" => r#" stroke-dasharray="1 3""#,
             _ => "",
         };
         let pts: Vec<String> = points

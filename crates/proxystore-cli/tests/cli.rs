@@ -208,8 +208,8 @@ fn bench_writes_json_records_and_plot() {
     assert!(err.contains(file), "{err}");
     let records: Vec<serde_json::Value> =
         serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
-    // memcpy + 2 connectors x 3 ops, per size.
-    assert_eq!(records.len(), 2 * (1 + 2 * 3));
+    // memcpy + 2 connectors x 5 ops, per size.
+    assert_eq!(records.len(), 2 * (1 + 2 * 5));
     let fields = [
         "connector",
         "op",

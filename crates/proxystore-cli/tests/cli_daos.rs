@@ -16,7 +16,7 @@ fn bench_runs_on_the_mock_beside_the_raw_mock_loop() {
         return;
     }
     let records = bench_records("daos");
-    for op in ["put", "get", "roundtrip"] {
+    for op in ["put", "get", "roundtrip", "get-owned", "get-view"] {
         assert!(has(&records, "daos-mock", op), "{records:?}");
     }
     assert!(has(&records, "daos-mock-raw", "put") && has(&records, "daos-mock-raw", "get"));

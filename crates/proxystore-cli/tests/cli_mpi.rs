@@ -54,7 +54,7 @@ fn bench_mpi_under_mpirun_reports_mpi_and_mpi_raw() {
     assert!(out.status.success(), "{stdout}\n{err}");
     let records: Vec<serde_json::Value> =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    for op in ["put", "get", "roundtrip"] {
+    for op in ["put", "get", "roundtrip", "get-owned", "get-view"] {
         assert!(has(&records, "mpi", op), "no mpi {op}: {records:?}");
     }
     assert!(has(&records, "mpi-raw", "get"), "{records:?}");

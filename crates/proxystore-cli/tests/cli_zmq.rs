@@ -90,7 +90,7 @@ fn serve_needs_an_address() {
 #[test]
 fn bench_zmq_reports_the_raw_baseline() {
     let records = bench_records("zmq");
-    for op in ["put", "get", "roundtrip"] {
+    for op in ["put", "get", "roundtrip", "get-owned", "get-view"] {
         assert!(has(&records, "zmq", op), "zmq {op} missing");
     }
     assert!(has(&records, "zmq-raw", "put") && has(&records, "zmq-raw", "get"));
