@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as README gives it: installs what the tests need
 # (when run as root), then formatting, lints, every test of the workspace
-# with every connector feature on, the README's runnable shell blocks, and
+# with every connector feature on, the Python benchmark scripts' tests, the README's runnable shell blocks, and
 # the API docs (broken links fail).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +18,8 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 echo "== cargo test"
 cargo test --workspace --all-features
+echo "== benchmark scripts (compare.py, bench_ray.py helpers; no Ray needed)"
+python3 benches/python/test_compare.py
 echo "== README runnable blocks"
 ci/readme-blocks.sh
 echo "== cargo doc"
