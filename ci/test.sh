@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as README gives it: installs what the tests need
 # (when run as root), then formatting, lints, every test of the workspace
-# with every connector feature on, the Python benchmark scripts' tests, the README's runnable shell blocks, and
-# the API docs (broken links fail).
+# with every connector feature on, the Python benchmark scripts' tests, the
+# README's runnable shell blocks, and the API docs (broken links fail).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
