@@ -33,10 +33,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -44,7 +42,7 @@ import time
 from proxystore.connectors.file import FileConnector
 from proxystore.connectors.local import LocalConnector
 from proxystore.store import Store
-from units import fmt_ns, fmt_size, parse_size
+from units import fmt_ns, fmt_size, parse_size, record
 
 DEFAULT_SIZES = '1KiB,64KiB,1MiB,16MiB,64MiB'
 DEFAULT_CONNECTORS = 'local,file,shm'
@@ -149,18 +147,8 @@ def run_op(store: Store, op: str, data: bytes, iters: int) -> list[int]:
 
 
 def summarize(kind: str, op: str, size: int, samples: list[int]) -> dict:
-    ordered = sorted(samples)
-    median = int(round(statistics.median(ordered)))
-    p99 = ordered[max(1, math.ceil(0.99 * len(ordered))) - 1]  # nearest rank
-    return {
-        'connector': f'py-{kind}',
-        'op': op,
-        'size_bytes': size,
-        'iterations': len(samples),
-        'median_ns': median,
-        'p99_ns': p99,
-        'gib_per_s': size / (median / 1e9) / 2**30 if median else 0.0,
-    }
+    """The record of one case, named ``py-<kind>``."""
+    return record(f'py-{kind}', op, size, samples)
 
 
 def main() -> int:

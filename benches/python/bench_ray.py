@@ -41,10 +41,8 @@ from __future__ import annotations
 import argparse
 import glob
 import json
-import math
 import os
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -53,7 +51,7 @@ import time
 os.environ.setdefault('RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER', '0')
 os.environ.setdefault('RAY_USAGE_STATS_ENABLED', '0')
 
-from units import fmt_ns, fmt_size, parse_size  # noqa: E402
+from units import fmt_ns, fmt_size, parse_size, record  # noqa: E402
 
 DEFAULT_SIZES = '1KiB,64KiB,1MiB,16MiB,64MiB'
 DEFAULT_CONNECTORS = 'bytes,numpy'
@@ -126,18 +124,8 @@ def run_op(ray, op: str, data, iters: int) -> list[int]:
 
 
 def summarize(kind: str, op: str, size: int, samples: list[int]) -> dict:
-    ordered = sorted(samples)
-    median = int(round(statistics.median(ordered)))
-    p99 = ordered[max(1, math.ceil(0.99 * len(ordered))) - 1]  # nearest rank
-    return {
-        'connector': f'ray-{kind}',
-        'op': op,
-        'size_bytes': size,
-        'iterations': len(samples),
-        'median_ns': median,
-        'p99_ns': p99,
-        'gib_per_s': size / (median / 1e9) / 2**30 if median else 0.0,
-    }
+    """The record of one case, named ``ray-<kind>``."""
+    return record(f'ray-{kind}', op, size, samples)
 
 
 def spilled(temp_dir: str) -> list[str]:

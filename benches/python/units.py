@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import math
 import re
+import statistics
 
 _UNITS = {'': 1, 'b': 1, 'kib': 2**10, 'mib': 2**20, 'gib': 2**30}
 
@@ -30,3 +32,20 @@ def fmt_ns(ns: float) -> str:
         if ns >= div:
             return f'{ns / div:.2f} {unit}'
     return f'{ns:.0f} ns'
+
+
+def record(connector: str, op: str, size: int, samples: list[int]) -> dict:
+    """One case in ``proxystore bench --json``'s record format: median,
+    nearest-rank 99th percentile and bandwidth of ``samples`` (ns)."""
+    ordered = sorted(samples)
+    median = int(round(statistics.median(ordered)))
+    p99 = ordered[max(1, math.ceil(0.99 * len(ordered))) - 1]  # nearest rank
+    return {
+        'connector': connector,
+        'op': op,
+        'size_bytes': size,
+        'iterations': len(samples),
+        'median_ns': median,
+        'p99_ns': p99,
+        'gib_per_s': size / (median / 1e9) / 2**30 if median else 0.0,
+    }
