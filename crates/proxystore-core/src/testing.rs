@@ -12,6 +12,7 @@ mod pod;
 pub use observed::ObservedLocal;
 pub use pod::{
     pod_array_bad_length_is_typed_error, pod_array_misaligned_is_copied_once, pod_array_round_trip,
+    Aligned16,
 };
 
 use bytes::Bytes;

@@ -3,19 +3,7 @@ use crate::codec::Codec;
 use crate::local::LocalConnector;
 use crate::store::Store;
 
-/// A record of two numbers aligned to 16 bytes: misaligned at offset 8.
-#[derive(Clone, Copy, Debug, PartialEq)]
-#[repr(C, align(16))]
-struct Wide {
-    a: u64,
-    b: u64,
-}
-
-// SAFETY: `repr(C)`, two u64 fields and no padding (size 16, align 16);
-// every bit pattern is valid.
-unsafe impl bytemuck::Zeroable for Wide {}
-// SAFETY: as above; `Copy + 'static`.
-unsafe impl bytemuck::Pod for Wide {}
+use crate::testing::Aligned16;
 
 fn store() -> Store {
     Store::builder("pod-tests", std::sync::Arc::new(LocalConnector::new()))
@@ -82,13 +70,13 @@ fn misaligned_elements_are_copied_once_and_counted() {
     assert_eq!(s.metrics().realigned, 1);
     // A 16-aligned record in the Vec layout (elements at offset 8 of an
     // aligned buffer) is misaligned the same way.
-    let w: Vec<Wide> = (0..10).map(|i| Wide { a: i, b: i * 2 }).collect();
+    let w: Vec<Aligned16> = (0..10).map(|i| Aligned16 { a: i, b: i * 2 }).collect();
     let mut vec_layout = (w.len() as u64).to_le_bytes().to_vec();
     vec_layout.extend_from_slice(bytemuck::cast_slice(&w));
     let vec_layout = PodArray::<u8>::from_slice(&vec_layout)
         .stored_bytes()
         .slice(64..);
-    let (view, realigned): (PodArray<Wide>, u64) = Codec::Bincode
+    let (view, realigned): (PodArray<Aligned16>, u64) = Codec::Bincode
         .decode_counting_realigned(vec_layout)
         .unwrap();
     assert_eq!(realigned, 1);

@@ -50,30 +50,33 @@ pub fn pod_array_round_trip(c: Arc<dyn Connector>) {
     unregister_store(&name);
 }
 
-/// A record aligned to 16 bytes: its elements sit misaligned in a `Vec`
-/// layout (offset 8) of an aligned buffer.
+/// A plain-old-data record aligned to 16 bytes: its elements sit
+/// misaligned in a `Vec` layout (offset 8) of an aligned buffer, which is
+/// what the realignment cases need.
 #[derive(Clone, Copy, Debug, PartialEq)]
 #[repr(C, align(16))]
-struct Wide {
-    a: u64,
-    b: u64,
+pub struct Aligned16 {
+    /// First word.
+    pub a: u64,
+    /// Second word.
+    pub b: u64,
 }
 
 // SAFETY: `repr(C)`, two u64 fields and no padding (size 16, align 16);
 // every bit pattern is valid.
-unsafe impl bytemuck::Zeroable for Wide {}
+unsafe impl bytemuck::Zeroable for Aligned16 {}
 // SAFETY: as above; `Copy + 'static`.
-unsafe impl bytemuck::Pod for Wide {}
+unsafe impl bytemuck::Pod for Aligned16 {}
 
 /// Elements misaligned in the connector's buffer are copied once into an
 /// aligned one (counted in the store's metrics), never read unaligned.
 pub fn pod_array_misaligned_is_copied_once(c: Arc<dyn Connector>) {
     let (store, name) = store_over(c);
-    let w: Vec<Wide> = (0..1000).map(|i| Wide { a: i, b: i * 3 }).collect();
+    let w: Vec<Aligned16> = (0..1000).map(|i| Aligned16 { a: i, b: i * 3 }).collect();
     let mut vec_layout = (w.len() as u64).to_le_bytes().to_vec();
     vec_layout.extend_from_slice(bytemuck::cast_slice(&w));
     let key = store.put_bytes(vec_layout).expect("put");
-    let view: PodArray<Wide> = store.get(&key).expect("get").expect("present");
+    let view: PodArray<Aligned16> = store.get(&key).expect("get").expect("present");
     assert_eq!(&view[..], &w[..]);
     assert_eq!(view.as_ptr() as usize % 16, 0, "view is not aligned");
     let realigned = store.metrics().realigned;
