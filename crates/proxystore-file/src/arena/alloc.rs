@@ -63,6 +63,8 @@ pub(crate) struct Allocator {
     blocks: Vec<Option<Block>>,
     in_use: usize,
     last_hint: u64,
+    /// Puts the arena could not take; every 64th scans all slots.
+    misses: u64,
 }
 
 impl Allocator {
@@ -75,6 +77,7 @@ impl Allocator {
             blocks: vec![None; geo.slots as usize],
             in_use: 0,
             last_hint: 0,
+            misses: 0,
         }
     }
 
@@ -87,7 +90,8 @@ impl Allocator {
         if let Some(got) = self.try_take(len) {
             return Some(self.claim(got, map));
         }
-        self.reclaim(map, true);
+        self.reclaim(map, self.misses % 64 == 0);
+        self.misses += 1;
         if self.in_use == 0 {
             self.bump = self.geo.data_off;
             self.free.clear();
@@ -143,13 +147,18 @@ impl Allocator {
 
     /// Takes back blocks that were evicted and are no longer pinned: those
     /// the bitmap names, or (`full`) every slot in use, which also finds
-    /// any an evicting process died before marking.
+    /// any an evicting process died before marking. (`full` is O(slots), so
+    /// a full arena does it on every 64th miss, not on every put.)
     fn reclaim(&mut self, map: &ArenaMap, full: bool) {
         self.last_hint = map.reclaim_hint();
         for w in 0..self.geo.slots.div_ceil(64) {
             let Some(word) = map.bitmap_word(w) else {
                 break;
             };
+            // Most words are 0: a load is cheaper than a locked swap.
+            if word.load(Ordering::Relaxed) == 0 {
+                continue;
+            }
             let mut bits = word.swap(0, Ordering::Acquire);
             while bits != 0 {
                 let b = u64::from(bits.trailing_zeros());
