@@ -305,7 +305,8 @@ const RECENT: usize = 8;
 impl Arenas {
     pub(crate) fn new(dir: &Path, arena_bytes: usize) -> Self {
         Arenas {
-            dir: dir.to_owned(),
+            // Canonical, as the producer's: one mapping per arena and process.
+            dir: dir.canonicalize().unwrap_or_else(|_| dir.to_owned()),
             arena_bytes,
             producer: Mutex::new(None),
             recent: Mutex::new(Vec::new()),
