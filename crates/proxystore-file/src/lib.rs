@@ -13,7 +13,13 @@
 //!   [`Bytes`] (no copy; on `/dev/shm` the mapping is the page cache itself).
 //! - On Lustre, an optional stripe layout is set on the directory once, and
 //!   new objects inherit it.
+//! - On `shm`, option `arena_bytes` puts objects into one pre-faulted arena
+//!   per producing process instead (see docs/connectors.md): a put is a
+//!   plain copy, a get a pinned view, and objects too large for the arena
+//!   (or puts into a full one) fall back to files. Arena objects live as
+//!   long as the producing process, not after it.
 
+mod arena;
 mod lustre;
 
 use std::fs::{self, File, OpenOptions};
@@ -33,6 +39,11 @@ pub use lustre::{is_lustre, LustreStripe};
 
 /// Objects this size or larger are memory-mapped on `get` by default.
 pub const DEFAULT_MMAP_THRESHOLD: usize = 1 << 20;
+
+/// Arena size of the `shm-arena` connector name (and its benchmark): holds
+/// four 64 MiB objects with a 64-byte header each (a quarter of the arena is
+/// the largest object it takes; larger ones go to files).
+pub const DEFAULT_ARENA_BYTES: usize = 384 << 20;
 
 /// Default directory of the `shm` connector.
 pub fn default_shm_dir() -> PathBuf {
@@ -64,8 +75,31 @@ pub static SHM: ConnectorDescriptor = ConnectorDescriptor::new(
 .with_cli_options(&[CliOption::new("dir", "dir", FlagUse::Optional)])
 .with_bench(|_: &BenchEnv| bench_in_scratch("shm", Path::new("/dev/shm")));
 
+/// `shm-arena`: the `shm` connector with its arena on ([`DEFAULT_ARENA_BYTES`]
+/// unless option `arena_bytes` says otherwise). A name for the command line
+/// and `proxystore bench`; its connectors are kind `shm` and write configs of
+/// kind `shm` with `arena_bytes`, so any process rebuilds them as `shm`.
+pub static SHM_ARENA: ConnectorDescriptor = ConnectorDescriptor::new(
+    "shm-arena",
+    Some("file"),
+    "/dev/shm (one node), a pre-faulted arena per producing process",
+    FileConnector::from_config_boxed,
+)
+.with_cli_options(&[CliOption::new("dir", "dir", FlagUse::Optional)])
+.with_bench(|_: &BenchEnv| {
+    let scratch = ScratchDir::new_in(Path::new("/dev/shm"))?;
+    let connector = FileConnector::with_config(FileConfig {
+        dir: scratch.path().into(),
+        arena_bytes: DEFAULT_ARENA_BYTES,
+        ..FileConfig::shm()
+    })?;
+    Ok(BenchSetup::new(connector)
+        .keep_alive(scratch)
+        .with_label("shm-arena"))
+});
+
 /// The kinds this crate implements.
-pub static DESCRIPTORS: &[&ConnectorDescriptor] = &[&FILE, &SHM];
+pub static DESCRIPTORS: &[&ConnectorDescriptor] = &[&FILE, &SHM, &SHM_ARENA];
 
 /// A connector of `kind` on a new directory under `parent`, removed after.
 fn bench_in_scratch(kind: &str, parent: &Path) -> Result<BenchSetup> {
@@ -77,7 +111,7 @@ fn bench_in_scratch(kind: &str, parent: &Path) -> Result<BenchSetup> {
     Ok(BenchSetup::new(connector).keep_alive(scratch))
 }
 
-/// Registers the `file` and `shm` kinds so connectors can be rebuilt from
+/// Registers the `file`, `shm` and `shm-arena` kinds so connectors can be rebuilt from
 /// configs in this process. Called by every constructor; idempotent.
 pub fn register() {
     static ONCE: std::sync::Once = std::sync::Once::new();
@@ -95,6 +129,9 @@ pub struct FileConfig {
     pub mmap_threshold: usize,
     /// Lustre stripe layout to set on the directory (ignored elsewhere).
     pub stripe: Option<LustreStripe>,
+    /// `shm` only: bytes of this process's shared-memory arena that puts
+    /// go to (0: off, every object is a file). See docs/connectors.md.
+    pub arena_bytes: usize,
 }
 
 impl FileConfig {
@@ -105,6 +142,7 @@ impl FileConfig {
             kind: "file".into(),
             mmap_threshold: DEFAULT_MMAP_THRESHOLD,
             stripe: None,
+            arena_bytes: 0,
         }
     }
 
@@ -116,11 +154,12 @@ impl FileConfig {
         }
     }
 
-    /// Parses a connector config of kind `file` or `shm`.
+    /// Parses a connector config of kind `file`, `shm` or `shm-arena` (an
+    /// `shm` config whose `arena_bytes` defaults to [`DEFAULT_ARENA_BYTES`]).
     pub fn from_connector_config(config: &ConnectorConfig) -> Result<Self> {
         let mut out = match config.kind.as_str() {
             "file" => FileConfig::new(config.require("dir")?),
-            "shm" => match config.get("dir") {
+            "shm" | "shm-arena" => match config.get("dir") {
                 Some(dir) => FileConfig {
                     dir: dir.into(),
                     ..FileConfig::shm()
@@ -135,6 +174,12 @@ impl FileConfig {
         };
         if let Some(t) = config.parse("mmap_threshold")? {
             out.mmap_threshold = t;
+        }
+        if config.kind == "shm-arena" {
+            out.arena_bytes = DEFAULT_ARENA_BYTES;
+        }
+        if let Some(bytes) = config.parse("arena_bytes")? {
+            out.arena_bytes = bytes;
         }
         let count: Option<u32> = config.parse("stripe_count")?;
         let size: Option<u64> = config.parse("stripe_size")?;
@@ -158,6 +203,9 @@ impl FileConfig {
         if let Some(s) = self.stripe {
             c = c.with("stripe_count", s.count).with("stripe_size", s.size);
         }
+        if self.arena_bytes > 0 {
+            c = c.with("arena_bytes", self.arena_bytes);
+        }
         c
     }
 }
@@ -167,6 +215,7 @@ impl FileConfig {
 pub struct FileConnector {
     config: FileConfig,
     closed: ClosedFlag,
+    arenas: arena::Arenas,
 }
 
 impl FileConnector {
@@ -189,6 +238,19 @@ impl FileConnector {
                 config.kind
             )));
         }
+        if config.arena_bytes > 0 && config.kind != "shm" {
+            return Err(Error::Config(format!(
+                "arena_bytes is an option of the shm connector, not of '{}'",
+                config.kind
+            )));
+        }
+        if config.arena_bytes > 0 && config.arena_bytes < arena::MIN_ARENA_BYTES {
+            return Err(Error::Config(format!(
+                "arena_bytes {} is below the smallest arena, {} bytes",
+                config.arena_bytes,
+                arena::MIN_ARENA_BYTES
+            )));
+        }
         if config.dir.exists() && !config.dir.is_dir() {
             return Err(Error::Config(format!(
                 "{} is not a directory",
@@ -205,6 +267,7 @@ impl FileConnector {
             lustre::apply_stripe(&config.dir, stripe)?;
         }
         Ok(FileConnector {
+            arenas: arena::Arenas::new(&config.dir, config.arena_bytes),
             config,
             closed: ClosedFlag::new(),
         })
@@ -318,12 +381,16 @@ impl Connector for FileConnector {
         Capabilities::none()
             .with_deferrable(true)
             .with_one_sided_get(true)
-            .with_survives_producer_exit(true)
+            // Arena objects live only as long as the producing process.
+            .with_survives_producer_exit(self.config.arena_bytes == 0)
             .with_cross_process(true)
     }
 
     fn put(&self, data: Bytes) -> Result<Key> {
         self.check_open()?;
+        if let Some(key) = self.arenas.put(&data)? {
+            return Ok(key);
+        }
         let key = Key::random();
         self.write_atomic(&self.object_path(key.id()), &data)?;
         Ok(key)
@@ -331,11 +398,17 @@ impl Connector for FileConnector {
 
     fn get(&self, key: &Key) -> Result<Option<Bytes>> {
         self.check_open()?;
+        if let Some(loc) = arena::Location::of(key)? {
+            return self.arenas.get(key, &loc);
+        }
         self.read(&self.object_path(key.id()))
     }
 
     fn exists(&self, key: &Key) -> Result<bool> {
         self.check_open()?;
+        if let Some(loc) = arena::Location::of(key)? {
+            return self.arenas.exists(key, &loc);
+        }
         let path = self.object_path(key.id());
         match fs::metadata(&path) {
             Ok(m) => Ok(m.is_file()),
@@ -346,6 +419,9 @@ impl Connector for FileConnector {
 
     fn evict(&self, key: &Key) -> Result<()> {
         self.check_open()?;
+        if let Some(loc) = arena::Location::of(key)? {
+            return self.arenas.evict(key, &loc);
+        }
         let path = self.object_path(key.id());
         match fs::remove_file(&path) {
             Ok(()) => Ok(()),
@@ -375,6 +451,12 @@ impl DeferrableConnector for FileConnector {
 
     fn set(&self, key: &Key, data: Bytes) -> Result<()> {
         self.check_open()?;
+        if key.location().is_some() {
+            return Err(Error::InvalidKey {
+                text: key.to_string().chars().take(200).collect(),
+                reason: "set takes a key from new_key (no location)",
+            });
+        }
         self.write_atomic(&self.object_path(key.id()), &data)
     }
 }
