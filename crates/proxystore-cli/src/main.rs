@@ -135,13 +135,13 @@ fn run(command: Command) -> Result<ExitCode, CliError> {
             if !connector.capabilities().survives_producer_exit {
                 // The object would live in this command's own process,
                 // which exits now: a key to nothing.
-                return Err(CliError::new(
-                    2,
-                    format!(
-                        "a {kind} put without --address keeps the object inside this command's process, which exits now; start `proxystore serve --connector {kind}` and pass the address it prints as --address, or use a connector that stores data (file, shm, redis)",
-                        kind = args.connector
-                    ),
-                ));
+                let kind = &args.connector;
+                let message = if connectors::descriptor(kind)?.serve.is_some() {
+                    format!("a {kind} put without --address keeps the object inside this command's process, which exits now; start `proxystore serve --connector {kind}` and pass the address it prints as --address, or use a connector that stores data (file, shm, redis)")
+                } else {
+                    format!("a {kind} put keeps the object only as long as this command's process, which exits now; use a connector that stores data (file, shm, redis)")
+                };
+                return Err(CliError::new(2, message));
             }
             let mut data = Vec::new();
             std::io::stdin()

@@ -58,6 +58,19 @@ fn put_get_exists_evict_round_trip() {
 }
 
 #[test]
+fn a_put_whose_object_would_die_with_the_command_is_refused() {
+    // The arena lives as long as its producing process: this command.
+    let dir = tempfile::Builder::new()
+        .prefix("proxystore-test-")
+        .tempdir_in("/dev/shm")
+        .unwrap();
+    let d = dir.path().to_str().unwrap();
+    let o = proxystore(&["put", "--connector", "shm-arena", "--dir", d], b"x");
+    assert_fails_cleanly(&o, 2, "only as long as this command's process");
+    assert!(!stderr(&o).contains("serve"), "shm-arena has no server");
+}
+
+#[test]
 fn malformed_key_exits_2() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_str().unwrap();
