@@ -32,7 +32,7 @@ pub(crate) struct BenchArgs {
     pub(crate) scenario: Scenario,
     /// Connectors to measure, comma separated (network ones start their
     /// servers on loopback and add their raw transport as a baseline)
-    /// [default: local,file,shm; farm: shm].
+    /// [default: local,file,shm,shm-arena; farm: shm].
     #[arg(long, value_delimiter = ',')]
     pub(crate) connector: Vec<String>,
     /// Payload sizes, comma separated (B, KiB, MiB, GiB suffixes)
@@ -58,7 +58,7 @@ pub(crate) struct BenchArgs {
 }
 
 /// The transport scenario's connectors and sizes when none are given.
-const TRANSPORT_CONNECTORS: &[&str] = &["local", "file", "shm"];
+const TRANSPORT_CONNECTORS: &[&str] = &["local", "file", "shm", "shm-arena"];
 const TRANSPORT_SIZES: &[usize] = &[1 << 10, 64 << 10, 1 << 20, 16 << 20, 64 << 20];
 
 /// Parses `64KiB`, `1MiB`, `4096`, `2GiB` (also `KB`/`MB`/`GB` as binary units).
