@@ -130,6 +130,15 @@ pub trait Connector: Send + Sync + fmt::Debug {
     /// Removes the object under `key`. Evicting a missing key is not an error.
     fn evict(&self, key: &Key) -> Result<()>;
 
+    /// Stores the concatenation of `parts` (a header and a payload, say)
+    /// and returns its key. The default joins them into one 64-byte-aligned
+    /// buffer (one copy) and puts that; a connector that copies into its
+    /// medium anyway (a file, a shared-memory arena) overrides it to copy
+    /// each part once, straight into the medium.
+    fn put_parts(&self, parts: &[&[u8]]) -> Result<Key> {
+        self.put(crate::pod::concat_aligned(parts))
+    }
+
     /// Stores `data`, told what the caller knows about it (`hints`); the
     /// default ignores the hints and puts. A connector that routes by them
     /// (`multi`) overrides it.

@@ -233,6 +233,22 @@ impl Store {
         self.put_bytes(data)
     }
 
+    /// Puts `values` as a [`PodArray`](crate::PodArray) (read back with
+    /// `get::<PodArray<T>>` or as a `Vec<T>`), copying them once: the
+    /// connector gets the array's header and the values as two parts
+    /// ([`Connector::put_parts`]), so `file` and `shm` (and its arena) copy
+    /// the values straight into the file or arena, and other connectors
+    /// into one buffer they keep.
+    pub fn put_slice<T: bytemuck::Pod>(&self, values: &[T]) -> Result<Key> {
+        let header = crate::pod::header_for::<T>(values.len());
+        let payload: &[u8] = bytemuck::cast_slice(values);
+        self.instrumented(Op::Put, None, |span| {
+            let key = self.inner.connector.put_parts(&[&header, payload])?;
+            span.record("key", tracing::field::display(&key));
+            Ok((key, (header.len() + payload.len()) as u64))
+        })
+    }
+
     /// Puts raw bytes (no encoding, no copy for `Bytes` or `Vec<u8>`).
     pub fn put_bytes(&self, data: impl Into<Bytes>) -> Result<Key> {
         self.put_bytes_with_hints(data, &PutHints::default())

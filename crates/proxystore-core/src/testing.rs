@@ -31,6 +31,7 @@ macro_rules! conformance_tests {
     ($make:expr) => {
         $crate::conformance_tests!(@cases $make;
             put_get_round_trip,
+            put_parts_round_trip,
             get_missing_is_none,
             exists_follows_put_and_evict,
             evict_is_idempotent,
@@ -69,6 +70,7 @@ pub type Case = fn(Arc<dyn Connector>);
 /// Kept in step with the macro's list.
 pub const CASES: &[(&str, Case)] = &[
     ("put_get_round_trip", put_get_round_trip),
+    ("put_parts_round_trip", put_parts_round_trip),
     ("get_missing_is_none", get_missing_is_none),
     ("exists_follows_put_and_evict", exists_follows_put_and_evict),
     ("evict_is_idempotent", evict_is_idempotent),
@@ -121,6 +123,9 @@ impl<C: Connector, G: Send + Sync + std::fmt::Debug> Connector for WithGuard<C, 
     fn put(&self, data: Bytes) -> crate::Result<Key> {
         self.connector.put(data)
     }
+    fn put_parts(&self, parts: &[&[u8]]) -> crate::Result<Key> {
+        self.connector.put_parts(parts)
+    }
     fn get(&self, key: &Key) -> crate::Result<Option<Bytes>> {
         self.connector.get(key)
     }
@@ -163,6 +168,19 @@ pub fn put_get_round_trip(c: Arc<dyn Connector>) {
             "{len} bytes"
         );
     }
+}
+
+/// `put_parts` stores the concatenation of its parts, empty ones included.
+pub fn put_parts_round_trip(c: Arc<dyn Connector>) {
+    let (a, b) = (pattern(64, 11), pattern(100_000, 12));
+    let key = c.put_parts(&[&a, &[], &b]).expect("put_parts");
+    let mut joined = a.to_vec();
+    joined.extend_from_slice(&b);
+    assert_eq!(c.get(&key).expect("get").as_deref(), Some(&joined[..]));
+    let empty = c.put_parts(&[]).expect("put_parts of nothing");
+    assert_eq!(c.get(&empty).expect("get empty").map(|d| d.len()), Some(0));
+    c.evict(&key).expect("evict");
+    c.evict(&empty).expect("evict empty");
 }
 
 /// A key that was never put reads as `None`, not an error.

@@ -294,9 +294,10 @@ impl FileConnector {
         self.closed.check(&self.config.kind)
     }
 
-    /// Writes `data` to a temporary file beside `path` and renames it into
-    /// place; on any failure the temporary file is removed.
-    fn write_atomic(&self, path: &Path, data: &[u8]) -> Result<()> {
+    /// Writes the concatenation of `parts` to a temporary file beside
+    /// `path` and renames it into place; on any failure the temporary file
+    /// is removed.
+    fn write_atomic(&self, path: &Path, parts: &[&[u8]]) -> Result<()> {
         let parent = path.parent().unwrap_or(&self.config.dir);
         let name = path
             .file_name()
@@ -316,12 +317,16 @@ impl FileConnector {
             other => other,
         }
         .map_err(|e| Error::io(format!("creating {}", tmp.display()), e))?;
-        let written = file.write_all(data).and_then(|()| fs::rename(&tmp, path));
+        let written = parts
+            .iter()
+            .try_for_each(|part| file.write_all(part))
+            .and_then(|()| fs::rename(&tmp, path));
         if let Err(e) = written {
             drop(file);
             let _ = fs::remove_file(&tmp);
+            let len: usize = parts.iter().map(|p| p.len()).sum();
             return Err(Error::io(
-                format!("writing {} bytes to {}", data.len(), path.display()),
+                format!("writing {len} bytes to {}", path.display()),
                 e,
             ));
         }
@@ -387,12 +392,17 @@ impl Connector for FileConnector {
     }
 
     fn put(&self, data: Bytes) -> Result<Key> {
+        self.put_parts(&[&data])
+    }
+
+    // Each part is copied once, straight into the arena or the file.
+    fn put_parts(&self, parts: &[&[u8]]) -> Result<Key> {
         self.check_open()?;
-        if let Some(key) = self.arenas.put(&data)? {
+        if let Some(key) = self.arenas.put(parts)? {
             return Ok(key);
         }
         let key = Key::random();
-        self.write_atomic(&self.object_path(key.id()), &data)?;
+        self.write_atomic(&self.object_path(key.id()), parts)?;
         Ok(key)
     }
 
@@ -457,6 +467,6 @@ impl DeferrableConnector for FileConnector {
                 reason: "set takes a key from new_key (no location)",
             });
         }
-        self.write_atomic(&self.object_path(key.id()), &data)
+        self.write_atomic(&self.object_path(key.id()), &[&data])
     }
 }

@@ -196,6 +196,24 @@ fn arena_objects_are_aligned_for_typed_views() {
 }
 
 #[test]
+fn a_slice_is_copied_once_into_the_arena_and_read_as_a_view() {
+    let dir = shm_dir();
+    let store = proxystore_core::Store::builder("arena-slice", Arc::new(arena(&dir, 4 << 20)))
+        .cache_size(0)
+        .build();
+    let values: Vec<f64> = (0..100_000).map(|i| f64::from(i) * 0.25).collect();
+    let key = store.put_slice(&values).unwrap();
+    assert!(key.location().is_some(), "the array went to a file: {key}");
+    let raw = store.get_bytes(&key).unwrap().unwrap();
+    let view: proxystore_core::PodArray<f64> = store.get(&key).unwrap().unwrap();
+    assert_eq!(&view[..], &values[..]);
+    // The view's elements are the arena's bytes, 64 bytes into the block.
+    assert_eq!(view.as_ptr().cast::<u8>(), raw[64..].as_ptr());
+    assert_eq!(store.metrics().realigned, 0);
+    proxystore_core::unregister_store("arena-slice");
+}
+
+#[test]
 fn arena_options_go_through_configs() {
     let dir = shm_dir();
     let c = arena(&dir, 1 << 20);

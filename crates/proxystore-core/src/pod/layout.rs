@@ -161,6 +161,16 @@ impl AsRef<[u8]> for AlignedBuf {
     }
 }
 
+/// A 64-byte-aligned buffer of `len` bytes that `fill` writes (zeroed
+/// before).
+fn aligned_with(len: usize, fill: impl FnOnce(&mut [u8])) -> Bytes {
+    // Zeroed lines come from calloc: fresh pages are not written twice.
+    let mut lines = vec![Line([0; POD_HEADER_LEN]); len.div_ceil(POD_HEADER_LEN)];
+    let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut lines);
+    fill(&mut bytes[..len]);
+    Bytes::from_owner(AlignedBuf { lines, len })
+}
+
 /// A 64-byte-aligned buffer of `header` followed by `payload_len` bytes that
 /// `fill` writes (zeroed before).
 pub(crate) fn aligned_bytes(
@@ -168,13 +178,23 @@ pub(crate) fn aligned_bytes(
     payload_len: usize,
     fill: impl FnOnce(&mut [u8]),
 ) -> Bytes {
-    let len = POD_HEADER_LEN + payload_len;
-    // Zeroed lines come from calloc: fresh pages are not written twice.
-    let mut lines = vec![Line([0; POD_HEADER_LEN]); len.div_ceil(POD_HEADER_LEN)];
-    let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut lines);
-    bytes[..POD_HEADER_LEN].copy_from_slice(header);
-    fill(&mut bytes[POD_HEADER_LEN..len]);
-    Bytes::from_owner(AlignedBuf { lines, len })
+    aligned_with(POD_HEADER_LEN + payload_len, |out| {
+        let (head, payload) = out.split_at_mut(POD_HEADER_LEN);
+        head.copy_from_slice(header);
+        fill(payload);
+    })
+}
+
+/// The concatenation of `parts` in one 64-byte-aligned buffer (one copy).
+pub(crate) fn concat_aligned(parts: &[&[u8]]) -> Bytes {
+    let len = parts.iter().map(|p| p.len()).sum();
+    aligned_with(len, |out| {
+        let mut at = 0;
+        for part in parts {
+            out[at..at + part.len()].copy_from_slice(part);
+            at += part.len();
+        }
+    })
 }
 
 #[cfg(test)]
@@ -207,6 +227,14 @@ mod tests {
     fn records_are_opaque_by_size() {
         assert_eq!(dtype::<[u32; 6]>(), "|V24");
         assert_eq!(dtype::<u8>(), "|u1");
+    }
+
+    #[test]
+    fn parts_are_joined_aligned() {
+        let b = concat_aligned(&[b"ab", b"", b"cde"]);
+        assert_eq!(&b[..], b"abcde");
+        assert_eq!(b.as_ptr() as usize % 64, 0);
+        assert!(concat_aligned(&[]).is_empty());
     }
 
     #[test]

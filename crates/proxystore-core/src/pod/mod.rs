@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 pub use layout::POD_HEADER_LEN;
+pub(crate) use layout::{concat_aligned, header as header_for};
 
 /// The serde name that marks a [`PodArray`] to the store codec's probe.
 const WIRE_NAME: &str = "$proxystore::PodArray";

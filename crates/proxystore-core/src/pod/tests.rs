@@ -151,3 +151,17 @@ fn ndarray_views_with_a_shape() {
     let t = PodArray::from_array(&m.t());
     assert_eq!(t.view((4, 3)).unwrap(), m.t());
 }
+
+#[test]
+fn put_slice_reads_back_as_a_view_and_as_a_vec() {
+    let s = store();
+    let values: Vec<i32> = (0..10_000).map(|i| i * 7 - 3).collect();
+    let key = s.put_slice(&values).unwrap();
+    let view: PodArray<i32> = s.get(&key).unwrap().unwrap();
+    assert_eq!(&view[..], &values[..]);
+    let owned: Vec<i32> = s.get(&key).unwrap().unwrap();
+    assert_eq!(owned, values);
+    assert_eq!(s.metrics().realigned, 0);
+    let empty = s.put_slice::<f64>(&[]).unwrap();
+    assert!(s.get::<PodArray<f64>>(&empty).unwrap().unwrap().is_empty());
+}

@@ -118,11 +118,11 @@ impl Producer {
         Ok(producer)
     }
 
-    /// Copies `data` into a block and publishes it; `Ok(None)` when the
-    /// arena cannot take it (too large, or full), so the caller writes a
-    /// file instead.
-    pub(crate) fn put(&self, id: ObjectId, data: &[u8]) -> Result<Option<Key>> {
-        let len = data.len() as u64;
+    /// Copies the concatenation of `parts` into a block and publishes it;
+    /// `Ok(None)` when the arena cannot take it (too large, or full), so
+    /// the caller writes a file instead.
+    pub(crate) fn put(&self, id: ObjectId, parts: &[&[u8]]) -> Result<Option<Key>> {
+        let len = parts.iter().map(|p| p.len() as u64).sum::<u64>();
         if len > self.max_object {
             return Ok(None);
         }
@@ -140,15 +140,17 @@ impl Producer {
                 what: "the arena allocator gave a block outside the arena",
             });
         };
-        // SAFETY: the block lies in the mapping (checked just above), the
-        // allocator gave it to this put alone, and its slot is WRITING, so
-        // no reader can pin it: nothing else reads or writes these bytes.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                data.as_ptr(),
-                self.map.base().add(block.offset as usize),
-                data.len(),
-            );
+        let mut at = block.offset as usize;
+        for part in parts {
+            // SAFETY: the block lies in the mapping (checked just above) and
+            // holds `len`, the sum of the parts' lengths, so every part lands
+            // inside it; the allocator gave it to this put alone, and its
+            // slot is WRITING, so no reader can pin it: nothing else reads
+            // or writes these bytes.
+            unsafe {
+                std::ptr::copy_nonoverlapping(part.as_ptr(), self.map.base().add(at), part.len());
+            }
+            at += part.len();
         }
         let id_bits = id.as_u128();
         slot.offset.store(block.offset, Ordering::Relaxed);
@@ -313,9 +315,9 @@ impl Arenas {
         }
     }
 
-    /// Puts into this process's arena; `Ok(None)`: arena off or it cannot
-    /// take the object, write a file.
-    pub(crate) fn put(&self, data: &[u8]) -> Result<Option<Key>> {
+    /// Puts the concatenation of `parts` into this process's arena;
+    /// `Ok(None)`: arena off or it cannot take the object, write a file.
+    pub(crate) fn put(&self, parts: &[&[u8]]) -> Result<Option<Key>> {
         if self.arena_bytes == 0 {
             return Ok(None);
         }
@@ -330,7 +332,7 @@ impl Arenas {
                 }
             }
         };
-        producer.put(ObjectId::random(), data)
+        producer.put(ObjectId::random(), parts)
     }
 
     fn map(&self, name: &str) -> Result<Option<Arc<ArenaMap>>> {
