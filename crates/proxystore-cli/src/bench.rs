@@ -32,7 +32,7 @@ pub(crate) struct BenchArgs {
     pub(crate) scenario: Scenario,
     /// Connectors to measure, comma separated (network ones start their
     /// servers on loopback and add their raw transport as a baseline)
-    /// [default: local,file,shm,shm-arena; farm: shm].
+    /// [default: local,file,shm,shm-arena; farm: shm,shm-arena].
     #[arg(long, value_delimiter = ',')]
     pub(crate) connector: Vec<String>,
     /// Payload sizes, comma separated (B, KiB, MiB, GiB suffixes)

@@ -23,7 +23,7 @@ use crate::measure::{record, time_op, Record, WARMUP};
 use crate::{connectors, report, targets};
 
 /// The farm's connectors, sizes and tasks per size when none are given.
-const CONNECTORS: &[&str] = &["shm"];
+const CONNECTORS: &[&str] = &["shm", "shm-arena"];
 const SIZES: &[usize] = &[10_000, 1_000_000, 10_000_000, 100_000_000];
 const ITERATIONS: usize = 100;
 

@@ -16,7 +16,7 @@ fn farm_writes_task_records_by_value_and_by_proxy() {
         "--scenario",
         "farm",
         "--connector",
-        "shm",
+        "shm,shm-arena",
         "--sizes",
         "10000,1000000",
         "--iterations",
@@ -30,7 +30,7 @@ fn farm_writes_task_records_by_value_and_by_proxy() {
     assert!(stdout.contains("farm breakdown"), "{stdout}");
     let records: Vec<serde_json::Value> =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    for connector in ["by-value", "shm"] {
+    for connector in ["by-value", "shm", "shm-arena"] {
         for size in [10_000u64, 1_000_000] {
             let r = records
                 .iter()
@@ -45,17 +45,19 @@ fn farm_writes_task_records_by_value_and_by_proxy() {
             assert!(r["gib_per_s"].as_f64().unwrap() > 0.0, "{r}");
         }
     }
-    // The connector's own put and get, measured in the same run.
-    for op in ["put", "get"] {
-        assert!(
-            records
-                .iter()
-                .any(|r| r["connector"] == "shm" && r["op"] == op && r["size_bytes"] == 1_000_000),
-            "no shm {op}: {records:?}"
-        );
+    // The connectors' own put and get, measured in the same run.
+    for connector in ["shm", "shm-arena"] {
+        for op in ["put", "get"] {
+            assert!(
+                records.iter().any(|r| r["connector"] == connector
+                    && r["op"] == op
+                    && r["size_bytes"] == 1_000_000),
+                "no {connector} {op}: {records:?}"
+            );
+        }
     }
     let tasks = records.iter().filter(|r| r["op"] == "task").count();
-    assert_eq!(tasks, 4, "{records:?}");
+    assert_eq!(tasks, 6, "{records:?}");
     // Each by-proxy task's data path, step by step.
     for op in [
         "task-client-put",
@@ -64,10 +66,8 @@ fn farm_writes_task_records_by_value_and_by_proxy() {
         "task-client-get",
     ] {
         let steps: Vec<_> = records.iter().filter(|r| r["op"] == op).collect();
-        assert_eq!(steps.len(), 2, "{op} at both sizes: {records:?}");
-        assert!(steps
-            .iter()
-            .all(|r| r["connector"] == "shm" && r["median_ns"].as_u64().unwrap() > 0));
+        assert_eq!(steps.len(), 4, "{op} at both sizes: {records:?}");
+        assert!(steps.iter().all(|r| r["median_ns"].as_u64().unwrap() > 0));
     }
 }
 
