@@ -6,6 +6,8 @@ import ctypes
 import gc
 import pickle
 import tempfile
+import threading
+import time
 from typing import Any
 
 import numpy as np
@@ -151,3 +153,28 @@ def test_unreachable_peer_names_its_address() -> None:
     ):
         reader.get(key)
     reader.close()
+
+
+def test_blocking_calls_release_the_gil() -> None:
+    # A get from a vanished peer waits its whole timeout (2 s) in Rust;
+    # meanwhile this thread must get the GIL back at once.
+    c = proxystore_rs.ZmqConnector()
+    key = c.put(b'x')
+    c.close()
+    reader = proxystore_rs.ZmqConnector(timeout_ms=2000)
+    waiting = threading.Thread(target=_get_ignoring_errors, args=(reader, key))
+    start = time.monotonic()
+    waiting.start()
+    time.sleep(0.1)
+    resumed = time.monotonic() - start
+    assert waiting.is_alive()
+    assert resumed < 1.0, f'main thread blocked {resumed:.2f} s'
+    waiting.join()
+    reader.close()
+
+
+def _get_ignoring_errors(c: Any, key: Any) -> None:
+    try:
+        c.get(key)
+    except proxystore_rs.ProxyStoreError:
+        pass
