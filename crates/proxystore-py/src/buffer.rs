@@ -174,9 +174,10 @@ fn view_of_immutable(mv: &Bound<'_, PyMemoryView>) -> PyResult<Option<Bytes>> {
         return Ok(None);
     }
     // The view's range lies inside `base`'s data: a memoryview of a bytes
-    // object can only narrow it. `mv` keeps `base` alive.
+    // object can only narrow it. Hold `base` itself, not `mv`: the caller
+    // may `mv.release()`, which drops the view's reference to `base`.
     Ok(Some(Bytes::from_owner(HeldBytes {
-        _owner: mv.clone().into_any().unbind(),
+        _owner: base.unbind(),
         ptr,
         len,
     })))

@@ -178,3 +178,14 @@ def _get_ignoring_errors(c: Any, key: Any) -> None:
         c.get(key)
     except proxystore_rs.ProxyStoreError:
         pass
+
+
+def test_put_of_a_released_memoryview_keeps_its_bytes(make_connector: Any) -> None:
+    c = make_connector('zmq')  # keeps what it puts in this process
+    data = bytes(range(256)) * 64
+    mv = memoryview(data)[16:1040]
+    key = c.put(mv)
+    mv.release()
+    del data
+    gc.collect()
+    assert bytes(c.get(key)) == (bytes(range(256)) * 64)[16:1040]
