@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as README gives it: installs what the tests need
 # (when run as root), then formatting, lints, every test of the workspace
-# with every connector feature on, the Python benchmark scripts' tests, the
+# with every connector feature on, the Python bindings' tests (pytest over
+# a release wheel), the Python benchmark scripts' tests, the
 # README's runnable shell blocks, and the API docs (broken links fail).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +19,8 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 echo "== cargo test"
 cargo test --workspace --all-features
+echo "== Python bindings (wheel, pytest through Python ProxyStore)"
+ci/python-tests.sh
 echo "== benchmark scripts (compare.py, bench_ray.py helpers; no Ray needed)"
 python3 benches/python/test_compare.py
 echo "== README runnable blocks"
