@@ -1,4 +1,5 @@
-//! The shared conformance suite on a temporary directory and on /dev/shm.
+//! The shared conformance suite on a temporary directory, on /dev/shm, and
+//! on /dev/shm with the arena on.
 
 #![allow(clippy::unwrap_used)] // Tests fail loudly by design.
 
@@ -10,13 +11,16 @@ fn file_connector() -> WithGuard<FileConnector, tempfile::TempDir> {
     WithGuard::new(FileConnector::new(dir.path()).expect("file connector"), dir)
 }
 
-fn shm_connector() -> WithGuard<FileConnector, tempfile::TempDir> {
+/// An `shm` connector on a fresh directory under /dev/shm, with an arena of
+/// `arena_bytes` (0: none).
+fn shm_connector(arena_bytes: usize) -> WithGuard<FileConnector, tempfile::TempDir> {
     let dir = tempfile::Builder::new()
         .prefix("proxystore-test-")
         .tempdir_in("/dev/shm")
         .expect("shm dir");
     let config = FileConfig {
         dir: dir.path().into(),
+        arena_bytes,
         ..FileConfig::shm()
     };
     WithGuard::new(
@@ -30,7 +34,14 @@ mod file {
 }
 
 mod shm {
-    proxystore_core::conformance_tests!(super::shm_connector());
+    proxystore_core::conformance_tests!(super::shm_connector(0));
+}
+
+/// The arena is small (1 MiB: objects up to 256 KiB, 64 slots), so the
+/// suite runs both paths: small objects go to the arena, the 64 MiB case
+/// and the overflow of the concurrent case go to files.
+mod arena {
+    proxystore_core::conformance_tests!(super::shm_connector(1 << 20));
 }
 
 mod small_mmap_threshold {
