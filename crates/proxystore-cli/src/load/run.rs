@@ -467,3 +467,115 @@ pub(crate) fn run(
     let elapsed = Duration::from_nanos(shared.end_ns.load(Ordering::Relaxed));
     Ok(Outcome { shared, elapsed })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proxystore::{Bytes, Capabilities, ConnectorConfig, LocalConnector};
+
+    /// A local connector that silently drops every `drop_every`-th put's
+    /// object after acknowledging it, and flips a byte of every
+    /// `corrupt_every`-th object read.
+    #[derive(Debug)]
+    struct Faulty {
+        inner: LocalConnector,
+        puts: AtomicU64,
+        gets: AtomicU64,
+        drop_every: u64,
+        corrupt_every: u64,
+    }
+
+    impl Connector for Faulty {
+        fn kind(&self) -> &str {
+            "faulty"
+        }
+        fn capabilities(&self) -> Capabilities {
+            self.inner.capabilities()
+        }
+        fn put(&self, data: Bytes) -> proxystore::Result<Key> {
+            let key = self.inner.put(data)?;
+            if (self.puts.fetch_add(1, Ordering::Relaxed) + 1) % self.drop_every == 0 {
+                self.inner.evict(&key)?;
+            }
+            Ok(key)
+        }
+        fn get(&self, key: &Key) -> proxystore::Result<Option<Bytes>> {
+            let got = self.inner.get(key)?;
+            if (self.gets.fetch_add(1, Ordering::Relaxed) + 1) % self.corrupt_every != 0 {
+                return Ok(got);
+            }
+            Ok(got.map(|b| {
+                let mut v = b.to_vec();
+                let last = v.len() - 1;
+                v[last] ^= 0xFF;
+                Bytes::from(v)
+            }))
+        }
+        fn exists(&self, key: &Key) -> proxystore::Result<bool> {
+            self.inner.exists(key)
+        }
+        fn evict(&self, key: &Key) -> proxystore::Result<()> {
+            self.inner.evict(key)
+        }
+        fn config(&self) -> ConnectorConfig {
+            self.inner.config()
+        }
+        fn close(&self) -> proxystore::Result<()> {
+            self.inner.close()
+        }
+    }
+
+    fn plan(mix: [u32; 4]) -> Plan {
+        Plan {
+            clients: 8,
+            size: 1024,
+            duration: Duration::from_secs(5),
+            ops: Some(4000),
+            mix,
+            max_live: 64,
+            prefill: 32,
+            grace: Duration::from_secs(30),
+        }
+    }
+
+    fn faulty(drop_every: u64, corrupt_every: u64) -> Arc<dyn Connector> {
+        Arc::new(Faulty {
+            inner: LocalConnector::new(),
+            puts: AtomicU64::new(0),
+            gets: AtomicU64::new(0),
+            drop_every,
+            corrupt_every,
+        })
+    }
+
+    fn lost_and_raced(plan: &Plan, c: &Arc<dyn Connector>) -> (u64, u64) {
+        let Ok(out) = run(plan, c, c, |_, _| {}) else {
+            panic!("run failed")
+        };
+        out.shared.verify_and_clear(c.as_ref(), plan.size);
+        let raced = out
+            .shared
+            .stats
+            .iter()
+            .map(|s| s.raced.load(Ordering::Relaxed));
+        (out.shared.total_lost(), raced.sum())
+    }
+
+    #[test]
+    fn our_own_evicts_under_racing_gets_are_not_losses() {
+        // Many evicts racing many gets on few keys: misses happen, and
+        // every one is explained by an evict of ours.
+        let c = faulty(u64::MAX, u64::MAX);
+        let (lost, _raced) = lost_and_raced(&plan([40, 70, 80, 100]), &c);
+        assert_eq!(lost, 0);
+    }
+
+    #[test]
+    fn dropped_and_corrupted_objects_are_lost() {
+        // Each dropped object is lost once its next read finds it gone.
+        let (lost, _) = lost_and_raced(&plan([90, 100, 100, 100]), &faulty(7, u64::MAX));
+        assert!(lost > 0);
+        let (lost, _) = lost_and_raced(&plan([90, 100, 100, 100]), &faulty(u64::MAX, 50));
+        assert!(lost > 0);
+    }
+}
