@@ -1,4 +1,4 @@
-//! `proxystore load`: short runs on file (no server), zmq and redis (their
+//! `proxystore load`: short runs on file (no server), zmq, redis and ucx (their
 //! servers on loopback, as `bench` starts them) that must stop by
 //! themselves, lose nothing and fail nothing; and bad flags.
 
@@ -103,6 +103,12 @@ fn redis_load_loses_nothing_and_stops_by_itself() {
         return;
     }
     short_run("redis");
+}
+
+#[cfg(feature = "ucx")]
+#[test]
+fn ucx_load_loses_nothing_and_stops_by_itself() {
+    short_run("ucx");
 }
 
 #[test]
