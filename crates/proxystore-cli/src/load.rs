@@ -19,6 +19,8 @@ use run::{Failure, Plan};
 
 /// Most client threads a run may start.
 const MAX_CLIENTS: usize = 4096;
+/// Longest run.
+const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
 /// How long clients may run past the duration (their operations are
 /// bounded by the connector's own timeouts, 10 s by default) before the
 /// run is declared stuck.
@@ -155,6 +157,10 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     };
     if d.is_zero() {
         return Err(format!("duration '{text}' must be above zero"));
+    }
+    // Deadlines are `Instant`s: keep them far from overflow.
+    if d > MAX_DURATION {
+        return Err(format!("duration '{text}' is over the 7-day limit"));
     }
     Ok(d)
 }
@@ -317,7 +323,16 @@ mod tests {
         assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
-        for bad in ["0s", "0ms", "s", "10x", "-1s", ""] {
+        for bad in [
+            "0s",
+            "0ms",
+            "s",
+            "10x",
+            "-1s",
+            "",
+            "8d",
+            "999999999999999999h",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
         assert_eq!(parse_clients("256"), Ok(256));

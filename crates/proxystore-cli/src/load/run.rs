@@ -562,6 +562,12 @@ mod tests {
     }
 
     #[test]
+    fn errors_are_named_by_their_variant() {
+        let e = proxystore::Error::Config("bad".into());
+        assert_eq!(variant(&e), "Config");
+    }
+
+    #[test]
     fn our_own_evicts_under_racing_gets_are_not_losses() {
         // Many evicts racing many gets on few keys: misses happen, and
         // every one is explained by an evict of ours.
