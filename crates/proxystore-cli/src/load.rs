@@ -6,6 +6,7 @@
 mod hist;
 mod payload;
 mod procfs;
+mod procs;
 mod report;
 mod run;
 
@@ -15,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::CliError;
 use crate::{bench, connectors, targets};
+pub(crate) use procs::client_main;
 use run::{Failure, Plan};
 
 /// Most client threads a run may start.
@@ -37,6 +39,11 @@ pub(crate) struct LoadArgs {
     /// in turn.
     #[arg(long, value_delimiter = ',', value_parser = parse_clients, default_value = "16")]
     clients: Vec<usize>,
+    /// Run the clients in this many processes (this program started again),
+    /// the --clients threads split evenly among them, instead of as
+    /// threads of this one.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=256))]
+    processes: Option<u64>,
     /// Operation weights, e.g. get=90,put=8,evict=2 (ops: get, put,
     /// exists, evict; left-out ops weigh 0).
     #[arg(long, value_parser = parse_mix, default_value = "get=90,put=8,evict=2")]
@@ -177,6 +184,23 @@ pub(crate) fn run(args: &LoadArgs) -> Result<(), CliError> {
         || ((256usize << 20) / args.size).clamp(16, 4096),
         |n| n as usize,
     );
+    let processes = args.processes.map(|p| p as usize);
+    if let Some(p) = processes {
+        if let Some(&c) = args.clients.iter().find(|&&c| c < p) {
+            return Err(CliError::new(
+                2,
+                format!("--clients {c} is fewer than --processes {p}: every process runs at least one client"),
+            ));
+        }
+        for name in &names {
+            if let Some(scope) = connectors::descriptor(name)?.confined_to {
+                return Err(CliError::new(
+                    2,
+                    format!("the {name} connector's keys are valid only inside {scope}; --processes needs one that other processes reach"),
+                ));
+            }
+        }
+    }
     let mut records = Vec::new();
     let mut lost = 0;
     for name in &names {
@@ -197,6 +221,7 @@ pub(crate) fn run(args: &LoadArgs) -> Result<(), CliError> {
                 mix: args.mix.cumulative,
                 max_live,
                 prefill: (max_live / 2).max(1),
+                seed: 0,
                 grace: GRACE,
             };
             let label = format!("load {}, {clients} clients", target.name);
@@ -209,55 +234,72 @@ pub(crate) fn run(args: &LoadArgs) -> Result<(), CliError> {
             );
             let start = server.usage();
             let tty = std::io::stderr().is_terminal();
-            let outcome = run::run(&plan, &target.connector, &target.reader, |shared, t| {
-                let ops = shared.total_ops();
-                let line = format!(
-                    "{label}: {:.0}/{:.0} s, {ops} ops ({:.0}/s), {} errors, {} lost, {} live",
-                    t.as_secs_f64(),
-                    args.duration.as_secs_f64(),
-                    ops as f64 / t.as_secs_f64().max(1e-9),
-                    shared.total_errors(),
-                    shared.total_lost(),
-                    shared.live()
-                );
+            let show = |line: String| {
                 if tty {
                     eprint!("\r{line}\x1b[K");
                 } else {
                     eprintln!("{line}");
                 }
-            });
-            if tty {
-                eprint!("\r\x1b[K");
-            }
-            let outcome = outcome.map_err(|f| match f {
-                Failure::Prefill(e) => {
-                    CliError::new(1, format!("{label}: putting the first objects failed: {e}"))
+            };
+            let (outcome, end, verify_time) = match processes {
+                None => {
+                    let outcome = run::run(
+                        &plan,
+                        &target.connector,
+                        &target.reader,
+                        |shared, t| {
+                            let ops = shared.total_ops();
+                            show(format!(
+                                "{label}: {:.0}/{:.0} s, {ops} ops ({:.0}/s), {} errors, {} lost, {} live",
+                                t.as_secs_f64(),
+                                args.duration.as_secs_f64(),
+                                ops as f64 / t.as_secs_f64().max(1e-9),
+                                shared.total_errors(),
+                                shared.total_lost(),
+                                shared.live()
+                            ));
+                        },
+                    );
+                    if tty {
+                        eprint!("\r\x1b[K");
+                    }
+                    let outcome = outcome.map_err(|f| failure(&label, f))?;
+                    let end = server.usage();
+                    let verify_start = Instant::now();
+                    outcome
+                        .shared
+                        .verify_and_clear(target.reader.as_ref(), plan.size);
+                    (outcome, end, verify_start.elapsed())
                 }
-                Failure::Stuck(n) => CliError::new(
-                    1,
-                    format!(
-                        "{label}: {n} clients still inside an operation {GRACE:?} after the run's end"
-                    ),
-                ),
-                Failure::Spawn(e) => {
-                    CliError::new(1, format!("{label}: starting a client thread failed: {e}"))
+                Some(p) => {
+                    let writer = procs::writer_config(target.connector.as_ref())?;
+                    let reader = target.reader.config();
+                    let result = procs::run(&plan, p, writer, reader, |t, running| {
+                        show(format!(
+                            "{label}: {:.0}/{:.0} s, {running} of {p} client processes running",
+                            t.as_secs_f64(),
+                            args.duration.as_secs_f64(),
+                        ));
+                    });
+                    if tty {
+                        eprint!("\r\x1b[K");
+                    }
+                    let (outcome, verify_time) = result
+                        .map_err(|e| CliError::new(e.code, format!("{label}: {}", e.message)))?;
+                    (outcome, server.usage(), verify_time)
                 }
-            })?;
-            let end = server.usage();
-            let verify_start = Instant::now();
-            outcome
-                .shared
-                .verify_and_clear(target.reader.as_ref(), plan.size);
+            };
             let info = report::RunInfo {
                 connector: &target.name,
                 clients,
                 size: args.size,
                 mix: &args.mix.text,
-                server: server.to_string(),
+                server: server.describe(processes.is_none()),
+                processes: processes.unwrap_or(0),
                 start,
                 end,
             };
-            let run_records = info.records(&outcome, verify_start.elapsed());
+            let run_records = info.records(&outcome, verify_time);
             print!("{}", report::table(&run_records));
             let extra = [
                 (
@@ -290,6 +332,22 @@ pub(crate) fn run(args: &LoadArgs) -> Result<(), CliError> {
         return Err(CliError::new(1, format!("{lost} objects lost")));
     }
     Ok(())
+}
+
+/// A run that did not finish, as the command's error.
+fn failure(label: &str, f: Failure) -> CliError {
+    match f {
+        Failure::Prefill(e) => {
+            CliError::new(1, format!("{label}: putting the first objects failed: {e}"))
+        }
+        Failure::Stuck(n) => CliError::new(
+            1,
+            format!("{label}: {n} clients still inside an operation {GRACE:?} after the run's end"),
+        ),
+        Failure::Spawn(e) => {
+            CliError::new(1, format!("{label}: starting a client thread failed: {e}"))
+        }
+    }
 }
 
 fn write_outputs(args: &LoadArgs, records: &[report::LoadRecord]) -> Result<(), CliError> {

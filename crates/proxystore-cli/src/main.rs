@@ -57,6 +57,9 @@ enum Command {
     /// The scheduler of `bench --scenario farm` (started by it).
     #[command(hide = true)]
     FarmScheduler(farm::RoleArgs),
+    /// A client process of `load --processes` (started by it).
+    #[command(hide = true)]
+    LoadClient,
     /// The worker of `bench --scenario farm` (started by it).
     #[command(hide = true)]
     FarmWorker(farm::RoleArgs),
@@ -136,6 +139,7 @@ fn run(command: Command) -> Result<ExitCode, CliError> {
             })
             .map(|()| ExitCode::SUCCESS),
         Command::Load(args) => load::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::LoadClient => load::client_main().map(|()| ExitCode::SUCCESS),
         Command::Put(args) => {
             let connector = args.open_shared()?;
             if !connector.capabilities().survives_producer_exit {

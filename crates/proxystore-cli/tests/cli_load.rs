@@ -14,39 +14,43 @@ use common::{proxystore, stderr};
 /// 64KiB --json` and checks its records: every op of the mix ran, nothing
 /// lost, no errors, and the run ended by itself in time.
 fn short_run(connector: &str) {
+    short_run_in(connector, &[]);
+}
+
+/// [`short_run`] with `extra` flags (`--processes 2`).
+fn short_run_in(connector: &str, extra: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("load.json");
     let plot = dir.path().join("load.svg");
     let started = Instant::now();
-    let out = proxystore(
-        &[
-            "load",
-            "--connector",
-            connector,
-            "--duration",
-            "2s",
-            "--clients",
-            "8",
-            "--size",
-            "64KiB",
-            "--mix",
-            "get=80,put=10,exists=5,evict=5",
-            "--max-live",
-            "64",
-            "--json",
-            json.to_str().unwrap(),
-            "--plot",
-            plot.to_str().unwrap(),
-        ],
-        b"",
-    );
+    let mut args = vec![
+        "load",
+        "--connector",
+        connector,
+        "--duration",
+        "2s",
+        "--clients",
+        "8",
+        "--size",
+        "64KiB",
+        "--mix",
+        "get=80,put=10,exists=5,evict=5",
+        "--max-live",
+        "64",
+        "--json",
+        json.to_str().unwrap(),
+        "--plot",
+        plot.to_str().unwrap(),
+    ];
+    args.extend(extra);
+    let out = proxystore(&args, b"");
     let took = started.elapsed();
     assert!(out.status.success(), "{}", stderr(&out));
     // 2 s of load plus server start, prefill and the final check: a run
     // that did not stop by itself would be far past this.
     assert!(took < Duration::from_secs(30), "took {took:?}");
     let err = stderr(&out);
-    assert!(err.contains("lost"), "no progress line: {err}");
+    assert!(err.contains(": 1/2 s, "), "no progress line: {err}");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("objects lost: 0"), "{stdout}");
     assert!(stdout.contains("server: "), "{stdout}");
@@ -61,6 +65,9 @@ fn short_run(connector: &str) {
     for r in &records {
         assert_eq!(r["connector"], connector, "{r}");
         assert_eq!(r["clients"], 8, "{r}");
+        let processes = extra.iter().skip_while(|a| **a != "--processes").nth(1);
+        let processes: u64 = processes.map_or(0, |p| p.parse().unwrap());
+        assert_eq!(r["processes"], processes, "{r}");
         assert_eq!(r["size_bytes"], 65536, "{r}");
         assert_eq!(r["lost"], 0, "{r}");
         assert_eq!(r["errors"], 0, "{r}");
@@ -112,6 +119,29 @@ fn ucx_load_loses_nothing_and_stops_by_itself() {
 }
 
 #[test]
+fn file_load_in_client_processes() {
+    short_run_in("file", &["--processes", "2"]);
+}
+
+/// Puts from the client processes go to this process's zmq server (the
+/// one their keys name), not to servers of their own.
+#[cfg(feature = "zmq")]
+#[test]
+fn zmq_load_in_client_processes() {
+    short_run_in("zmq", &["--processes", "3"]);
+}
+
+#[cfg(feature = "redis")]
+#[test]
+fn redis_load_in_client_processes() {
+    if !::proxystore::redis::server::available() {
+        eprintln!("SKIP: redis-server not installed (ci/install-deps.sh installs it)");
+        return;
+    }
+    short_run_in("redis", &["--processes", "2"]);
+}
+
+#[test]
 fn an_op_bound_ends_the_run_before_the_duration() {
     let started = Instant::now();
     let out = proxystore(
@@ -147,6 +177,9 @@ fn bad_flags_exit_2_in_one_line() {
         &["--size", "8"],
         &["--ops", "0"],
         &["--connector", "nope"],
+        &["--clients", "2", "--processes", "3"],
+        &["--processes", "0"],
+        &["--connector", "local", "--processes", "2"],
     ] {
         let out = proxystore(&[&["load"][..], bad].concat(), b"");
         let err = stderr(&out);

@@ -52,6 +52,27 @@ impl Histogram {
         self.max.fetch_max(ns, Ordering::Relaxed);
     }
 
+    /// The nonzero buckets, as (bucket, count), to ship to another process.
+    pub(crate) fn buckets(&self) -> Vec<(u32, u64)> {
+        self.counts
+            .iter()
+            .enumerate()
+            .map(|(b, c)| (b as u32, c.load(Ordering::Relaxed)))
+            .filter(|&(_, c)| c > 0)
+            .collect()
+    }
+
+    /// Adds another histogram's [`buckets`](Self::buckets) and maximum;
+    /// buckets out of range are ignored.
+    pub(crate) fn merge(&self, buckets: &[(u32, u64)], max: u64) {
+        for &(b, c) in buckets {
+            if let Some(slot) = self.counts.get(b as usize) {
+                slot.fetch_add(c, Ordering::Relaxed);
+            }
+        }
+        self.max.fetch_max(max, Ordering::Relaxed);
+    }
+
     /// Samples counted.
     pub(crate) fn len(&self) -> u64 {
         self.counts.iter().map(|c| c.load(Ordering::Relaxed)).sum()
@@ -112,6 +133,11 @@ mod tests {
             assert!((got - want).abs() / want < 0.02, "q{q}: {got}");
         }
         assert_eq!(h.quantile(1.0), 1_000_000);
+        let merged = Histogram::new();
+        merged.merge(&h.buckets(), h.max());
+        merged.merge(&[(u32::MAX, 5)], 0);
+        assert_eq!((merged.len(), merged.max()), (1000, 1_000_000));
+        assert_eq!(merged.quantile(0.5), h.quantile(0.5));
         assert_eq!(Histogram::new().quantile(0.5), 0);
     }
 }

@@ -2,30 +2,31 @@
 //! /proc: this process's own when the server runs inside it, a child's
 //! when the connector's setup started one (redis-server).
 
-use std::fmt;
-
 use serde::Serialize;
 
 /// Which process a [`Usage`] is of.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Server {
     /// This process: an in-process server (zmq, ucx) or none (file), and
-    /// the clients' threads too.
+    /// the clients' threads unless they run in processes of their own.
     ThisProcess,
     /// A child process the setup started, with its name.
     Child(u32, String),
 }
 
-impl fmt::Display for Server {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Server::ThisProcess => {
-                write!(
-                    f,
-                    "this process (/proc/self: in-process server and clients)"
-                )
+impl Server {
+    /// Which process its figures are of; `clients_here`: whether the
+    /// clients run as threads of this process (their memory is counted).
+    pub(crate) fn describe(&self, clients_here: bool) -> String {
+        match (self, clients_here) {
+            (Server::ThisProcess, true) => {
+                "this process (/proc/self: in-process server and clients)".to_owned()
             }
-            Server::Child(pid, name) => write!(f, "{name} (/proc/{pid}, a child process)"),
+            (Server::ThisProcess, false) => {
+                "this process (/proc/self: in-process server; clients in other processes)"
+                    .to_owned()
+            }
+            (Server::Child(pid, name), _) => format!("{name} (/proc/{pid}, a child process)"),
         }
     }
 }

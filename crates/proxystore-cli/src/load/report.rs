@@ -17,6 +17,8 @@ pub(crate) struct LoadRecord {
     pub(crate) connector: String,
     pub(crate) op: String,
     pub(crate) clients: u64,
+    /// Client processes the clients ran in; 0: threads of this process.
+    pub(crate) processes: u64,
     pub(crate) size_bytes: u64,
     pub(crate) mix: String,
     pub(crate) duration_s: f64,
@@ -44,6 +46,7 @@ pub(crate) struct LoadRecord {
 pub(crate) struct RunInfo<'a> {
     pub(crate) connector: &'a str,
     pub(crate) clients: usize,
+    pub(crate) processes: usize,
     pub(crate) size: usize,
     pub(crate) mix: &'a str,
     pub(crate) server: String,
@@ -72,6 +75,7 @@ impl RunInfo<'_> {
             connector: self.connector.to_owned(),
             op: op.to_owned(),
             clients: self.clients as u64,
+            processes: self.processes as u64,
             size_bytes: self.size as u64,
             mix: self.mix.to_owned(),
             duration_s: secs,
@@ -119,9 +123,13 @@ pub(crate) fn table(records: &[LoadRecord]) -> String {
     let Some(first) = records.first() else {
         return out;
     };
+    let procs = match first.processes {
+        0 => String::new(),
+        p => format!(" in {p} processes"),
+    };
     let _ = writeln!(
         out,
-        "{}: {} clients, {} objects, mix {}, {:.2} s",
+        "{}: {} clients{procs}, {} objects, mix {}, {:.2} s",
         first.connector,
         first.clients,
         human_size(first.size_bytes),

@@ -122,6 +122,8 @@ pub(crate) struct Plan {
     pub(crate) max_live: usize,
     /// Objects put before the timed phase, so gets have targets.
     pub(crate) prefill: usize,
+    /// Mixed into every client's generator, so client processes differ.
+    pub(crate) seed: u64,
     /// How long past the duration clients may take to finish (their
     /// operations' own timeouts bound this) before the run gives up.
     pub(crate) grace: Duration,
@@ -164,6 +166,12 @@ impl Rng {
 }
 
 impl Shared {
+    /// No counts and no live objects (client processes' reports are
+    /// merged into one).
+    pub(crate) fn empty() -> Self {
+        Self::new()
+    }
+
     fn new() -> Self {
         Shared {
             stats: Op::ALL.map(|_| OpStats::new()),
@@ -432,7 +440,7 @@ pub(crate) fn run(
             Arc::clone(writer),
             Arc::clone(reader),
         );
-        let seed = (c as u64 + 1).wrapping_mul(0x2545_F491_4F6C_DD1D);
+        let seed = (c as u64 + 1).wrapping_mul(0x2545_F491_4F6C_DD1D) ^ plan.seed;
         let spawned = std::thread::Builder::new()
             .name(format!("load-client-{c}"))
             .spawn(move || {
@@ -534,6 +542,7 @@ mod tests {
             mix,
             max_live: 64,
             prefill: 32,
+            seed: 0,
             grace: Duration::from_secs(30),
         }
     }
