@@ -4,6 +4,7 @@ mod bench;
 mod connectors;
 mod error;
 mod farm;
+mod load;
 mod measure;
 #[cfg(feature = "ucx")]
 mod perftest;
@@ -37,6 +38,10 @@ enum Command {
     /// Benchmark put, get, roundtrip and typed gets (get-owned, get-view) through a Store for each connector and size
     /// (or, with --scenario farm, task round trips through a scheduler and a worker).
     Bench(bench::BenchArgs),
+    /// Load a connector's server with many clients doing a mix of
+    /// get/put/exists/evict for a while, every object checked: ops/s,
+    /// latency quantiles, errors, objects lost, server memory and fds.
+    Load(load::LoadArgs),
     /// Store the bytes read from stdin; print the key.
     Put(ConnectorArgs),
     /// Write the object under KEY to stdout.
@@ -52,6 +57,9 @@ enum Command {
     /// The scheduler of `bench --scenario farm` (started by it).
     #[command(hide = true)]
     FarmScheduler(farm::RoleArgs),
+    /// A client process of `load --processes` (started by it).
+    #[command(hide = true)]
+    LoadClient,
     /// The worker of `bench --scenario farm` (started by it).
     #[command(hide = true)]
     FarmWorker(farm::RoleArgs),
@@ -130,6 +138,8 @@ fn run(command: Command) -> Result<ExitCode, CliError> {
                 bench::Scenario::Farm => farm::run(&args),
             })
             .map(|()| ExitCode::SUCCESS),
+        Command::Load(args) => load::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::LoadClient => load::client_main().map(|()| ExitCode::SUCCESS),
         Command::Put(args) => {
             let connector = args.open_shared()?;
             if !connector.capabilities().survives_producer_exit {

@@ -15,7 +15,7 @@ pub(crate) fn human_size(bytes: u64) -> String {
     }
 }
 
-fn human_time(ns: u64) -> String {
+pub(crate) fn human_time(ns: u64) -> String {
     match ns {
         n if n >= 1_000_000_000 => format!("{:.2} s", n as f64 / 1e9),
         n if n >= 1_000_000 => format!("{:.2} ms", n as f64 / 1e6),
@@ -63,7 +63,7 @@ pub(crate) fn table(records: &[Record]) -> String {
     out
 }
 
-const COLORS: &[&str] = &[
+pub(crate) const COLORS: &[&str] = &[
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
     "#bcbd22", "#17becf",
 ];
