@@ -125,7 +125,7 @@ impl<T: Pod> PodArray<T> {
 
     /// A view of the elements with a shape (row-major), the Rust form of a
     /// numpy array over shared memory. An error if the shape does not hold
-    /// exactly [`len`](<[T]>::len) elements.
+    /// exactly `self.len()` elements.
     #[cfg(feature = "ndarray")]
     pub fn view<D: ndarray::Dimension>(
         &self,
