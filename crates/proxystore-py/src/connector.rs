@@ -254,8 +254,13 @@ impl PyConnector {
     }
 
     /// Releases the connector (a zmq or ucx data server stops serving).
-    /// Arguments Python ProxyStore forwards (`clear=...`) are accepted and
-    /// ignored: objects are not deleted. Closing twice is not an error.
+    /// `clear=True` (keyword or first argument, as Python ProxyStore's
+    /// `FileConnector.close` takes it and its `Store.close` forwards it)
+    /// also deletes a `file` or `shm` connector's directory with every
+    /// object in it; other kinds accept it and delete nothing. Without it
+    /// nothing is deleted (a shared directory such as the default `shm`
+    /// one may hold other processes' objects). Closing twice is not an
+    /// error.
     #[pyo3(signature = (*args, **kwargs))]
     fn close(
         &self,
@@ -263,9 +268,30 @@ impl PyConnector {
         args: &Bound<'_, PyTuple>,
         kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<()> {
-        let _ = (args, kwargs);
+        let clear = match kwargs.map(|k| k.get_item("clear")).transpose()?.flatten() {
+            Some(v) => v.is_truthy()?,
+            None => match args.len() {
+                0 => false,
+                _ => args.get_item(0)?.is_truthy()?,
+            },
+        };
         let c = self.live("close")?;
-        py.detach(|| c.close()).map_err(|e| self.err("close", e))
+        py.detach(|| c.close()).map_err(|e| self.err("close", e))?;
+        if clear && matches!(c.kind(), "file" | "shm") {
+            let config = c.config();
+            if let Some(dir) = config.get("dir") {
+                let dir = std::path::PathBuf::from(dir);
+                match py.detach(|| std::fs::remove_dir_all(&dir)) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        let what = format!("removing {}", dir.display());
+                        return Err(self.err("close", Error::io(what, e)));
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Pickles as `type(self).from_config(self.config())`.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 import uuid
 from typing import Any
@@ -107,6 +108,25 @@ def test_config_round_trip(connector: Any) -> None:
 def test_close_forwards_arguments(make_connector: Any) -> None:
     store = _store(make_connector('file'))
     key = store.put(1)
-    store.close(clear=True)  # forwarded to the connector, accepted
+    directory = store.connector.config()['dir']
+    store.close()  # nothing deleted without clear
+    assert os.path.isdir(directory)
     with pytest.raises(proxystore_rs.ConnectorClosedError, match='closed'):
         store.connector.get(key)
+
+
+def test_close_with_clear_deletes_the_directory(make_connector: Any) -> None:
+    for kind, how in (('file', 'keyword'), ('shm', 'positional')):
+        connector = make_connector(kind)
+        key = connector.put(b'payload')
+        directory = connector.config()['dir']
+        assert os.path.isdir(directory)
+        if how == 'keyword':
+            Store('clear-' + kind, connector, cache_size=0).close(clear=True)
+        else:
+            connector.close(True)
+        assert not os.path.exists(directory), kind
+        # Closing again, or a directory already gone, is not an error.
+        connector.close(clear=True)
+        with pytest.raises(proxystore_rs.ConnectorClosedError):
+            connector.get(key)
