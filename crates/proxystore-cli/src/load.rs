@@ -14,6 +14,8 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use proxystore::registry::BenchEnv;
+
 use crate::error::CliError;
 use crate::{bench, connectors, targets};
 pub(crate) use procs::client_main;
@@ -205,7 +207,11 @@ pub(crate) fn run(args: &LoadArgs) -> Result<(), CliError> {
     let mut lost = 0;
     for name in &names {
         // One server at a time, so the child process found is this one's.
-        let target = targets::open(name, args.dir.as_deref())?;
+        // Client processes reach a server that needs a secret (ucx, ofi)
+        // with this run's, handed to them in their environment only.
+        let secret = format!("{:032x}", proxystore::ObjectId::random().as_u128());
+        let env = BenchEnv::new(args.dir.clone()).with_secret(secret.clone());
+        let target = targets::open_in(name, &env)?;
         if let Some(help) = target.helper {
             // An MPI rank other than 0 serves; rank 0 runs the load.
             help()?;
@@ -274,7 +280,7 @@ pub(crate) fn run(args: &LoadArgs) -> Result<(), CliError> {
                 Some(p) => {
                     let writer = procs::writer_config(target.connector.as_ref())?;
                     let reader = target.reader.config();
-                    let result = procs::run(&plan, p, writer, reader, |t, running| {
+                    let result = procs::run(&plan, p, writer, reader, &secret, |t, running| {
                         show(format!(
                             "{label}: {:.0}/{:.0} s, {running} of {p} client processes running",
                             t.as_secs_f64(),

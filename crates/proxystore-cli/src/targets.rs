@@ -34,11 +34,17 @@ pub(crate) struct BenchTarget {
 /// Sets up the connector named `name` for benchmarking, as its descriptor
 /// says; `dir` is the user's `--dir`.
 pub(crate) fn open(name: &str, dir: Option<&Path>) -> Result<BenchTarget, CliError> {
+    open_in(name, &BenchEnv::new(dir.map(Path::to_path_buf)))
+}
+
+/// [`open`] with the whole environment the setup sees (a shared secret
+/// for connectors other processes must reach).
+pub(crate) fn open_in(name: &str, env: &BenchEnv) -> Result<BenchTarget, CliError> {
     let descriptor = connectors::descriptor(name)?;
     let bench = descriptor
         .bench
         .ok_or_else(|| CliError::new(2, format!("the {name} connector has no benchmark setup")))?;
-    let setup = bench(&BenchEnv::new(dir.map(Path::to_path_buf)))?;
+    let setup = bench(env)?;
     let connector: Arc<dyn Connector> = Arc::from(setup.writer);
     let reader = setup
         .reader

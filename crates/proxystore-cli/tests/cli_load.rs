@@ -118,6 +118,14 @@ fn ucx_load_loses_nothing_and_stops_by_itself() {
     short_run("ucx");
 }
 
+/// The client processes reach the ucx server with the run's secret, handed
+/// to them in their environment (`PROXYSTORE_UCX_SECRET`).
+#[cfg(feature = "ucx")]
+#[test]
+fn ucx_load_in_client_processes() {
+    short_run_in("ucx", &["--processes", "2"]);
+}
+
 #[test]
 fn file_load_in_client_processes() {
     short_run_in("file", &["--processes", "2"]);

@@ -293,12 +293,30 @@ pub struct BenchEnv {
     /// The directory the user named (`--dir`), for connectors that keep
     /// objects in one.
     pub dir: Option<PathBuf>,
+    /// The shared secret network connectors that need one (`ucx`, `ofi`)
+    /// set up their connectors with, so other processes the caller starts
+    /// can reach them (`proxystore load --processes`); `None`: a random
+    /// one for this run.
+    pub secret: Option<String>,
 }
 
 impl BenchEnv {
     /// An environment with the user's directory, if any.
     pub fn new(dir: Option<PathBuf>) -> Self {
-        BenchEnv { dir }
+        BenchEnv { dir, secret: None }
+    }
+
+    /// The same, with connectors set up to share `secret`.
+    pub fn with_secret(mut self, secret: impl Into<String>) -> Self {
+        self.secret = Some(secret.into());
+        self
+    }
+
+    /// The secret to set up with: the caller's, else a random one.
+    pub fn secret_or_random(&self) -> String {
+        self.secret
+            .clone()
+            .unwrap_or_else(|| format!("{:032x}", crate::ObjectId::random().as_u128()))
     }
 }
 

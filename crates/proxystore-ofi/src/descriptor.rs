@@ -6,7 +6,7 @@ use std::sync::Arc;
 use proxystore_core::registry::{
     self, BenchEnv, BenchSetup, CliOption, ConnectorDescriptor, FlagUse, ServerHandle,
 };
-use proxystore_core::{ConnectorConfig, ObjectId, Result};
+use proxystore_core::{ConnectorConfig, Result};
 use proxystore_peer::peer_factory;
 
 use crate::{OfiConnector, OfiLayer, PeerConfig, KIND};
@@ -48,14 +48,15 @@ fn serve_from_config(config: &ConnectorConfig) -> Result<ServerHandle> {
     Ok(ServerHandle::new(server.address().to_string(), server))
 }
 
-/// Two connectors with a one-run secret (an endpoint is reachable over
-/// the network), the second reading from the first over the provider,
-/// beside the bare loops when the `baseline` feature is on: `ofi-raw`
-/// (gets are one `fi_read`) and `ofi-raw-msg` (gets are a request and a
-/// reply carrying the payload, the path without one-sided reads).
-fn bench(_: &BenchEnv) -> Result<BenchSetup> {
+/// Two connectors sharing the bench environment's secret, else a one-run
+/// one (an endpoint is reachable over the network), the second reading
+/// from the first over the provider, beside the bare loops when the
+/// `baseline` feature is on: `ofi-raw` (gets are one `fi_read`) and
+/// `ofi-raw-msg` (gets are a request and a reply carrying the payload, the
+/// path without one-sided reads).
+fn bench(env: &BenchEnv) -> Result<BenchSetup> {
     let mut config = PeerConfig::new(KIND, ADDRESS);
-    config.secret = Some(format!("{:032x}", ObjectId::random().as_u128()));
+    config.secret = Some(env.secret_or_random());
     let setup = BenchSetup::new(OfiConnector::with_config(config.clone())?)
         .with_reader(OfiConnector::with_config(config)?);
     #[cfg(feature = "baseline")]

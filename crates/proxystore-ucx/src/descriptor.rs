@@ -4,7 +4,7 @@
 use proxystore_core::registry::{
     BenchEnv, BenchSetup, CliOption, ConnectorDescriptor, FlagUse, ServerHandle,
 };
-use proxystore_core::{ConnectorConfig, ObjectId, Result};
+use proxystore_core::{ConnectorConfig, Result};
 use proxystore_peer::peer_factory;
 
 use crate::{libucp_version, serve, PeerConfig, UcxConnector, UcxLayer, ADDRESS, KIND};
@@ -35,12 +35,12 @@ fn serve_from_config(config: &ConnectorConfig) -> Result<ServerHandle> {
     Ok(ServerHandle::new(server.address().to_string(), server))
 }
 
-/// Two connectors with a one-run secret (a UCP worker is reachable over the
-/// network), beside the bare active-message responder when the `baseline`
-/// feature is on.
-fn bench(_: &BenchEnv) -> Result<BenchSetup> {
+/// Two connectors sharing the bench environment's secret, else a one-run
+/// one (a UCP worker is reachable over the network), beside the bare
+/// active-message responder when the `baseline` feature is on.
+fn bench(env: &BenchEnv) -> Result<BenchSetup> {
     let mut config = PeerConfig::new(KIND, ADDRESS);
-    config.secret = Some(format!("{:032x}", ObjectId::random().as_u128()));
+    config.secret = Some(env.secret_or_random());
     let setup = BenchSetup::new(UcxConnector::with_config(config.clone())?)
         .with_reader(UcxConnector::with_config(config)?);
     #[cfg(feature = "baseline")]

@@ -174,8 +174,13 @@ pub(crate) fn run(
     processes: usize,
     writer: ConnectorConfig,
     reader: ConnectorConfig,
+    secret: &str,
     mut progress: impl FnMut(Duration, usize),
 ) -> Result<(Outcome, Duration), CliError> {
+    // Where the server needs a secret (ucx, ofi), the clients' connectors
+    // read it from `PROXYSTORE_<KIND>_SECRET`, as any rebuilt connector
+    // does: never in a config, an argument or a log.
+    let secret_var = format!("PROXYSTORE_{}_SECRET", writer.kind.to_uppercase());
     let exe = std::env::current_exe()
         .map_err(|e| CliError::new(1, format!("finding this program to start clients: {e}")))?;
     let mut kids = Vec::with_capacity(processes);
@@ -197,6 +202,7 @@ pub(crate) fn run(
         };
         let mut kid = Kid(Command::new(&exe)
             .arg("load-client")
+            .env(&secret_var, secret)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
