@@ -1,8 +1,11 @@
 //! Keys in Python: `proxystore_rs.RustKey(text)`, a named tuple (defined in
 //! the package's Python part) holding a Rust [`Key`]'s text form, so it
-//! pickles inside proxies and hashes in the store's cache.
+//! pickles inside proxies and hashes in the store's cache. Python
+//! ProxyStore's own `RedisKey(redis_key=<uuid>)` is taken too: it names the
+//! object a Rust `RedisConnector` with `prefix = ""` and `key_format =
+//! uuid` stores under that UUID.
 
-use proxystore::Key;
+use proxystore::{Key, ObjectId};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -25,6 +28,12 @@ pub(crate) fn from_py(what: &str, obj: &Bound<'_, PyAny>) -> PyResult<Key> {
         s.to_cow()?.into_owned()
     } else if let Some(text) = text_field(obj) {
         text
+    } else if let Some(uuid) = string_attr(obj, "redis_key") {
+        return key_of_uuid(&uuid).ok_or_else(|| {
+            PyTypeError::new_err(format!(
+                "{what}: RedisKey.redis_key {uuid:?} is not a UUID (proxystore-rs reads Python ProxyStore's Redis keys with prefix='' and key_format='uuid')"
+            ))
+        });
     } else {
         let type_name = obj
             .get_type()
@@ -40,7 +49,24 @@ pub(crate) fn from_py(what: &str, obj: &Bound<'_, PyAny>) -> PyResult<Key> {
 
 /// The `text` field of a `RustKey`, or of any object with a string `text`.
 fn text_field(obj: &Bound<'_, PyAny>) -> Option<String> {
-    let text = obj.getattr("text").ok()?;
-    let s = text.cast::<PyString>().ok()?;
+    string_attr(obj, "text")
+}
+
+/// The string attribute `name` of `obj`, if it has one.
+fn string_attr(obj: &Bound<'_, PyAny>, name: &str) -> Option<String> {
+    let value = obj.getattr(name).ok()?;
+    let s = value.cast::<PyString>().ok()?;
     s.to_cow().ok().map(|c| c.into_owned())
+}
+
+/// The key whose id is `uuid` (hyphenated or 32 hex digits).
+fn key_of_uuid(uuid: &str) -> Option<Key> {
+    let hex: String = uuid.chars().filter(|&c| c != '-').collect();
+    let well_formed = (hex.len() == 32 && uuid.len() == 36) || uuid.len() == 32;
+    if !well_formed || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    u128::from_str_radix(&hex, 16)
+        .ok()
+        .map(|id| Key::new(ObjectId::from_u128(id)))
 }

@@ -8,10 +8,12 @@ import pickle
 import tempfile
 import threading
 import time
+import uuid
 from typing import Any
 
 import numpy as np
 import pytest
+from proxystore.store import Store
 
 import proxystore_rs
 
@@ -189,3 +191,35 @@ def test_put_of_a_released_memoryview_keeps_its_bytes(make_connector: Any) -> No
     del data
     gc.collect()
     assert bytes(c.get(key)) == (bytes(range(256)) * 64)[16:1040]
+
+
+def test_redis_interop_with_python_proxystore(redis_url: str) -> None:
+    """With prefix='' and key_format='uuid' the Rust connector reads what
+    Python ProxyStore's RedisConnector wrote, given Python's key, and the
+    reverse; and so do Stores over them."""
+    from proxystore.connectors.redis import RedisConnector as PyRedis
+    from proxystore.connectors.redis import RedisKey
+
+    host, port = redis_url.removeprefix('redis://').split(':')
+    theirs = PyRedis(host, int(port))
+    ours = proxystore_rs.RedisConnector(redis_url, prefix='', key_format='uuid')
+    # Python wrote it; Rust reads it by Python's key.
+    their_key = theirs.put(b'written by python')
+    assert bytes(ours.get(their_key)) == b'written by python'
+    assert ours.exists(their_key)
+    # Rust wrote it; Python reads it by the same UUID.
+    our_key = ours.put(b'written by rust')
+    uuid_text = str(uuid.UUID(hex=our_key.text.split('.')[0].split('@')[0]))
+    assert theirs.get(RedisKey(redis_key=uuid_text)) == b'written by rust'
+    # Stores over either connector share objects (Python's serializer both ways).
+    py_store = Store('interop-py', theirs, cache_size=0)
+    rs_store = Store('interop-rs', ours, cache_size=0)
+    key = py_store.put({'a': [1, 2, 3]})
+    assert rs_store.get(key) == {'a': [1, 2, 3]}
+    ours.evict(their_key)
+    assert theirs.get(their_key) is None
+    with pytest.raises(TypeError, match='not a UUID'):
+        ours.get(RedisKey(redis_key='proxystore:abc'))
+    theirs.evict(RedisKey(redis_key=uuid_text))
+    py_store.close()
+    rs_store.close()

@@ -1,6 +1,8 @@
 //! Redis / KeyDB connector.
 //!
-//! Objects are Redis strings under `<prefix><32 hex digits of the id>`, so
+//! Objects are Redis strings under `<prefix><32 hex digits of the id>` (or
+//! `<prefix><hyphenated UUID>` with `key_format = uuid`, the form Python
+//! ProxyStore's `RedisConnector` writes when `prefix = ""`), so
 //! they outlive the process that put them and any process that can reach
 //! the server reads them. Batches are one pipelined round trip (`SET`s) or
 //! one `MGET`; objects bound to a lease lifetime get a Redis TTL
@@ -44,6 +46,29 @@ pub const KIND: &str = "redis";
 /// accepts.
 pub const DEFAULT_MAX_OBJECT: u64 = 512 << 20;
 
+/// How an object's id is written in its Redis key (after the prefix).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeyFormat {
+    /// 32 lowercase hex digits (option `key_format = hex`, the default).
+    #[default]
+    Hex,
+    /// A hyphenated UUID, `8-4-4-4-12` lowercase hex digits (option
+    /// `key_format = uuid`): with `prefix = ""`, the keys Python
+    /// ProxyStore's `RedisConnector` writes (`str(uuid4())`), so each reads
+    /// what the other wrote.
+    Uuid,
+}
+
+impl KeyFormat {
+    fn name(self) -> &'static str {
+        match self {
+            KeyFormat::Hex => "hex",
+            KeyFormat::Uuid => "uuid",
+        }
+    }
+}
+
 /// Settings of a Redis connector.
 #[derive(Clone, PartialEq, Eq)]
 pub struct RedisConfig {
@@ -55,6 +80,8 @@ pub struct RedisConfig {
     pub password: Option<String>,
     /// Prefix of every Redis key this connector writes.
     pub prefix: String,
+    /// How the object id follows the prefix.
+    pub key_format: KeyFormat,
     /// Bound on connecting and on every command.
     pub timeout: Duration,
     /// Largest object put (the server's `proto-max-bulk-len`).
@@ -67,6 +94,7 @@ impl std::fmt::Debug for RedisConfig {
             .field("url", &self.url)
             .field("password", &self.password.as_ref().map(|_| "<set>"))
             .field("prefix", &self.prefix)
+            .field("key_format", &self.key_format)
             .field("timeout", &self.timeout)
             .field("max_object", &self.max_object)
             .finish()
@@ -83,18 +111,28 @@ impl RedisConfig {
                 .ok()
                 .filter(|p| !p.is_empty()),
             prefix: "proxystore:".into(),
+            key_format: KeyFormat::Hex,
             timeout: Duration::from_secs(30),
             max_object: DEFAULT_MAX_OBJECT,
         }
     }
 
-    /// Reads options `url`, `prefix`, `timeout_ms`, `max_object_bytes`,
-    /// `password` (else the env var).
+    /// Reads options `url`, `prefix`, `key_format` (`hex` or `uuid`),
+    /// `timeout_ms`, `max_object_bytes`, `password` (else the env var).
     pub fn from_connector_config(config: &ConnectorConfig) -> Result<Self> {
         let mut out = RedisConfig::new(config.require("url")?);
         if let Some(p) = config.get("prefix") {
             out.prefix = p.to_string();
         }
+        out.key_format = match config.get("key_format") {
+            None | Some("hex") => KeyFormat::Hex,
+            Some("uuid") => KeyFormat::Uuid,
+            Some(other) => {
+                return Err(Error::Config(format!(
+                    "redis option key_format must be hex or uuid, not '{other}'"
+                )))
+            }
+        };
         if let Some(ms) = config.parse::<u64>("timeout_ms")? {
             out.timeout = Duration::from_millis(ms);
         }
@@ -109,11 +147,15 @@ impl RedisConfig {
 
     /// The connector config (without the password).
     pub fn to_connector_config(&self) -> ConnectorConfig {
-        ConnectorConfig::new(KIND)
+        let config = ConnectorConfig::new(KIND)
             .with("url", &self.url)
             .with("prefix", &self.prefix)
             .with("timeout_ms", self.timeout.as_millis())
-            .with("max_object_bytes", self.max_object)
+            .with("max_object_bytes", self.max_object);
+        match self.key_format {
+            KeyFormat::Hex => config,
+            other => config.with("key_format", other.name()),
+        }
     }
 }
 
@@ -160,7 +202,19 @@ impl RedisConnector {
 
     /// The Redis key an object is stored under.
     pub fn redis_key(&self, key: &Key) -> String {
-        format!("{}{:032x}", self.config.prefix, key.id().as_u128())
+        let id = key.id().as_u128();
+        match self.config.key_format {
+            KeyFormat::Hex => format!("{}{id:032x}", self.config.prefix),
+            KeyFormat::Uuid => format!(
+                "{}{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+                self.config.prefix,
+                id >> 96,
+                (id >> 80) & 0xffff,
+                (id >> 64) & 0xffff,
+                (id >> 48) & 0xffff,
+                id & 0xffff_ffff_ffff
+            ),
+        }
     }
 
     fn check_open(&self) -> Result<()> {

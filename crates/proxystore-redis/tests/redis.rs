@@ -50,6 +50,46 @@ mod conformance_real {
     proxystore_core::conformance_tests!(super::real());
 }
 
+/// Python ProxyStore's key form: a bare hyphenated UUID.
+fn uuid_keys(url: &str) -> RedisConnector {
+    let mut config = RedisConfig::new(url);
+    config.prefix = String::new();
+    config.key_format = proxystore_redis::KeyFormat::Uuid;
+    RedisConnector::with_config(config).unwrap()
+}
+
+mod conformance_uuid_keys {
+    proxystore_core::conformance_tests!({
+        proxystore_redis::register();
+        super::uuid_keys(&format!("mock://{}", proxystore_core::ObjectId::random()))
+    });
+}
+
+#[test]
+fn uuid_keys_are_pythons_form_and_survive_the_config() {
+    let Some(server) = server() else { return };
+    let c = uuid_keys(&server.url());
+    let key = c.put(pattern(100, 1)).unwrap();
+    let id = format!("{:032x}", key.id().as_u128());
+    let want = format!(
+        "{}-{}-{}-{}-{}",
+        &id[..8],
+        &id[8..12],
+        &id[12..16],
+        &id[16..20],
+        &id[20..]
+    );
+    assert_eq!(c.redis_key(&key), want);
+    let config = c.config();
+    assert_eq!(config.get("key_format"), Some("uuid"));
+    assert_eq!(config.get("prefix"), Some(""));
+    let rebuilt = proxystore_core::connector_from_config(&config).unwrap();
+    assert_eq!(rebuilt.get(&key).unwrap(), Some(pattern(100, 1)));
+    let bad = config.clone().with("key_format", "base64");
+    let err = proxystore_core::connector_from_config(&bad).unwrap_err();
+    assert!(err.to_string().contains("key_format"), "{err}");
+}
+
 #[test]
 fn child_entry() {
     let Some(role) = child_role() else {
