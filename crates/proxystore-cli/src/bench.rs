@@ -100,17 +100,9 @@ pub(crate) fn or_default(given: &[String], default: &[&str]) -> Vec<String> {
 
 /// Writes `records` as JSON and as a plot where the flags ask for them.
 pub(crate) fn write_outputs(args: &BenchArgs, records: &[Record]) -> Result<(), CliError> {
-    if let Some(path) = &args.json {
-        let text = serde_json::to_string_pretty(records)
-            .map_err(|e| CliError::new(1, format!("encoding results: {e}")))?;
-        std::fs::write(path, text + "\n")
-            .map_err(|e| CliError::new(1, format!("writing {}: {e}", path.display())))?;
-    }
-    if let Some(path) = &args.plot {
-        std::fs::write(path, report::svg(records))
-            .map_err(|e| CliError::new(1, format!("writing {}: {e}", path.display())))?;
-    }
-    Ok(())
+    report::write_files(args.json.as_deref(), args.plot.as_deref(), records, || {
+        report::svg(records)
+    })
 }
 
 /// Checks the flags every scenario shares; the caller then runs

@@ -357,17 +357,9 @@ fn failure(label: &str, f: Failure) -> CliError {
 }
 
 fn write_outputs(args: &LoadArgs, records: &[report::LoadRecord]) -> Result<(), CliError> {
-    if let Some(path) = &args.json {
-        let text = serde_json::to_string_pretty(records)
-            .map_err(|e| CliError::new(1, format!("encoding results: {e}")))?;
-        std::fs::write(path, text + "\n")
-            .map_err(|e| CliError::new(1, format!("writing {}: {e}", path.display())))?;
-    }
-    if let Some(path) = &args.plot {
-        std::fs::write(path, report::svg(records))
-            .map_err(|e| CliError::new(1, format!("writing {}: {e}", path.display())))?;
-    }
-    Ok(())
+    crate::report::write_files(args.json.as_deref(), args.plot.as_deref(), records, || {
+        report::svg(records)
+    })
 }
 
 #[cfg(test)]

@@ -3,7 +3,31 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
+use crate::error::CliError;
 use crate::measure::Record;
+
+/// Writes `records` as pretty JSON to `json` and the plot `svg` draws to
+/// `plot`, for whichever of the two paths the user gave.
+pub(crate) fn write_files<R: serde::Serialize + ?Sized>(
+    json: Option<&std::path::Path>,
+    plot: Option<&std::path::Path>,
+    records: &R,
+    svg: impl FnOnce() -> String,
+) -> Result<(), CliError> {
+    let write = |path: &std::path::Path, text: String| {
+        std::fs::write(path, text)
+            .map_err(|e| CliError::new(1, format!("writing {}: {e}", path.display())))
+    };
+    if let Some(path) = json {
+        let text = serde_json::to_string_pretty(records)
+            .map_err(|e| CliError::new(1, format!("encoding results: {e}")))?;
+        write(path, text + "\n")?;
+    }
+    if let Some(path) = plot {
+        write(path, svg())?;
+    }
+    Ok(())
+}
 
 /// `1KiB`, `64MiB`, or plain bytes.
 pub(crate) fn human_size(bytes: u64) -> String {
