@@ -92,6 +92,26 @@ pub(crate) const COLORS: &[&str] = &[
     "#bcbd22", "#17becf",
 ];
 
+/// One series of a plot: a line through `points` (SVG coordinates) in
+/// `color`, with a dot on each; `dash` is extra attributes (a dash pattern).
+pub(crate) fn polyline(s: &mut String, points: &[(f64, f64)], color: &str, dash: &str) {
+    let pts: Vec<String> = points
+        .iter()
+        .map(|(px, py)| format!("{px:.1},{py:.1}"))
+        .collect();
+    let _ = writeln!(
+        s,
+        r#"<polyline points="{}" fill="none" stroke="{color}" stroke-width="2"{dash}/>"#,
+        pts.join(" ")
+    );
+    for (px, py) in points {
+        let _ = writeln!(
+            s,
+            r#"<circle cx="{px:.1}" cy="{py:.1}" r="3" fill="{color}"/>"#
+        );
+    }
+}
+
 /// Bandwidth (GiB/s, log scale) against size (log scale), one line per
 /// connector and op, as a standalone SVG document.
 pub(crate) fn svg(records: &[Record]) -> String {
@@ -202,23 +222,8 @@ pub(crate) fn svg(records: &[Record]) -> String {
             "get-view" => r#" stroke-dasharray="1 3""#,
             _ => "",
         };
-        let pts: Vec<String> = points
-            .iter()
-            .map(|&(sz, g)| format!("{:.1},{:.1}", x(sz), y(g)))
-            .collect();
-        let _ = writeln!(
-            s,
-            r#"<polyline points="{}" fill="none" stroke="{color}" stroke-width="2"{dash}/>"#,
-            pts.join(" ")
-        );
-        for &(sz, g) in &points {
-            let _ = writeln!(
-                s,
-                r#"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{color}"/>"#,
-                x(sz),
-                y(g)
-            );
-        }
+        let xy: Vec<(f64, f64)> = points.iter().map(|&(sz, g)| (x(sz), y(g))).collect();
+        polyline(&mut s, &xy, color, dash);
         let ly = top + 10.0 + i as f64 * 18.0;
         let lx = left + pw + 15.0;
         let _ = writeln!(

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::procfs::Usage;
 use super::run::{OpStats, Outcome};
-use crate::report::{human_size, human_time, COLORS};
+use crate::report::{human_size, human_time, polyline, COLORS};
 
 /// One op kind of one run, in the `--json` format.
 #[derive(Debug, Clone, Serialize)]
@@ -253,23 +253,8 @@ pub(crate) fn svg(records: &[LoadRecord]) -> String {
     for (i, ((connector, op), mut points)) in series.into_iter().enumerate() {
         points.sort_by_key(|p| p.0);
         let color = COLORS[i % COLORS.len()];
-        let pts: Vec<String> = points
-            .iter()
-            .map(|&(c, v)| format!("{:.1},{:.1}", x(c), y(v)))
-            .collect();
-        let _ = writeln!(
-            s,
-            r#"<polyline points="{}" fill="none" stroke="{color}" stroke-width="2"/>"#,
-            pts.join(" ")
-        );
-        for &(c, v) in &points {
-            let _ = writeln!(
-                s,
-                r#"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{color}"/>"#,
-                x(c),
-                y(v)
-            );
-        }
+        let xy: Vec<(f64, f64)> = points.iter().map(|&(c, v)| (x(c), y(v))).collect();
+        polyline(&mut s, &xy, color, "");
         let (lx, ly) = (left + pw + 15.0, top + 10.0 + i as f64 * 18.0);
         let _ = writeln!(
             s,

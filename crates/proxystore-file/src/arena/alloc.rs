@@ -195,13 +195,7 @@ impl Allocator {
         {
             return;
         }
-        self.blocks[slot as usize] = None;
-        self.free_slots.push(slot);
-        self.free
-            .entry(block.capacity)
-            .or_default()
-            .push(block.offset);
-        self.in_use -= 1;
+        self.put_back(slot, block);
     }
 
     /// Gives back a slot taken by [`Allocator::take`] whose object was never
@@ -214,14 +208,19 @@ impl Allocator {
                     .state
                     .store(state::pack(gen, 0, state::FREE), Ordering::Relaxed);
             }
-            self.blocks[slot as usize] = None;
-            self.free_slots.push(slot);
-            self.free
-                .entry(block.capacity)
-                .or_default()
-                .push(block.offset);
-            self.in_use -= 1;
+            self.put_back(slot, block);
         }
+    }
+
+    /// Puts a freed slot and its block back on the free lists.
+    fn put_back(&mut self, slot: u64, block: Block) {
+        self.blocks[slot as usize] = None;
+        self.free_slots.push(slot);
+        self.free
+            .entry(block.capacity)
+            .or_default()
+            .push(block.offset);
+        self.in_use -= 1;
     }
 }
 
