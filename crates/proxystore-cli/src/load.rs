@@ -64,6 +64,11 @@ pub(crate) struct LoadArgs {
     /// the clients start, so gets have targets.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..1_000_000))]
     max_live: Option<u64>,
+    /// Threads for the data server's transport (zmq: I/O threads of the
+    /// server's context; at most 64, as the connector's `server_threads`)
+    /// [default: the connector's, 1].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=64))]
+    server_threads: Option<u64>,
     /// Directory for the file connector (default: a new temporary one).
     #[arg(long)]
     dir: Option<PathBuf>,
@@ -210,7 +215,10 @@ pub(crate) fn run(args: &LoadArgs) -> Result<(), CliError> {
         // Client processes reach a server that needs a secret (ucx, ofi)
         // with this run's, handed to them in their environment only.
         let secret = format!("{:032x}", proxystore::ObjectId::random().as_u128());
-        let env = BenchEnv::new(args.dir.clone()).with_secret(secret.clone());
+        let mut env = BenchEnv::new(args.dir.clone()).with_secret(secret.clone());
+        if let Some(threads) = args.server_threads {
+            env = env.with_server_threads(threads as usize);
+        }
         let target = targets::open_in(name, &env)?;
         if let Some(help) = target.helper {
             // An MPI rank other than 0 serves; rank 0 runs the load.

@@ -298,12 +298,25 @@ pub struct BenchEnv {
     /// can reach them (`proxystore load --processes`); `None`: a random
     /// one for this run.
     pub secret: Option<String>,
+    /// Threads for the data server's transport, where the connector has a
+    /// setting for it (zmq's `server_threads`); `None`: its default.
+    pub server_threads: Option<usize>,
 }
 
 impl BenchEnv {
     /// An environment with the user's directory, if any.
     pub fn new(dir: Option<PathBuf>) -> Self {
-        BenchEnv { dir, secret: None }
+        BenchEnv {
+            dir,
+            secret: None,
+            server_threads: None,
+        }
+    }
+
+    /// The same, with data servers given `threads` transport threads.
+    pub fn with_server_threads(mut self, threads: usize) -> Self {
+        self.server_threads = Some(threads);
+        self
     }
 
     /// The same, with connectors set up to share `secret`.

@@ -24,6 +24,10 @@ use crate::served::Served;
 use crate::transport::{ClientPool, DataServer, SocketLayer};
 use crate::wire::{Item, Limits, Message, Op, Status, Value, ACCEPTS_REMOTE};
 
+/// Most threads a data server's transport may be given
+/// ([`PeerConfig::server_threads`]).
+pub const MAX_SERVER_THREADS: usize = 64;
+
 /// Settings of a peer-to-peer connector.
 #[derive(Clone, PartialEq, Eq)]
 pub struct PeerConfig {
@@ -42,6 +46,10 @@ pub struct PeerConfig {
     pub secret: Option<String>,
     /// What the server accepts and the client reads.
     pub limits: Limits,
+    /// Threads the data server's transport may use (ZeroMQ: I/O threads
+    /// of the server's own context, each sending to its share of the
+    /// client connections). Default 1.
+    pub server_threads: usize,
 }
 
 impl fmt::Debug for PeerConfig {
@@ -53,6 +61,7 @@ impl fmt::Debug for PeerConfig {
             .field("timeout", &self.timeout)
             .field("secret", &self.secret.as_ref().map(|_| "<set>"))
             .field("limits", &self.limits)
+            .field("server_threads", &self.server_threads)
             .finish()
     }
 }
@@ -68,11 +77,13 @@ impl PeerConfig {
             timeout: Duration::from_secs(30),
             secret: secret_from_env(kind),
             limits: Limits::default(),
+            server_threads: 1,
         }
     }
 
     /// Reads options `address`, `server`, `timeout_ms`, `max_object_bytes`,
-    /// `secret` (else the env var) from a connector config.
+    /// `server_threads` (1 to [`MAX_SERVER_THREADS`]), `secret` (else the
+    /// env var) from a connector config.
     pub fn from_connector_config(config: &ConnectorConfig) -> Result<Self> {
         let mut out = PeerConfig::new(&config.kind, config.require("address")?);
         out.server = config.get("server").map(str::to_string);
@@ -81,6 +92,15 @@ impl PeerConfig {
         }
         if let Some(max) = config.parse::<u64>("max_object_bytes")? {
             out.limits.max_object = max;
+        }
+        if let Some(n) = config.parse::<usize>("server_threads")? {
+            if !(1..=MAX_SERVER_THREADS).contains(&n) {
+                return Err(Error::Config(format!(
+                    "{}: server_threads must be 1 to {MAX_SERVER_THREADS}, not {n}",
+                    config.kind
+                )));
+            }
+            out.server_threads = n;
         }
         if let Some(s) = config.get("secret") {
             out.secret = Some(s.to_string());
@@ -94,6 +114,9 @@ impl PeerConfig {
             .with("address", &self.address)
             .with("timeout_ms", self.timeout.as_millis())
             .with("max_object_bytes", self.limits.max_object);
+        if self.server_threads != 1 {
+            c = c.with("server_threads", self.server_threads);
+        }
         if let Some(s) = &self.server {
             c = c.with("server", s);
         }
@@ -120,7 +143,12 @@ pub fn serve<L: SocketLayer>(layer: Arc<L>, config: &PeerConfig) -> Result<DataS
     check_exposure(layer.as_ref(), config)?;
     let served = served(&layer, Arc::new(ObjectTable::new()));
     let handler = Handler::serving(served, secret_bytes(config), config.limits);
-    DataServer::start(layer.as_ref(), &config.address, handler)
+    DataServer::start(
+        layer.as_ref(),
+        &config.address,
+        handler,
+        config.server_threads,
+    )
 }
 
 /// `table`, with descriptors offered (and objects staged and published)
@@ -246,7 +274,12 @@ impl<L: SocketLayer> PeerConnector<L> {
             secret_bytes(&self.config),
             self.config.limits,
         );
-        let started = DataServer::start(self.layer.as_ref(), &self.config.address, handler)?;
+        let started = DataServer::start(
+            self.layer.as_ref(),
+            &self.config.address,
+            handler,
+            self.config.server_threads,
+        )?;
         let address = started.address().to_string();
         tracing::debug!(connector = %self.config.kind, %address, "data server started");
         *server = Some(started);

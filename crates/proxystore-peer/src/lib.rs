@@ -34,7 +34,9 @@ mod transport;
 pub mod wire;
 
 pub use address::is_local_endpoint;
-pub use connector::{peer_factory, register_kind, serve, PeerConfig, PeerConnector};
+pub use connector::{
+    peer_factory, register_kind, serve, PeerConfig, PeerConnector, MAX_SERVER_THREADS,
+};
 pub use handler::Handler;
 pub use rma::{OneSided, Region, Registration, REMOTE_MIN};
 pub use transport::{

@@ -42,6 +42,20 @@ pub trait SocketLayer: Send + Sync + 'static {
     /// `limits.max_frame()` must be refused before they are buffered.
     fn bind(&self, endpoint: &str, limits: &Limits) -> Result<(Self::Server, String)>;
 
+    /// Like [`SocketLayer::bind`], for a server whose transport may use
+    /// `threads` threads (ZeroMQ: the I/O threads of the server's own
+    /// context). The default ignores `threads`: the layer binds as
+    /// [`SocketLayer::bind`] does.
+    fn bind_with_threads(
+        &self,
+        endpoint: &str,
+        limits: &Limits,
+        threads: usize,
+    ) -> Result<(Self::Server, String)> {
+        let _ = threads;
+        self.bind(endpoint, limits)
+    }
+
     /// Answers requests with `handler` on the transport's own progress
     /// thread instead of a server thread, saving a thread hop per request.
     /// Returns what keeps it serving (dropping it stops) and the address,
@@ -151,11 +165,13 @@ impl fmt::Debug for DataServer {
 
 impl DataServer {
     /// Binds `endpoint` with `layer` and answers requests with `handler` on
-    /// a new thread.
+    /// a new thread; the transport may use `threads` threads of its own
+    /// ([`SocketLayer::bind_with_threads`]).
     pub fn start<L: SocketLayer>(
         layer: &L,
         endpoint: &str,
         handler: Handler,
+        threads: usize,
     ) -> Result<DataServer> {
         let exposures = handler.exposures().cloned();
         let releases_to = |address: &str| {
@@ -173,7 +189,8 @@ impl DataServer {
                 inline: Some(inline),
             });
         }
-        let (mut socket, address) = layer.bind(endpoint, handler.limits())?;
+        let (mut socket, address) =
+            layer.bind_with_threads(endpoint, handler.limits(), threads.max(1))?;
         releases_to(&address);
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);

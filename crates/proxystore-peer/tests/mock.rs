@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use proxystore_core::testing::pattern;
-use proxystore_core::{Connector, Error, Key};
+use proxystore_core::{Connector, ConnectorConfig, Error, Key};
 use proxystore_peer::mock::{mock_connector, MockLayer};
 use proxystore_peer::wire::{Item, Limits, Message, Op, Status, Value};
 use proxystore_peer::{serve, ClientPool, PeerConfig, PeerConnector, SocketLayer};
@@ -296,4 +296,36 @@ fn one_sided_gets_read_descriptors_within_the_get_timeout() {
     // Evicted objects are not read: the owner answers "absent", not a descriptor.
     reader.evict(&keys[0]).unwrap();
     assert_eq!(reader.get(&keys[0]).unwrap(), None);
+}
+
+/// `server_threads` is read from a config, written back when not the
+/// default, and out-of-range values are config errors naming the option.
+#[test]
+fn server_threads_round_trips_and_is_checked() {
+    let config = ConnectorConfig::new("mock")
+        .with("address", "mock://")
+        .with("server_threads", 4);
+    let peer = PeerConfig::from_connector_config(&config).unwrap();
+    assert_eq!(peer.server_threads, 4);
+    assert_eq!(peer.to_connector_config().get("server_threads"), Some("4"));
+    let default = PeerConfig::new("mock", "mock://");
+    assert_eq!(default.server_threads, 1);
+    assert_eq!(default.to_connector_config().get("server_threads"), None);
+    for bad in ["0", "65", "many"] {
+        let config = ConnectorConfig::new("mock")
+            .with("address", "mock://")
+            .with("server_threads", bad);
+        let err = PeerConfig::from_connector_config(&config).unwrap_err();
+        assert!(
+            matches!(&err, Error::Config(m) if m.contains("server_threads")),
+            "{bad}: {err}"
+        );
+    }
+    // A connector with more server threads still serves (the mock layer
+    // binds as before: the setting is the transport's to use).
+    let mut config = PeerConfig::new("mock", "mock://");
+    config.server_threads = 3;
+    let c = connector(config);
+    let key = c.put(Bytes::from_static(b"served")).unwrap();
+    assert_eq!(&c.get(&key).unwrap().unwrap()[..], b"served");
 }

@@ -9,7 +9,11 @@ use proxystore_core::{Error, Result};
 use proxystore_peer::wire::Limits;
 use proxystore_peer::{ClientSocket, Frames, ServerSocket, SocketLayer};
 
-/// The ZeroMQ socket layer; one ZeroMQ context (I/O thread) per layer.
+use crate::zerocopy::send_frame;
+
+/// The ZeroMQ socket layer: one ZeroMQ context (one I/O thread) for a
+/// layer's client connections, and one per data server it binds (with
+/// `server_threads` I/O threads).
 #[derive(Clone)]
 pub struct ZmqLayer {
     context: zmq::Context,
@@ -60,13 +64,12 @@ fn millis(timeout: Duration) -> i64 {
 }
 
 fn socket(
-    layer: &ZmqLayer,
+    context: &zmq::Context,
     kind: zmq::SocketType,
     endpoint: &str,
     limits: &Limits,
 ) -> Result<zmq::Socket> {
-    let s = layer
-        .context
+    let s = context
         .socket(kind)
         .map_err(|e| zmq_error("create a socket for", endpoint, e))?;
     let max = i64::try_from(limits.max_frame()).unwrap_or(i64::MAX);
@@ -126,7 +129,12 @@ fn to_bytes(parts: Vec<zmq::Message>) -> Frames {
         .collect()
 }
 
-fn send_parts(s: &zmq::Socket, lead: Option<&[u8]>, frames: &Frames, endpoint: &str) -> Result<()> {
+fn send_parts(
+    s: &mut zmq::Socket,
+    lead: Option<&[u8]>,
+    frames: &Frames,
+    endpoint: &str,
+) -> Result<()> {
     let last = frames.len().saturating_sub(1);
     if let Some(identity) = lead {
         let more = if frames.is_empty() { 0 } else { zmq::SNDMORE };
@@ -135,8 +143,7 @@ fn send_parts(s: &zmq::Socket, lead: Option<&[u8]>, frames: &Frames, endpoint: &
     }
     for (i, frame) in frames.iter().enumerate() {
         let flags = if i == last { 0 } else { zmq::SNDMORE };
-        s.send(&frame[..], flags)
-            .map_err(|e| zmq_error("send to", endpoint, e))?;
+        send_frame(s, frame, flags).map_err(|e| zmq_error("send to", endpoint, e))?;
     }
     Ok(())
 }
@@ -164,7 +171,27 @@ impl SocketLayer for ZmqLayer {
     }
 
     fn bind(&self, endpoint: &str, limits: &Limits) -> Result<(ZmqServer, String)> {
-        let socket = socket(self, zmq::ROUTER, endpoint, limits)?;
+        self.bind_with_threads(endpoint, limits, 1)
+    }
+
+    /// Binds a ROUTER socket in a context of its own with `threads` I/O
+    /// threads: libzmq spreads the client connections over them, so the
+    /// kernel's copies of replies to different clients run in parallel.
+    /// (Its own context, not the layer's: the clients' I/O thread count
+    /// stays what it was, and it must be set before a context's first
+    /// socket.)
+    fn bind_with_threads(
+        &self,
+        endpoint: &str,
+        limits: &Limits,
+        threads: usize,
+    ) -> Result<(ZmqServer, String)> {
+        let context = zmq::Context::new();
+        let threads = i32::try_from(threads).unwrap_or(i32::MAX);
+        context
+            .set_io_threads(threads)
+            .map_err(|e| zmq_error("set the I/O threads of the server context for", endpoint, e))?;
+        let socket = socket(&context, zmq::ROUTER, endpoint, limits)?;
         socket.bind(endpoint).map_err(|e| match e {
             // zmq binds an IP or an interface name; a hostname it
             // looks up as an interface and finds no such device.
@@ -200,7 +227,7 @@ impl SocketLayer for ZmqLayer {
     }
 
     fn connect(&self, address: &str, limits: &Limits) -> Result<ZmqClient> {
-        let socket = socket(self, zmq::DEALER, address, limits)?;
+        let socket = socket(&self.context, zmq::DEALER, address, limits)?;
         // Queue nothing for a peer we are not connected to: a dead peer then
         // fails the send at its timeout instead of swallowing the request.
         socket
@@ -240,7 +267,7 @@ impl ServerSocket for ZmqServer {
     }
 
     fn send(&mut self, peer: zmq::Message, frames: Frames) -> Result<()> {
-        send_parts(&self.socket, Some(&peer), &frames, &self.address)
+        send_parts(&mut self.socket, Some(&peer), &frames, &self.address)
     }
 }
 
@@ -250,7 +277,7 @@ impl ClientSocket for ZmqClient {
         self.socket
             .set_sndtimeo(ms)
             .map_err(|e| zmq_error("set SNDTIMEO on", &self.address, e))?;
-        send_parts(&self.socket, None, &frames, &self.address)
+        send_parts(&mut self.socket, None, &frames, &self.address)
     }
 
     fn recv(&mut self, timeout: Duration) -> Result<Option<Frames>> {

@@ -21,6 +21,7 @@
 #[cfg(feature = "baseline")]
 pub mod baseline;
 mod layer;
+mod zerocopy;
 
 use std::sync::Arc;
 
@@ -96,10 +97,16 @@ fn serve_from_config(config: &ConnectorConfig) -> Result<ServerHandle> {
     Ok(ServerHandle::new(server.address().to_string(), server))
 }
 
-/// Two connectors on loopback (gets cross the socket), beside libzmq's
-/// plain REQ/REP when the `baseline` feature is on.
-fn bench(_: &BenchEnv) -> Result<BenchSetup> {
-    let setup = BenchSetup::new(ZmqConnector::loopback()?).with_reader(ZmqConnector::loopback()?);
+/// Two connectors on loopback (gets cross the socket; the writer's server
+/// has `env.server_threads` I/O threads), beside libzmq's plain REQ/REP
+/// when the `baseline` feature is on.
+fn bench(env: &BenchEnv) -> Result<BenchSetup> {
+    let mut writer = PeerConfig::new(KIND, DEFAULT_ADDRESS);
+    if let Some(threads) = env.server_threads {
+        writer.server_threads = threads;
+    }
+    let setup =
+        BenchSetup::new(ZmqConnector::with_config(writer)?).with_reader(ZmqConnector::loopback()?);
     #[cfg(feature = "baseline")]
     let setup = setup.with_baseline(baseline::ZmqRaw);
     Ok(setup)
