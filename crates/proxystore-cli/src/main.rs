@@ -54,6 +54,10 @@ enum Command {
     Serve(ConnectorArgs),
     /// Show the connectors compiled in.
     Info,
+    /// Print a new ZeroMQ CURVE key pair for a job, as shell exports
+    /// (PROXYSTORE_ZMQ_CURVE_SERVER_KEY, PROXYSTORE_ZMQ_CURVE_SECRET_KEY).
+    #[cfg(feature = "zmq")]
+    Keygen,
     /// The scheduler of `bench --scenario farm` (started by it).
     #[command(hide = true)]
     FarmScheduler(farm::RoleArgs),
@@ -193,6 +197,15 @@ fn run(command: Command) -> Result<ExitCode, CliError> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve(args) => args.serve().map(|()| ExitCode::SUCCESS),
+        #[cfg(feature = "zmq")]
+        Command::Keygen => {
+            use proxystore::zmq::curve::{CurveKeys, SECRET_KEY_ENV, SERVER_KEY_ENV};
+            let keys = CurveKeys::generate()?;
+            // Z85 uses shell metacharacters ($ & * ...): single-quoted.
+            println!("export {SERVER_KEY_ENV}='{}'", keys.public);
+            println!("export {SECRET_KEY_ENV}='{}'", keys.secret);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::FarmScheduler(args) => {
             farm::run_role(proxystore::exec::farm::Role::Scheduler, &args)
                 .map(|()| ExitCode::SUCCESS)

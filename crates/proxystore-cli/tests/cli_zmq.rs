@@ -177,3 +177,89 @@ fn a_get_without_the_owners_secret_is_an_authentication_refusal_naming_the_varia
         "{err}"
     );
 }
+
+/// `proxystore keygen`'s pair, parsed from its `export NAME='VALUE'` lines.
+fn keygen() -> Vec<(String, String)> {
+    let out = proxystore(&["keygen"], b"");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let (name, value) = l.strip_prefix("export ").unwrap().split_once('=').unwrap();
+            let value = value.trim_matches('\'');
+            assert_eq!(value.len(), 40, "{l}");
+            (name.to_string(), value.to_string())
+        })
+        .collect()
+}
+
+/// A server off loopback with the job's CURVE keys: a client with the
+/// public key reads; one without it is refused in one line, at once.
+#[test]
+fn keygen_keys_secure_a_server_off_loopback() {
+    let keys = keygen();
+    assert_eq!(keys.len(), 2);
+    assert_eq!(keys[0].0, "PROXYSTORE_ZMQ_CURVE_SERVER_KEY");
+    assert_eq!(keys[1].0, "PROXYSTORE_ZMQ_CURVE_SECRET_KEY");
+    let address = format!("tcp://0.0.0.0:{}", free_port());
+    let token = ("PROXYSTORE_ZMQ_SECRET", "cli-curve-test");
+    let mut server = Command::new(env!("CARGO_BIN_EXE_proxystore"))
+        .args(["serve", "--connector", "zmq", "--address", &address])
+        .envs(keys.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env(token.0, token.1)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
+    let banner = lines.next().unwrap().unwrap();
+    assert!(banner.contains(&address), "{banner}");
+
+    let client = |args: &[&str], public_key: bool| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_proxystore"));
+        c.args(args).env(token.0, token.1).stdin(Stdio::piped());
+        if public_key {
+            c.env(&keys[0].0, &keys[0].1);
+        }
+        let mut child = c
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(b"sealed").unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let flags = ["--connector", "zmq", "--address", &address];
+    let put = client(&[&["put"][..], &flags].concat(), true);
+    assert!(
+        put.status.success(),
+        "{}",
+        String::from_utf8_lossy(&put.stderr)
+    );
+    let key = String::from_utf8(put.stdout).unwrap().trim().to_string();
+    let get = client(&["get", "--connector", "zmq", &key], true);
+    assert_eq!(
+        get.stdout,
+        b"sealed",
+        "{}",
+        String::from_utf8_lossy(&get.stderr)
+    );
+
+    let started = std::time::Instant::now();
+    let refused = client(&["get", "--connector", "zmq", &key], false);
+    assert_eq!(refused.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains("requires CURVE") && err.trim_end().lines().count() == 1,
+        "{err}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    let _ = server.kill();
+    let _ = server.wait();
+}

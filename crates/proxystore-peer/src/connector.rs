@@ -28,6 +28,16 @@ use crate::wire::{Item, Limits, Message, Op, Status, Value, ACCEPTS_REMOTE};
 /// ([`PeerConfig::server_threads`]).
 pub const MAX_SERVER_THREADS: usize = 64;
 
+/// The options [`PeerConfig`] reads itself; the others are the transport's.
+const PEER_OPTIONS: &[&str] = &[
+    "address",
+    "server",
+    "timeout_ms",
+    "max_object_bytes",
+    "server_threads",
+    "secret",
+];
+
 /// Settings of a peer-to-peer connector.
 #[derive(Clone, PartialEq, Eq)]
 pub struct PeerConfig {
@@ -50,6 +60,11 @@ pub struct PeerConfig {
     /// of the server's own context, each sending to its share of the
     /// client connections). Default 1.
     pub server_threads: usize,
+    /// Options of the socket layer's own (zmq's `curve`,
+    /// `curve_server_key`): every config option the peer connector does
+    /// not read itself, handed to [`SocketLayer::from_options`] and
+    /// written back into configs.
+    pub transport: BTreeMap<String, String>,
 }
 
 impl fmt::Debug for PeerConfig {
@@ -62,6 +77,7 @@ impl fmt::Debug for PeerConfig {
             .field("secret", &self.secret.as_ref().map(|_| "<set>"))
             .field("limits", &self.limits)
             .field("server_threads", &self.server_threads)
+            .field("transport", &self.transport)
             .finish()
     }
 }
@@ -78,6 +94,7 @@ impl PeerConfig {
             secret: secret_from_env(kind),
             limits: Limits::default(),
             server_threads: 1,
+            transport: BTreeMap::new(),
         }
     }
 
@@ -105,6 +122,12 @@ impl PeerConfig {
         if let Some(s) = config.get("secret") {
             out.secret = Some(s.to_string());
         }
+        out.transport = config
+            .options
+            .iter()
+            .filter(|(name, _)| !PEER_OPTIONS.contains(&name.as_str()))
+            .map(|(name, value)| (name.clone(), value.clone()))
+            .collect();
         Ok(out)
     }
 
@@ -116,6 +139,9 @@ impl PeerConfig {
             .with("max_object_bytes", self.limits.max_object);
         if self.server_threads != 1 {
             c = c.with("server_threads", self.server_threads);
+        }
+        for (name, value) in &self.transport {
+            c = c.with(name, value);
         }
         if let Some(s) = &self.server {
             c = c.with("server", s);
@@ -235,7 +261,7 @@ impl<L: SocketLayer + Default> PeerConnector<L> {
         if !proxystore_core::registered_connectors().contains(&config.kind) {
             register_kind::<L>(&config.kind);
         }
-        Self::new(Arc::new(L::default()), config)
+        Self::new(Arc::new(L::from_options(&config.transport)?), config)
     }
 }
 
@@ -576,6 +602,9 @@ impl<L: SocketLayer> Connector for PeerConnector<L> {
     fn config(&self) -> ConnectorConfig {
         let mut config = self.config.clone();
         config.address = self.layer.any_port(&config.address);
+        for (name, value) in self.layer.public_options() {
+            config.transport.insert(name.to_string(), value);
+        }
         config.to_connector_config()
     }
 

@@ -5,7 +5,7 @@
 //! in-process channels in the mock); the request handling, connection
 //! caching, request-id matching, pipelining and timeouts live here.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -37,10 +37,30 @@ pub trait SocketLayer: Send + Sync + 'static {
     /// Transport name for errors (`zmq`, `mock`).
     fn name(&self) -> &'static str;
 
+    /// The layer a connector runs over, given the config options that are
+    /// the transport's own ([`PeerConfig::transport`](crate::PeerConfig::transport)):
+    /// an unknown or malformed one is a [`Error::Config`]. The default is
+    /// [`Default`] and ignores them.
+    fn from_options(options: &BTreeMap<String, String>) -> Result<Self>
+    where
+        Self: Default,
+    {
+        let _ = options;
+        Ok(Self::default())
+    }
+
     /// Binds `endpoint` and returns the socket with the address clients
     /// should use (an ephemeral port resolved). Frames larger than
     /// `limits.max_frame()` must be refused before they are buffered.
     fn bind(&self, endpoint: &str, limits: &Limits) -> Result<(Self::Server, String)>;
+
+    /// Options of the layer's own that a connector rebuilt elsewhere needs
+    /// (zmq: the CURVE public key it was given by the environment), added
+    /// to [`Connector::config`](proxystore_core::Connector::config). Never
+    /// anything secret: configs travel in proxies. Default: none.
+    fn public_options(&self) -> Vec<(&'static str, String)> {
+        Vec::new()
+    }
 
     /// Like [`SocketLayer::bind`], for a server whose transport may use
     /// `threads` threads (ZeroMQ: the I/O threads of the server's own
@@ -299,7 +319,12 @@ impl<L: SocketLayer> ClientPool<L> {
         };
         for req in &requests {
             conn.send(req.encode(), remaining(deadline))
-                .map_err(|e| unreachable(format!("send failed: {e}")))?;
+                .map_err(|e| match e {
+                    // The transport knows better than "unreachable" (a
+                    // refused security handshake, a bad address).
+                    e @ (Error::Unauthorized { .. } | Error::Config(_)) => e,
+                    e => unreachable(format!("send failed: {e}")),
+                })?;
         }
         let mut replies: Vec<Option<Message>> = requests.iter().map(|_| None).collect();
         let mut missing = replies.len();

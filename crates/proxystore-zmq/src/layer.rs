@@ -2,13 +2,15 @@
 //! socket per pooled client connection. Frames are ZeroMQ message parts;
 //! received parts become [`Bytes`] without a copy.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::Bytes;
 use proxystore_core::{Error, Result};
 use proxystore_peer::wire::Limits;
-use proxystore_peer::{ClientSocket, Frames, ServerSocket, SocketLayer};
+use proxystore_peer::{is_local_endpoint, ClientSocket, Frames, ServerSocket, SocketLayer};
 
+use crate::curve::{Curve, Handshake};
 use crate::zerocopy::send_frame;
 
 /// The ZeroMQ socket layer: one ZeroMQ context (one I/O thread) for a
@@ -17,11 +19,14 @@ use crate::zerocopy::send_frame;
 #[derive(Clone)]
 pub struct ZmqLayer {
     context: zmq::Context,
+    curve: Curve,
 }
 
 impl std::fmt::Debug for ZmqLayer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ZmqLayer")
+        f.debug_struct("ZmqLayer")
+            .field("curve", &self.curve)
+            .finish()
     }
 }
 
@@ -33,6 +38,7 @@ impl Default for ZmqLayer {
         crate::register();
         ZmqLayer {
             context: zmq::Context::new(),
+            curve: Curve::default(),
         }
     }
 }
@@ -158,6 +164,7 @@ pub struct ZmqServer {
 pub struct ZmqClient {
     socket: zmq::Socket,
     address: String,
+    handshake: Option<Handshake>,
 }
 
 impl SocketLayer for ZmqLayer {
@@ -168,6 +175,20 @@ impl SocketLayer for ZmqLayer {
 
     fn name(&self) -> &'static str {
         "zmq"
+    }
+
+    /// Reads the CURVE options (`curve`, `curve_server_key`; see
+    /// [`crate::curve`]) with the keys in the environment.
+    fn from_options(options: &BTreeMap<String, String>) -> Result<Self> {
+        crate::register();
+        Ok(ZmqLayer {
+            context: zmq::Context::new(),
+            curve: Curve::from_options(options)?,
+        })
+    }
+
+    fn public_options(&self) -> Vec<(&'static str, String)> {
+        self.curve.public_options()
     }
 
     fn bind(&self, endpoint: &str, limits: &Limits) -> Result<(ZmqServer, String)> {
@@ -192,6 +213,8 @@ impl SocketLayer for ZmqLayer {
             .set_io_threads(threads)
             .map_err(|e| zmq_error("set the I/O threads of the server context for", endpoint, e))?;
         let socket = socket(&context, zmq::ROUTER, endpoint, limits)?;
+        let curve = self.curve.secure_server(&socket, endpoint)?;
+        tracing::debug!(%endpoint, curve, threads, "zmq data server binding");
         socket.bind(endpoint).map_err(|e| match e {
             // zmq binds an IP or an interface name; a hostname it
             // looks up as an interface and finds no such device.
@@ -233,6 +256,17 @@ impl SocketLayer for ZmqLayer {
         socket
             .set_immediate(true)
             .map_err(|e| zmq_error("set IMMEDIATE on", address, e))?;
+        let curve = self.curve.secure_client(&socket, address)?;
+        // Off loopback a handshake can fail (keys that do not match, one
+        // side without CURVE): watch it so that is a clear error.
+        let handshake = if curve || !is_local_endpoint(address) {
+            Some(
+                Handshake::watch(&self.context, &socket, curve)
+                    .map_err(|e| zmq_error("watch the handshake of", address, e))?,
+            )
+        } else {
+            None
+        };
         socket.connect(address).map_err(|e| match e {
             // The address (an owner's, from a key; or --address) is text
             // zmq cannot parse: the key is malformed, not the network.
@@ -245,6 +279,7 @@ impl SocketLayer for ZmqLayer {
         Ok(ZmqClient {
             socket,
             address: address.to_string(),
+            handshake,
         })
     }
 }
@@ -273,6 +308,13 @@ impl ServerSocket for ZmqServer {
 
 impl ClientSocket for ZmqClient {
     fn send(&mut self, frames: Frames, timeout: Duration) -> Result<()> {
+        if let Some(h) = &mut self.handshake {
+            if h.check(timeout, &self.address)? {
+                if let Some(h) = self.handshake.take() {
+                    h.stop(&mut self.socket);
+                }
+            }
+        }
         let ms = i32::try_from(millis(timeout)).unwrap_or(i32::MAX);
         self.socket
             .set_sndtimeo(ms)

@@ -20,6 +20,7 @@
 
 #[cfg(feature = "baseline")]
 pub mod baseline;
+pub mod curve;
 mod layer;
 mod zerocopy;
 
@@ -64,7 +65,8 @@ impl ZmqConnectorExt for ZmqConnector {
 /// Starts a standalone data server on `config.address` (what `proxystore
 /// serve --connector zmq` runs); it answers until stopped or dropped.
 pub fn serve(config: &PeerConfig) -> Result<DataServer> {
-    proxystore_peer::serve(Arc::new(ZmqLayer::default()), config)
+    use proxystore_peer::SocketLayer;
+    proxystore_peer::serve(Arc::new(ZmqLayer::from_options(&config.transport)?), config)
 }
 
 /// The `zmq` kind: what it needs, its flags (`--address`: the standalone
