@@ -5,7 +5,7 @@
 
 mod hist;
 mod payload;
-mod procfs;
+pub(crate) mod procfs;
 mod procs;
 mod report;
 mod run;
@@ -18,7 +18,7 @@ use proxystore::registry::BenchEnv;
 
 use crate::error::CliError;
 use crate::{bench, connectors, targets};
-pub(crate) use procs::client_main;
+pub(crate) use procs::{client_main, Kid};
 use run::{Failure, Plan};
 
 /// Most client threads a run may start.

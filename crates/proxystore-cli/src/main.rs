@@ -6,6 +6,7 @@ mod error;
 mod farm;
 mod load;
 mod measure;
+mod peers;
 #[cfg(feature = "ucx")]
 mod perftest;
 #[cfg(feature = "ofi")]
@@ -42,6 +43,9 @@ enum Command {
     /// get/put/exists/evict for a while, every object checked: ops/s,
     /// latency quantiles, errors, objects lost, server memory and fds.
     Load(load::LoadArgs),
+    /// Measure what one reader pays per owner it talks to (first-contact
+    /// time, memory, descriptors, threads) for 1, 64, 512 owners.
+    Peers(peers::PeersArgs),
     /// Store the bytes read from stdin; print the key.
     Put(ConnectorArgs),
     /// Write the object under KEY to stdout.
@@ -64,6 +68,9 @@ enum Command {
     /// A client process of `load --processes` (started by it).
     #[command(hide = true)]
     LoadClient,
+    /// An owner process of `peers` (started by it).
+    #[command(hide = true)]
+    PeersOwner,
     /// The worker of `bench --scenario farm` (started by it).
     #[command(hide = true)]
     FarmWorker(farm::RoleArgs),
@@ -144,6 +151,8 @@ fn run(command: Command) -> Result<ExitCode, CliError> {
             .map(|()| ExitCode::SUCCESS),
         Command::Load(args) => load::run(&args).map(|()| ExitCode::SUCCESS),
         Command::LoadClient => load::client_main().map(|()| ExitCode::SUCCESS),
+        Command::Peers(args) => peers::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::PeersOwner => peers::owner_main().map(|()| ExitCode::SUCCESS),
         Command::Put(args) => {
             let connector = args.open_shared()?;
             if !connector.capabilities().survives_producer_exit {

@@ -263,3 +263,51 @@ fn keygen_keys_secure_a_server_off_loopback() {
     let _ = server.kill();
     let _ = server.wait();
 }
+
+/// `peers` starts owner processes, reads one object from each through a
+/// fresh reader per count, and reports what the reader paid; the owners
+/// are gone afterwards.
+#[test]
+fn peers_reports_per_owner_costs_and_stops_its_owners() {
+    let dir = std::env::temp_dir().join(format!("ps-peers-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let json = dir.join("peers.json");
+    let out = proxystore(
+        &[
+            "peers",
+            "--connector",
+            "zmq",
+            "--owners",
+            "1,6",
+            "--owner-processes",
+            "2",
+            "--json",
+            json.to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let records: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let records = records.as_array().unwrap();
+    assert_eq!(records.len(), 2);
+    for (r, owners) in records.iter().zip([1, 6]) {
+        assert_eq!(r["connector"], "zmq");
+        assert_eq!(r["owners"], owners);
+        assert!(r["first_get_p50_ns"].as_u64().unwrap() > 0, "{r}");
+        assert!(r["pooled_get_p50_ns"].as_u64().unwrap() > 0, "{r}");
+        // Every owner is a connection the reader holds: at least one
+        // descriptor each.
+        assert!(r["reader_fds"].as_i64().unwrap() >= owners, "{r}");
+    }
+    let leftover = Command::new("pgrep")
+        .args(["-f", "proxystore peers-owner"])
+        .output()
+        .unwrap();
+    assert!(leftover.stdout.is_empty(), "owner processes left running");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

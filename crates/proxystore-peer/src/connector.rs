@@ -18,10 +18,11 @@ use proxystore_core::{
     Error, Key, ObjectId, ObjectTable, Result,
 };
 
+use crate::clients::{ClientPool, PoolLimits};
 use crate::handler::Handler;
 use crate::rma::{self, Expose, Exposures};
 use crate::served::Served;
-use crate::transport::{ClientPool, DataServer, SocketLayer};
+use crate::transport::{DataServer, SocketLayer};
 use crate::wire::{Item, Limits, Message, Op, Status, Value, ACCEPTS_REMOTE};
 
 /// Most threads a data server's transport may be given
@@ -35,6 +36,8 @@ const PEER_OPTIONS: &[&str] = &[
     "timeout_ms",
     "max_object_bytes",
     "server_threads",
+    "pool_max_peers",
+    "pool_idle_ms",
     "secret",
 ];
 
@@ -60,6 +63,9 @@ pub struct PeerConfig {
     /// of the server's own context, each sending to its share of the
     /// client connections). Default 1.
     pub server_threads: usize,
+    /// How many peers the client pool keeps connections to, and how long
+    /// (options `pool_max_peers`, `pool_idle_ms`).
+    pub pool: PoolLimits,
     /// Options of the socket layer's own (zmq's `curve`,
     /// `curve_server_key`): every config option the peer connector does
     /// not read itself, handed to [`SocketLayer::from_options`] and
@@ -77,6 +83,7 @@ impl fmt::Debug for PeerConfig {
             .field("secret", &self.secret.as_ref().map(|_| "<set>"))
             .field("limits", &self.limits)
             .field("server_threads", &self.server_threads)
+            .field("pool", &self.pool)
             .field("transport", &self.transport)
             .finish()
     }
@@ -94,13 +101,15 @@ impl PeerConfig {
             secret: secret_from_env(kind),
             limits: Limits::default(),
             server_threads: 1,
+            pool: PoolLimits::default(),
             transport: BTreeMap::new(),
         }
     }
 
     /// Reads options `address`, `server`, `timeout_ms`, `max_object_bytes`,
-    /// `server_threads` (1 to [`MAX_SERVER_THREADS`]), `secret` (else the
-    /// env var) from a connector config.
+    /// `server_threads` (1 to [`MAX_SERVER_THREADS`]), `pool_max_peers`,
+    /// `pool_idle_ms`, `secret` (else the env var) from a connector config;
+    /// the other options are the transport's ([`PeerConfig::transport`]).
     pub fn from_connector_config(config: &ConnectorConfig) -> Result<Self> {
         let mut out = PeerConfig::new(&config.kind, config.require("address")?);
         out.server = config.get("server").map(str::to_string);
@@ -118,6 +127,18 @@ impl PeerConfig {
                 )));
             }
             out.server_threads = n;
+        }
+        if let Some(n) = config.parse::<usize>("pool_max_peers")? {
+            if n == 0 {
+                return Err(Error::Config(format!(
+                    "{}: pool_max_peers must be at least 1",
+                    config.kind
+                )));
+            }
+            out.pool.max_peers = n;
+        }
+        if let Some(ms) = config.parse::<u64>("pool_idle_ms")? {
+            out.pool.idle_timeout = Duration::from_millis(ms.max(1));
         }
         if let Some(s) = config.get("secret") {
             out.secret = Some(s.to_string());
@@ -139,6 +160,13 @@ impl PeerConfig {
             .with("max_object_bytes", self.limits.max_object);
         if self.server_threads != 1 {
             c = c.with("server_threads", self.server_threads);
+        }
+        let default_pool = PoolLimits::default();
+        if self.pool.max_peers != default_pool.max_peers {
+            c = c.with("pool_max_peers", self.pool.max_peers);
+        }
+        if self.pool.idle_timeout != default_pool.idle_timeout {
+            c = c.with("pool_idle_ms", self.pool.idle_timeout.as_millis());
         }
         for (name, value) in &self.transport {
             c = c.with(name, value);
@@ -269,7 +297,7 @@ impl<L: SocketLayer> PeerConnector<L> {
     /// A connector; its data server starts on the first put (and refuses
     /// to bind off loopback without a secret).
     pub fn new(layer: Arc<L>, config: PeerConfig) -> Result<Self> {
-        let clients = ClientPool::new(Arc::clone(&layer), config.limits);
+        let clients = ClientPool::bounded(Arc::clone(&layer), config.limits, config.pool);
         Ok(PeerConnector {
             served: served(&layer, Arc::new(ObjectTable::new())),
             layer,

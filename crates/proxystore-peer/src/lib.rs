@@ -23,6 +23,7 @@
 
 pub mod address;
 pub mod arena;
+mod clients;
 mod connector;
 mod handler;
 #[cfg(any(test, feature = "mock"))]
@@ -34,12 +35,11 @@ mod transport;
 pub mod wire;
 
 pub use address::is_local_endpoint;
+pub use clients::{ClientPool, PoolLimits};
 pub use connector::{
     peer_factory, register_kind, serve, PeerConfig, PeerConnector, MAX_SERVER_THREADS,
 };
 pub use handler::Handler;
 pub use rma::{OneSided, Region, Registration, REMOTE_MIN};
-pub use transport::{
-    ClientPool, ClientSocket, DataServer, InlineServer, NoServer, ServerSocket, SocketLayer,
-};
+pub use transport::{ClientSocket, DataServer, InlineServer, NoServer, ServerSocket, SocketLayer};
 pub use wire::Frames;

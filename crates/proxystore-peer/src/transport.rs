@@ -1,23 +1,24 @@
-//! The socket layer a network connector plugs in, and the two loops written
-//! once over it: the data server and the client's connection pool.
+//! The socket layer a network connector plugs in, and the data server loop
+//! written once over it (the client side is [`crate::clients`]).
 //!
 //! A transport supplies only how frames move (ZeroMQ ROUTER/DEALER sockets,
-//! in-process channels in the mock); the request handling, connection
-//! caching, request-id matching, pipelining and timeouts live here.
+//! in-process channels in the mock); the request handling lives here, and
+//! connection caching, request-id matching, pipelining and timeouts in
+//! [`crate::clients`].
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use proxystore_core::{Error, Result};
 
 use crate::address::is_local_endpoint;
 use crate::handler::Handler;
 use crate::rma::{Exposures, OneSided};
-use crate::wire::{Frames, Limits, Message};
+use crate::wire::{Frames, Limits};
 
 /// How often a server loop wakes to check whether it should stop.
 const SERVER_POLL: Duration = Duration::from_millis(50);
@@ -263,130 +264,4 @@ impl Drop for DataServer {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-/// Cached client connections, one pool per peer address; safe to use from
-/// many threads (each call takes a connection out, then gives it back).
-pub struct ClientPool<L: SocketLayer> {
-    layer: Arc<L>,
-    limits: Limits,
-    idle: Mutex<HashMap<String, Vec<L::Client>>>,
-    next_id: AtomicU64,
-}
-
-impl<L: SocketLayer> fmt::Debug for ClientPool<L> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClientPool")
-            .field("transport", &self.layer.name())
-            .finish()
-    }
-}
-
-/// Idle connections kept per peer; more concurrent callers open more, and
-/// the surplus is closed when they finish.
-const IDLE_PER_PEER: usize = 8;
-
-impl<L: SocketLayer> ClientPool<L> {
-    /// An empty pool over `layer`.
-    pub fn new(layer: Arc<L>, limits: Limits) -> Self {
-        ClientPool {
-            layer,
-            limits,
-            idle: Mutex::new(HashMap::new()),
-            next_id: AtomicU64::new(1),
-        }
-    }
-
-    /// Sends every request to `address`, all before waiting for the first
-    /// reply, and returns the replies in request order. The whole exchange
-    /// is bounded by `timeout`; a silent peer is [`Error::PeerUnreachable`].
-    pub fn call(
-        &self,
-        address: &str,
-        mut requests: Vec<Message>,
-        timeout: Duration,
-    ) -> Result<Vec<Message>> {
-        let deadline = Instant::now() + timeout;
-        let mut conn = self.take(address)?;
-        let mut order = HashMap::with_capacity(requests.len());
-        for (i, req) in requests.iter_mut().enumerate() {
-            req.request_id = self.next_id.fetch_add(1, Ordering::Relaxed);
-            order.insert(req.request_id, i);
-        }
-        let unreachable = |reason: String| Error::PeerUnreachable {
-            address: address.to_string(),
-            reason,
-        };
-        for req in &requests {
-            conn.send(req.encode(), remaining(deadline))
-                .map_err(|e| match e {
-                    // The transport knows better than "unreachable" (a
-                    // refused security handshake, a bad address).
-                    e @ (Error::Unauthorized { .. } | Error::Config(_)) => e,
-                    e => unreachable(format!("send failed: {e}")),
-                })?;
-        }
-        let mut replies: Vec<Option<Message>> = requests.iter().map(|_| None).collect();
-        let mut missing = replies.len();
-        while missing > 0 {
-            let left = remaining(deadline);
-            let frames = match conn.recv(left)? {
-                Some(f) => f,
-                None if left.is_zero() || Instant::now() >= deadline => {
-                    // The connection may still get the late replies: drop it.
-                    return Err(unreachable(format!(
-                        "no reply within {timeout:?} (peer dead or overloaded)"
-                    )));
-                }
-                None => continue,
-            };
-            let reply = Message::decode(frames, &self.limits).map_err(|e| Error::Transport {
-                connector: self.layer.name().into(),
-                source: format!("malformed reply from {address}: {e}").into(),
-            })?;
-            // Replies to an earlier, timed-out exchange are skipped.
-            if let Some(&i) = order.get(&reply.request_id) {
-                if reply.response && replies[i].is_none() {
-                    replies[i] = Some(reply);
-                    missing -= 1;
-                }
-            }
-        }
-        self.give_back(address, conn);
-        Ok(replies.into_iter().flatten().collect())
-    }
-
-    fn take(&self, address: &str) -> Result<L::Client> {
-        let pooled = self
-            .idle
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get_mut(address)
-            .and_then(Vec::pop);
-        match pooled {
-            Some(c) => Ok(c),
-            None => self.layer.connect(address, &self.limits),
-        }
-    }
-
-    fn give_back(&self, address: &str, conn: L::Client) {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        // Addresses run to hundreds of bytes (UCX): copy one only for a new peer.
-        match idle.get_mut(address) {
-            Some(list) if list.len() >= IDLE_PER_PEER => {}
-            Some(list) => list.push(conn),
-            None => {
-                idle.insert(address.to_string(), vec![conn]);
-            }
-        }
-    }
-
-    /// Closes every idle connection.
-    pub fn clear(&self) {
-        self.idle.lock().unwrap_or_else(|e| e.into_inner()).clear();
-    }
-}
-
-fn remaining(deadline: Instant) -> Duration {
-    deadline.saturating_duration_since(Instant::now())
 }

@@ -11,7 +11,7 @@ use proxystore_core::testing::pattern;
 use proxystore_core::{Connector, ConnectorConfig, Error, Key};
 use proxystore_peer::mock::{mock_connector, MockLayer};
 use proxystore_peer::wire::{Item, Limits, Message, Op, Status, Value};
-use proxystore_peer::{serve, ClientPool, PeerConfig, PeerConnector, SocketLayer};
+use proxystore_peer::{serve, ClientPool, PeerConfig, PeerConnector, PoolLimits, SocketLayer};
 
 mod conformance {
     proxystore_core::conformance_tests!(proxystore_peer::mock::mock_connector().unwrap());
@@ -328,4 +328,59 @@ fn server_threads_round_trips_and_is_checked() {
     let c = connector(config);
     let key = c.put(Bytes::from_static(b"served")).unwrap();
     assert_eq!(&c.get(&key).unwrap().unwrap()[..], b"served");
+}
+
+/// The pool keeps at most `max_peers` peers (least recently used closed
+/// first), closes peers idle for `idle_timeout`, and a closed peer is
+/// reached again by reconnecting.
+#[test]
+fn the_client_pool_is_bounded_by_peers_and_idle_time() {
+    let owners: Vec<_> = (0..5).map(|_| mock_connector().unwrap()).collect();
+    let keys: Vec<Key> = owners
+        .iter()
+        .map(|o| o.put(pattern(16, 3)).unwrap())
+        .collect();
+    let bounds = PoolLimits {
+        max_peers: 3,
+        idle_timeout: Duration::from_millis(300),
+    };
+    let pool = ClientPool::bounded(Arc::new(MockLayer), Limits::default(), bounds);
+    let exists = |i: usize| {
+        let req = Message::request(
+            Op::Exists,
+            0,
+            Bytes::new(),
+            vec![Item {
+                id: keys[i].id(),
+                value: Value::Id,
+            }],
+        );
+        let address = owners[i].local_address().unwrap();
+        let reply = pool
+            .call(&address, vec![req], Duration::from_secs(5))
+            .unwrap();
+        assert_eq!(reply[0].status, Status::Ok);
+    };
+    for i in 0..5 {
+        exists(i);
+        assert_eq!(pool.idle_peers(), (i + 1).min(3));
+    }
+    // Peer 0 was closed (least recently used); it is reached again.
+    exists(0);
+    assert_eq!(pool.idle_peers(), 3);
+    // After the idle timeout, the next return sweeps the others.
+    std::thread::sleep(Duration::from_millis(400));
+    exists(4);
+    assert_eq!(pool.idle_peers(), 1);
+    // The bounds travel in the config, and bad ones are refused.
+    let mut config = PeerConfig::new("mock", "mock://");
+    config.pool = bounds;
+    let c = config.to_connector_config();
+    assert_eq!(c.get("pool_max_peers"), Some("3"));
+    assert_eq!(PeerConfig::from_connector_config(&c).unwrap().pool, bounds);
+    let zero = c.with("pool_max_peers", 0);
+    assert!(matches!(
+        PeerConfig::from_connector_config(&zero),
+        Err(Error::Config(m)) if m.contains("pool_max_peers")
+    ));
 }

@@ -1,5 +1,5 @@
-//! Resident memory and open file descriptors of the data server, from
-//! /proc: this process's own when the server runs inside it, a child's
+//! Resident memory, open file descriptors and threads of a process (the
+//! data server's under `load`, the reader's under `peers`), from /proc: this process's own when the server runs inside it, a child's
 //! when the connector's setup started one (redis-server).
 
 use serde::Serialize;
@@ -37,6 +37,7 @@ impl Server {
 pub(crate) struct Usage {
     pub(crate) rss_kib: Option<u64>,
     pub(crate) fds: Option<u64>,
+    pub(crate) threads: Option<u64>,
 }
 
 impl Server {
@@ -72,13 +73,15 @@ impl Server {
     /// Its resident memory and open descriptors now.
     pub(crate) fn usage(&self) -> Usage {
         let dir = self.proc_dir();
-        let rss_kib = std::fs::read_to_string(format!("{dir}/status"))
-            .ok()
-            .and_then(|s| vm_rss_kib(&s));
+        let status = std::fs::read_to_string(format!("{dir}/status")).ok();
         let fds = std::fs::read_dir(format!("{dir}/fd"))
             .ok()
             .map(|d| d.count() as u64);
-        Usage { rss_kib, fds }
+        Usage {
+            rss_kib: status.as_deref().and_then(|s| status_field(s, "VmRSS:")),
+            fds,
+            threads: status.as_deref().and_then(|s| status_field(s, "Threads:")),
+        }
     }
 }
 
@@ -94,11 +97,11 @@ fn parse_stat(stat: &str) -> Option<(String, u32)> {
     Some((name, ppid))
 }
 
-/// `VmRSS:   1234 kB` in a /proc/PID/status text.
-fn vm_rss_kib(status: &str) -> Option<u64> {
+/// The number of a /proc/PID/status line (`VmRSS:   1234 kB`: 1234).
+fn status_field(status: &str, name: &str) -> Option<u64> {
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(name))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
 }
 
@@ -113,8 +116,10 @@ mod tests {
             Some(("redis server".to_owned(), 7))
         );
         assert_eq!(parse_stat("garbage"), None);
-        assert_eq!(vm_rss_kib("Name:\tx\nVmRSS:\t  1234 kB\n"), Some(1234));
+        let status = "Name:\tx\nVmRSS:\t  1234 kB\nThreads:\t7\n";
+        assert_eq!(status_field(status, "VmRSS:"), Some(1234));
+        assert_eq!(status_field(status, "Threads:"), Some(7));
         let own = Server::ThisProcess.usage();
-        assert!(own.rss_kib.unwrap() > 0 && own.fds.unwrap() > 0);
+        assert!(own.rss_kib.unwrap() > 0 && own.fds.unwrap() > 0 && own.threads.unwrap() > 0);
     }
 }

@@ -155,7 +155,7 @@ pub(crate) fn writer_config(writer: &dyn Connector) -> Result<ConnectorConfig, C
 }
 
 /// A child killed and reaped if still running when dropped.
-struct Kid(Child);
+pub(crate) struct Kid(pub(crate) Child);
 
 impl Drop for Kid {
     fn drop(&mut self) {
