@@ -37,7 +37,7 @@ pub use asynchronous::INLINE_DECODE_MAX;
 pub use blocking::{blocking_threads, BLOCKING_THREADS};
 pub use bytes::Bytes;
 pub use cache::DEFAULT_CACHE_BYTES;
-pub use codec::Codec;
+pub use codec::{Codec, NdArray};
 pub use connector::{
     connector_from_config, register_connector, registered_connectors, Capabilities, Connector,
     ConnectorConfig, ConnectorFactory, DeferrableConnector, PutHints,

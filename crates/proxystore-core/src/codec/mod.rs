@@ -15,6 +15,15 @@
 //!   little-endian machines they are encoded and decoded with one `memcpy`
 //!   (same bytes as the generic path, only faster). See docs/codec.md for
 //!   the measurements behind the choice.
+//!
+//! [`Codec::Python`] stores what Python ProxyStore's `serialize` stores
+//! (bytes, str, numpy arrays), so each side reads what the
+//! other wrote.
+
+mod npy;
+mod python;
+
+pub use npy::NdArray;
 
 use std::any::{Any, TypeId};
 
@@ -33,6 +42,11 @@ pub enum Codec {
     /// everything else.
     #[default]
     Bincode,
+    /// Python ProxyStore's framing: `BS\n` + bytes for [`Bytes`] and
+    /// `Vec<u8>`, `US\n` + UTF-8 for `String`, `NP\n` + `numpy.save` data
+    /// for numeric vectors and [`NdArray`]s. Other types are
+    /// [`Error::Codec`].
+    Python,
 }
 
 /// Moves `value` into a `B` if `A` and `B` are the same type.
@@ -118,12 +132,16 @@ impl Codec {
     pub fn name(self) -> &'static str {
         match self {
             Codec::Bincode => "bincode",
+            Codec::Python => "python",
         }
     }
 
     /// Encodes a value. A `Bytes` is returned as is (a reference count, no
     /// copy); a `Vec<u8>` is copied once, unencoded.
     pub fn encode<T: Serialize + 'static>(self, value: &T) -> Result<Bytes> {
+        if self == Codec::Python {
+            return python::encode(value);
+        }
         let any = value as &dyn Any;
         if let Some(b) = any.downcast_ref::<Bytes>() {
             return Ok(b.clone());
@@ -150,7 +168,7 @@ impl Codec {
     /// Encodes a value it may consume: a `Vec<u8>` becomes `Bytes` without a
     /// copy.
     pub fn encode_owned<T: Serialize + 'static>(self, value: T) -> Result<Bytes> {
-        if TypeId::of::<T>() == TypeId::of::<Vec<u8>>() {
+        if self == Codec::Bincode && TypeId::of::<T>() == TypeId::of::<Vec<u8>>() {
             return Ok(Bytes::from(cast::<T, Vec<u8>>(value).expect("same type")));
         }
         self.encode(&value)
@@ -159,6 +177,9 @@ impl Codec {
     /// Decodes a value. `Bytes` comes back as is; a `Vec<u8>` reuses the
     /// buffer when this is its only reference, else it is one copy.
     pub fn decode<T: DeserializeOwned + 'static>(self, data: Bytes) -> Result<T> {
+        if self == Codec::Python {
+            return python::decode(data);
+        }
         if TypeId::of::<T>() == TypeId::of::<Bytes>() {
             return Ok(cast(data).expect("same type"));
         }
