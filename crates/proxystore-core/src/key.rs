@@ -31,6 +31,43 @@ impl ObjectId {
     pub fn from_u128(v: u128) -> Self {
         ObjectId(v)
     }
+
+    /// The id as a hyphenated UUID (`8-4-4-4-12` lowercase hex digits):
+    /// how Python ProxyStore names objects (`str(uuid4())`), so connectors
+    /// in Python's layouts store under it.
+    pub fn to_uuid_string(self) -> String {
+        let id = self.0;
+        format!(
+            "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+            id >> 96,
+            (id >> 80) & 0xffff,
+            (id >> 64) & 0xffff,
+            (id >> 48) & 0xffff,
+            id & 0xffff_ffff_ffff
+        )
+    }
+
+    /// The id a UUID names: hyphenated (36 characters, as
+    /// [`ObjectId::to_uuid_string`] writes) or 32 hex digits; `None` for
+    /// anything else.
+    pub fn parse_uuid(text: &str) -> Option<Self> {
+        let groups: Vec<&str> = text.split('-').collect();
+        let well_formed = match groups.as_slice() {
+            [hex] => hex.len() == 32,
+            [a, b, c, d, e] => [a.len(), b.len(), c.len(), d.len(), e.len()] == [8, 4, 4, 4, 12],
+            _ => false,
+        };
+        if !well_formed
+            || !groups
+                .iter()
+                .all(|g| g.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            return None;
+        }
+        u128::from_str_radix(&groups.concat(), 16)
+            .ok()
+            .map(ObjectId)
+    }
 }
 
 impl fmt::Display for ObjectId {
@@ -207,6 +244,25 @@ impl<'de> Deserialize<'de> for Key {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn uuid_forms_round_trip_and_malformed_ones_are_refused() {
+        let id = ObjectId::from_u128(0x0123_4567_89ab_cdef_0011_2233_4455_6677);
+        let uuid = id.to_uuid_string();
+        assert_eq!(uuid, "01234567-89ab-cdef-0011-223344556677");
+        assert_eq!(ObjectId::parse_uuid(&uuid), Some(id));
+        assert_eq!(ObjectId::parse_uuid(&id.to_string()), Some(id));
+        for bad in [
+            "",
+            "01234567-89ab-cdef-0011-22334455667",
+            "0123456789ab-cdef-0011-2233-44556677",
+            "01234567-89ab-cdef-0011-22334455667g",
+            "+1234567-89ab-cdef-0011-223344556677",
+            "01234567-89ab-cdef-0011-223344556677-",
+        ] {
+            assert_eq!(ObjectId::parse_uuid(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn text_form_examples() {

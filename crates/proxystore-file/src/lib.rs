@@ -8,7 +8,9 @@
 //!   directory, then `rename(2)` publishes it, so a reader sees a whole
 //!   object or none. Files are never modified after publication.
 //! - Keys fan out over 256 subdirectories (first two hex digits of the id)
-//!   so no directory grows huge on parallel file systems.
+//!   so no directory grows huge on parallel file systems. Option `layout =
+//!   python` uses Python ProxyStore's flat `<uuid>` + `<uuid>.ready`
+//!   instead ([`FileLayout::Python`]).
 //! - Objects of at least `mmap_threshold` bytes are memory-mapped into
 //!   [`Bytes`] (no copy; on `/dev/shm` the mapping is the page cache itself).
 //! - On Lustre, an optional stripe layout is set on the directory once, and
@@ -118,6 +120,20 @@ pub fn register() {
     ONCE.call_once(|| DESCRIPTORS.iter().copied().for_each(registry::register));
 }
 
+/// How objects are laid out in the directory.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FileLayout {
+    /// `<dir>/<first two hex digits>/<32 hex digits>`, 256 subdirectories
+    /// so no directory grows huge on parallel file systems (the default).
+    #[default]
+    Fanout,
+    /// Python ProxyStore's `FileConnector` layout (option `layout =
+    /// python`): `<dir>/<hyphenated UUID>`, then an empty
+    /// `<dir>/<UUID>.ready` marker once the data is in place; objects count
+    /// only with their marker. Each side reads what the other wrote.
+    Python,
+}
+
 /// Settings of a [`FileConnector`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FileConfig {
@@ -132,6 +148,8 @@ pub struct FileConfig {
     /// `shm` only: bytes of this process's shared-memory arena that puts
     /// go to (0: off, every object is a file). See docs/connectors.md.
     pub arena_bytes: usize,
+    /// Where objects go in the directory.
+    pub layout: FileLayout,
 }
 
 impl FileConfig {
@@ -143,6 +161,7 @@ impl FileConfig {
             mmap_threshold: DEFAULT_MMAP_THRESHOLD,
             stripe: None,
             arena_bytes: 0,
+            layout: FileLayout::Fanout,
         }
     }
 
@@ -181,6 +200,16 @@ impl FileConfig {
         if let Some(bytes) = config.parse("arena_bytes")? {
             out.arena_bytes = bytes;
         }
+        out.layout = match config.get("layout") {
+            None | Some("fanout") => FileLayout::Fanout,
+            Some("python") => FileLayout::Python,
+            Some(other) => {
+                return Err(Error::Config(format!(
+                    "{} connector option layout must be fanout or python, not '{other}'",
+                    config.kind
+                )))
+            }
+        };
         let count: Option<u32> = config.parse("stripe_count")?;
         let size: Option<u64> = config.parse("stripe_size")?;
         out.stripe = match (count, size) {
@@ -205,6 +234,9 @@ impl FileConfig {
         }
         if self.arena_bytes > 0 {
             c = c.with("arena_bytes", self.arena_bytes);
+        }
+        if self.layout == FileLayout::Python {
+            c = c.with("layout", "python");
         }
         c
     }
@@ -243,6 +275,11 @@ impl FileConnector {
                 "arena_bytes is an option of the shm connector, not of '{}'",
                 config.kind
             )));
+        }
+        if config.arena_bytes > 0 && config.layout == FileLayout::Python {
+            return Err(Error::Config(
+                "arena_bytes and layout = python exclude each other (Python ProxyStore reads files only)".into(),
+            ));
         }
         if config.arena_bytes > 0 && config.arena_bytes < arena::MIN_ARENA_BYTES {
             return Err(Error::Config(format!(
@@ -286,8 +323,50 @@ impl FileConnector {
 
     /// The file that holds (or would hold) the object `id`.
     pub fn object_path(&self, id: ObjectId) -> PathBuf {
-        let hex = id.to_string();
-        self.config.dir.join(&hex[..2]).join(hex)
+        match self.config.layout {
+            FileLayout::Fanout => {
+                let hex = id.to_string();
+                self.config.dir.join(&hex[..2]).join(hex)
+            }
+            FileLayout::Python => self.config.dir.join(id.to_uuid_string()),
+        }
+    }
+
+    /// Python layout: the marker that says object `id` is complete.
+    fn ready_path(&self, id: ObjectId) -> PathBuf {
+        self.config
+            .dir
+            .join(format!("{}.ready", id.to_uuid_string()))
+    }
+
+    /// Whether object `id` counts as stored: always in the fan-out layout
+    /// (its file appears whole, by rename), only with its marker in
+    /// Python's.
+    fn is_published(&self, id: ObjectId) -> Result<bool> {
+        if self.config.layout == FileLayout::Fanout {
+            return Ok(true);
+        }
+        let ready = self.ready_path(id);
+        match fs::metadata(&ready) {
+            Ok(m) => Ok(m.is_file()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(Error::io(format!("checking {}", ready.display()), e)),
+        }
+    }
+
+    /// Writes object `id` (atomically), then, in Python's layout, its
+    /// marker; a marker that cannot be written takes the data back out.
+    fn publish(&self, id: ObjectId, parts: &[&[u8]]) -> Result<()> {
+        let path = self.object_path(id);
+        self.write_atomic(&path, parts)?;
+        if self.config.layout == FileLayout::Python {
+            let ready = self.ready_path(id);
+            if let Err(e) = File::create(&ready) {
+                let _ = fs::remove_file(&path);
+                return Err(Error::io(format!("creating {}", ready.display()), e));
+            }
+        }
+        Ok(())
     }
 
     fn check_open(&self) -> Result<()> {
@@ -368,6 +447,14 @@ impl FileConnector {
     }
 }
 
+fn remove_if_present(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io(format!("removing {}", path.display()), e)),
+    }
+}
+
 fn create_new(path: &Path) -> io::Result<File> {
     OpenOptions::new().write(true).create_new(true).open(path)
 }
@@ -402,7 +489,7 @@ impl Connector for FileConnector {
             return Ok(key);
         }
         let key = Key::random();
-        self.write_atomic(&self.object_path(key.id()), parts)?;
+        self.publish(key.id(), parts)?;
         Ok(key)
     }
 
@@ -411,6 +498,9 @@ impl Connector for FileConnector {
         if let Some(loc) = arena::Location::of(key)? {
             return self.arenas.get(key, &loc);
         }
+        if !self.is_published(key.id())? {
+            return Ok(None);
+        }
         self.read(&self.object_path(key.id()))
     }
 
@@ -418,6 +508,9 @@ impl Connector for FileConnector {
         self.check_open()?;
         if let Some(loc) = arena::Location::of(key)? {
             return self.arenas.exists(key, &loc);
+        }
+        if !self.is_published(key.id())? {
+            return Ok(false);
         }
         let path = self.object_path(key.id());
         match fs::metadata(&path) {
@@ -432,12 +525,11 @@ impl Connector for FileConnector {
         if let Some(loc) = arena::Location::of(key)? {
             return self.arenas.evict(key, &loc);
         }
-        let path = self.object_path(key.id());
-        match fs::remove_file(&path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(Error::io(format!("removing {}", path.display()), e)),
+        // The marker first: no reader finds an object whose data is going.
+        if self.config.layout == FileLayout::Python {
+            remove_if_present(&self.ready_path(key.id()))?;
         }
+        remove_if_present(&self.object_path(key.id()))
     }
 
     fn config(&self) -> ConnectorConfig {
@@ -467,6 +559,6 @@ impl DeferrableConnector for FileConnector {
                 reason: "set takes a key from new_key (no location)",
             });
         }
-        self.write_atomic(&self.object_path(key.id()), &[&data])
+        self.publish(key.id(), &[&data])
     }
 }

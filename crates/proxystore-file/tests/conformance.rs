@@ -58,3 +58,18 @@ mod small_mmap_threshold {
         )
     });
 }
+
+mod python_layout {
+    // Python ProxyStore's flat `<uuid>` + `<uuid>.ready` layout.
+    proxystore_core::conformance_tests!({
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = proxystore_file::FileConfig {
+            layout: proxystore_file::FileLayout::Python,
+            ..proxystore_file::FileConfig::new(dir.path())
+        };
+        proxystore_core::testing::WithGuard::new(
+            proxystore_file::FileConnector::with_config(config).expect("file connector"),
+            dir,
+        )
+    });
+}

@@ -1,9 +1,10 @@
 //! Keys in Python: `proxystore_rs.RustKey(text)`, a named tuple (defined in
 //! the package's Python part) holding a Rust [`Key`]'s text form, so it
 //! pickles inside proxies and hashes in the store's cache. Python
-//! ProxyStore's own `RedisKey(redis_key=<uuid>)` is taken too: it names the
-//! object a Rust `RedisConnector` with `prefix = ""` and `key_format =
-//! uuid` stores under that UUID.
+//! ProxyStore's own `RedisKey(redis_key=<uuid>)` and `FileKey(filename=
+//! <uuid>)` are taken too: they name the object a Rust `RedisConnector`
+//! with `prefix = ""` and `key_format = uuid`, or a file connector with
+//! `layout = python`, stores under that UUID.
 
 use proxystore::{Key, ObjectId};
 use pyo3::exceptions::PyTypeError;
@@ -34,6 +35,12 @@ pub(crate) fn from_py(what: &str, obj: &Bound<'_, PyAny>) -> PyResult<Key> {
                 "{what}: RedisKey.redis_key {uuid:?} is not a UUID (proxystore-rs reads Python ProxyStore's Redis keys with prefix='' and key_format='uuid')"
             ))
         });
+    } else if let Some(uuid) = string_attr(obj, "filename") {
+        return key_of_uuid(&uuid).ok_or_else(|| {
+            PyTypeError::new_err(format!(
+                "{what}: FileKey.filename {uuid:?} is not a UUID (proxystore-rs reads Python ProxyStore's files with layout='python')"
+            ))
+        });
     } else {
         let type_name = obj
             .get_type()
@@ -61,12 +68,5 @@ fn string_attr(obj: &Bound<'_, PyAny>, name: &str) -> Option<String> {
 
 /// The key whose id is `uuid` (hyphenated or 32 hex digits).
 fn key_of_uuid(uuid: &str) -> Option<Key> {
-    let hex: String = uuid.chars().filter(|&c| c != '-').collect();
-    let well_formed = (hex.len() == 32 && uuid.len() == 36) || uuid.len() == 32;
-    if !well_formed || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    u128::from_str_radix(&hex, 16)
-        .ok()
-        .map(|id| Key::new(ObjectId::from_u128(id)))
+    ObjectId::parse_uuid(uuid).map(Key::new)
 }

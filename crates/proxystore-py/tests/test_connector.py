@@ -223,3 +223,32 @@ def test_redis_interop_with_python_proxystore(redis_url: str) -> None:
     theirs.evict(RedisKey(redis_key=uuid_text))
     py_store.close()
     rs_store.close()
+
+
+def test_file_interop_with_python_proxystore(tmp_path: Any) -> None:
+    """With layout='python' the Rust file connector and Python ProxyStore's
+    FileConnector share one directory both ways, by Python's FileKey, and
+    Stores over them share objects."""
+    from proxystore.connectors.file import FileConnector as PyFile
+    from proxystore.connectors.file import FileKey
+
+    store_dir = str(tmp_path / 'shared')
+    theirs = PyFile(store_dir, clear=False)
+    ours = proxystore_rs.FileConnector(store_dir, layout='python')
+    their_key = theirs.put(b'written by python')
+    assert bytes(ours.get(their_key)) == b'written by python'
+    assert ours.exists(their_key)
+    our_key = ours.put(b'written by rust')
+    uuid_text = str(uuid.UUID(hex=our_key.text.split('.')[0].split('@')[0]))
+    assert theirs.get(FileKey(filename=uuid_text)) == b'written by rust'
+    py_store = Store('file-interop-py', theirs, cache_size=0)
+    rs_store = Store('file-interop-rs', ours, cache_size=0)
+    key = py_store.put(np.arange(10.0))
+    assert np.array_equal(rs_store.get(key), np.arange(10.0))
+    ours.evict(their_key)
+    assert theirs.get(their_key) is None
+    with pytest.raises(TypeError, match='not a UUID'):
+        ours.get(FileKey(filename='not-a-uuid'))
+    assert ours.config()['layout'] == 'python'
+    py_store.close(clear=False)
+    rs_store.close(clear=True)

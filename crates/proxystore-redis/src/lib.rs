@@ -202,18 +202,9 @@ impl RedisConnector {
 
     /// The Redis key an object is stored under.
     pub fn redis_key(&self, key: &Key) -> String {
-        let id = key.id().as_u128();
         match self.config.key_format {
-            KeyFormat::Hex => format!("{}{id:032x}", self.config.prefix),
-            KeyFormat::Uuid => format!(
-                "{}{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
-                self.config.prefix,
-                id >> 96,
-                (id >> 80) & 0xffff,
-                (id >> 64) & 0xffff,
-                (id >> 48) & 0xffff,
-                id & 0xffff_ffff_ffff
-            ),
+            KeyFormat::Hex => format!("{}{}", self.config.prefix, key.id()),
+            KeyFormat::Uuid => format!("{}{}", self.config.prefix, key.id().to_uuid_string()),
         }
     }
 

@@ -117,10 +117,7 @@ print(c.put(serialize({{'a': 1}})).redis_key)
     );
     let keys: Vec<Key> = out
         .lines()
-        .map(|uuid| {
-            let id = u128::from_str_radix(&uuid.replace('-', ""), 16).unwrap();
-            Key::new(ObjectId::from_u128(id))
-        })
+        .map(|uuid| Key::new(ObjectId::parse_uuid(uuid).unwrap()))
         .collect();
     let grid: NdArray<i32> = store.get(&keys[0]).unwrap().unwrap();
     assert_eq!(grid.shape(), &[3, 4]);
