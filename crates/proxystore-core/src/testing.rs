@@ -9,11 +9,13 @@ use std::sync::Arc;
 
 mod observed;
 mod pod;
+mod python;
 pub use observed::ObservedLocal;
 pub use pod::{
     pod_array_bad_length_is_typed_error, pod_array_misaligned_is_copied_once, pod_array_round_trip,
     Aligned16,
 };
+pub use python::python_proxystore;
 
 use bytes::Bytes;
 

@@ -8,37 +8,17 @@
 
 #![allow(clippy::unwrap_used)] // Tests fail loudly by design.
 
-use std::process::Command;
 use std::sync::Arc;
 
+use proxystore_core::testing::python_proxystore;
 use proxystore_core::{Bytes, Codec, Connector, Key, NdArray, ObjectId, Store};
 use proxystore_file::{FileConfig, FileConnector, FileLayout};
 
+/// Runs `script` against a Python `FileConnector` `c` on `dir`.
 fn python(script: &str, dir: &std::path::Path) -> Option<String> {
-    let probe = Command::new("python3")
-        .args(["-c", "import proxystore, numpy"])
-        .output();
-    if !probe.is_ok_and(|o| o.status.success()) {
-        eprintln!("SKIP: python3 with proxystore and numpy not installed (ci/install-deps.sh installs them)");
-        return None;
-    }
-    let prelude = "
-import sys
-import numpy
-from proxystore.connectors.file import FileConnector, FileKey
-from proxystore.serialize import serialize, deserialize
-c = FileConnector(sys.argv[1], clear=False)
-";
-    let out = Command::new("python3")
-        .args(["-c", &format!("{prelude}{script}"), dir.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "python failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Some(String::from_utf8(out.stdout).unwrap())
+    let prelude = "from proxystore.connectors.file import FileConnector, FileKey\n\
+                   c = FileConnector(sys.argv[1], clear=False)\n";
+    python_proxystore(&format!("{prelude}{script}"), &[dir.to_str().unwrap()])
 }
 
 #[test]

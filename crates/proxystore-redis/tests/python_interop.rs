@@ -8,43 +8,21 @@
 
 #![allow(clippy::unwrap_used)] // Tests fail loudly by design.
 
-use std::process::Command;
 use std::sync::Arc;
 
+use proxystore_core::testing::python_proxystore;
 use proxystore_core::{Bytes, Codec, Connector, Key, NdArray, ObjectId, Store};
 use proxystore_redis::server::{available, LocalRedisServer};
 use proxystore_redis::{KeyFormat, RedisConfig, RedisConnector};
 
-fn python_proxystore() -> bool {
-    Command::new("python3")
-        .args(["-c", "import proxystore, numpy"])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-/// Runs `script` with the server's host and port as argv[1], argv[2].
-fn python(script: &str, server: &LocalRedisServer) -> String {
+/// Runs `script` against a Python `RedisConnector` `c` on `server`.
+fn python(script: &str, server: &LocalRedisServer) -> Option<String> {
     let url = server.url();
     let (host, port) = url.trim_start_matches("redis://").rsplit_once(':').unwrap();
-    let out = Command::new("python3")
-        .args(["-c", script, host, port])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "python failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    let prelude = "from proxystore.connectors.redis import RedisConnector, RedisKey\n\
+                   c = RedisConnector(sys.argv[1], int(sys.argv[2]))\n";
+    python_proxystore(&format!("{prelude}{script}"), &[host, port])
 }
-
-const PRELUDE: &str = "
-import sys
-import numpy
-from proxystore.connectors.redis import RedisConnector, RedisKey
-from proxystore.serialize import serialize, deserialize
-c = RedisConnector(sys.argv[1], int(sys.argv[2]))
-";
 
 /// A Python-codec store over a connector with Python's key form, and the
 /// connector (for the Redis key of a Rust key).
@@ -69,10 +47,6 @@ fn python_proxystore_reads_what_rust_writes_and_the_reverse() {
         eprintln!("SKIP: redis-server not installed (ci/install-deps.sh installs it)");
         return;
     }
-    if !python_proxystore() {
-        eprintln!("SKIP: python3 with proxystore and numpy not installed (ci/install-deps.sh installs them)");
-        return;
-    }
     let server = LocalRedisServer::start().unwrap();
     let (store, redis) = store(&server);
 
@@ -83,7 +57,7 @@ fn python_proxystore_reads_what_rust_writes_and_the_reverse() {
     let k_str = store.put(&"héllo from rust".to_string()).unwrap();
     let uuid = |k: &Key| redis.redis_key(k);
     let script = format!(
-        "{PRELUDE}
+        "
 a = deserialize(c.get(RedisKey(redis_key='{}')))
 assert isinstance(a, numpy.ndarray) and a.dtype == numpy.float64, type(a)
 print(a.shape[0], float(a.sum()))
@@ -95,7 +69,9 @@ print(deserialize(c.get(RedisKey(redis_key='{}'))))
         uuid(&k_bytes),
         uuid(&k_str)
     );
-    let out = python(&script, &server);
+    let Some(out) = python(&script, &server) else {
+        return;
+    };
     let lines: Vec<&str> = out.lines().collect();
     let expected_sum: f64 = values.iter().sum();
     assert_eq!(lines[0], format!("1000 {expected_sum:?}"));
@@ -103,18 +79,18 @@ print(deserialize(c.get(RedisKey(redis_key='{}'))))
     assert_eq!(lines[2], "héllo from rust");
 
     // Python writes; Rust reads.
-    let out = python(
-        &format!(
-            "{PRELUDE}
+    let Some(out) = python(
+        "
 print(c.put(serialize(numpy.arange(12, dtype=numpy.int32).reshape(3, 4))).redis_key)
 print(c.put(serialize(numpy.linspace(0.0, 1.0, 5))).redis_key)
 print(c.put(serialize(b'from python')).redis_key)
 print(c.put(serialize('strängé')).redis_key)
-print(c.put(serialize({{'a': 1}})).redis_key)
-"
-        ),
+print(c.put(serialize({'a': 1})).redis_key)
+",
         &server,
-    );
+    ) else {
+        return;
+    };
     let keys: Vec<Key> = out
         .lines()
         .map(|uuid| Key::new(ObjectId::parse_uuid(uuid).unwrap()))
