@@ -16,8 +16,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use proxystore_core::testing::faults::{
-    assert_typed_error_in_time, free_port, serial, signal, skip, AfterCut, ChildGuard, Resources,
-    ServerHost, SilentPeer, TruncatingRelay,
+    assert_typed_error_in_time, free_port, get_killing_owner, serial, skip, AfterCut, ChildGuard,
+    Resources, ServerHost, SilentPeer, TruncatingRelay,
 };
 use proxystore_core::testing::pattern;
 use proxystore_core::{Connector, Error};
@@ -61,35 +61,15 @@ fn server_killed_mid_transfer_of_64_mib() {
     let base = Resources::now();
     let size = 64 << 20;
     let c = connector(&server.url());
-    let mut outcome = None;
-    // The kill lands mid-reply when it comes halfway through a get's
-    // measured duration; a get that still won the race is retried (at
-    // most 3 times) on a restarted server.
-    for attempt in 1..=3 {
-        let key = c.put(pattern(size, 9)).unwrap();
-        let started = Instant::now();
-        assert_eq!(c.get(&key).unwrap().map(|b| b.len()), Some(size));
-        let whole = started.elapsed();
-        let pid = server.id();
-        let got = std::thread::scope(|s| {
-            let get = s.spawn(|| (Instant::now(), c.get(&key)));
-            std::thread::sleep(whole / 2);
-            signal(pid, "KILL");
-            get.join().unwrap()
-        });
-        server.restart().unwrap();
-        match got.1 {
-            Ok(value) => {
-                assert_eq!(value.map(|b| b.len()), Some(size));
-                println!("attempt {attempt}: the get ({whole:?}) finished before the kill");
-            }
-            result => {
-                outcome = Some((result, got.0, whole));
-                break;
-            }
-        }
-    }
-    let (result, started, whole) = outcome.expect("a kill mid-transfer in 3 attempts");
+    // Tried on a restarted server until the kill lands mid-reply (at most 5).
+    let (result, started, whole) = (1..=5)
+        .find_map(|_| {
+            let key = c.put(pattern(size, 9)).unwrap();
+            let got = get_killing_owner(&c, &key, size, server.id());
+            server.restart().unwrap();
+            got
+        })
+        .expect("a kill mid-transfer in 5 attempts");
     println!("(a whole 64 MiB get took {} ms)", whole.as_millis());
     assert_typed_error_in_time(
         "redis server killed mid-transfer (64 MiB)",

@@ -14,8 +14,8 @@
 use std::time::{Duration, Instant};
 
 use proxystore_core::testing::faults::{
-    assert_typed_error_in_time, free_port, serial, skip, AfterCut, ChildGuard, Resources,
-    ServerHost, SilentPeer, TruncatingRelay,
+    assert_typed_error_in_time, free_port, get_killing_owner, serial, skip, AfterCut, ChildGuard,
+    Resources, ServerHost, SilentPeer, TruncatingRelay,
 };
 use proxystore_core::testing::{child_command, child_role, pattern, spawn_child_until};
 use proxystore_core::{Connector, Error, Key, ObjectId};
@@ -94,36 +94,15 @@ fn owner_killed_mid_transfer_of_64_mib() {
     let base = Resources::now();
     let size = 64 << 20;
     let reader = reader();
-    let mut outcome = None;
-    // The kill lands mid-reply when it comes halfway through a get's
-    // measured duration; a get that still won the race is retried with a
-    // fresh owner (at most 3 times).
-    for attempt in 1..=3 {
-        let (mut owner, key) = spawn_owner(size);
-        let started = Instant::now();
-        assert_eq!(reader.get(&key).unwrap().map(|b| b.len()), Some(size));
-        let whole = started.elapsed();
-        let pid = owner.id();
-        let got = std::thread::scope(|s| {
-            let get = s.spawn(|| (Instant::now(), reader.get(&key)));
-            std::thread::sleep(whole / 2);
-            proxystore_core::testing::faults::signal(pid, "KILL");
-            get.join().unwrap()
-        });
-        owner.kill();
-        match got.1 {
-            Ok(value) => {
-                // All of it arrived before the kill: it must be whole.
-                assert_eq!(value.map(|b| b.len()), Some(size));
-                println!("attempt {attempt}: the get ({whole:?}) finished before the kill");
-            }
-            result => {
-                outcome = Some((result, got.0, whole));
-                break;
-            }
-        }
-    }
-    let (result, started, whole) = outcome.expect("a kill mid-transfer in 3 attempts");
+    // Tried with a fresh owner until the kill lands mid-reply (at most 5).
+    let (result, started, whole) = (1..=5)
+        .find_map(|_| {
+            let (mut owner, key) = spawn_owner(size);
+            let got = get_killing_owner(&reader, &key, size, owner.id());
+            owner.kill();
+            got
+        })
+        .expect("a kill mid-transfer in 5 attempts");
     println!("(a whole 64 MiB get took {} ms)", whole.as_millis());
     assert_typed_error_in_time(
         "zmq owner killed mid-transfer (64 MiB)",

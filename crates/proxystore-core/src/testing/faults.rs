@@ -470,3 +470,46 @@ impl Drop for ServerHost {
 pub fn skip(why: &str) {
     let _ = writeln!(std::io::stderr(), "SKIP: {why}");
 }
+
+/// What [`get_killing_owner`] saw: the get's result, when it started, and
+/// how long a whole get took before.
+pub type MidTransfer = (
+    crate::error::Result<Option<bytes::Bytes>>,
+    Instant,
+    Duration,
+);
+
+/// One attempt at killing an owner mid-transfer: gets `key` (of `size`
+/// bytes, served by process `pid`) twice, timing the second (warm) get,
+/// then starts a third and SIGKILLs `pid` a third of that time into it.
+/// `None` when that get still finished first (its value is checked
+/// whole): the caller tries again with a fresh owner.
+pub fn get_killing_owner(
+    reader: &dyn crate::Connector,
+    key: &crate::Key,
+    size: usize,
+    pid: u32,
+) -> Option<MidTransfer> {
+    let whole_get = || {
+        let value = reader.get(key).expect("a get while the owner lives");
+        assert_eq!(value.map(|b| b.len()), Some(size), "a whole object");
+    };
+    whole_get();
+    let started = Instant::now();
+    whole_get();
+    let whole = started.elapsed();
+    let (started, result) = std::thread::scope(|s| {
+        let get = s.spawn(|| (Instant::now(), reader.get(key)));
+        std::thread::sleep(whole / 3);
+        signal(pid, "KILL");
+        get.join().expect("the get thread")
+    });
+    match result {
+        Ok(value) => {
+            assert_eq!(value.map(|b| b.len()), Some(size), "a whole object");
+            println!("the get (a whole one takes {whole:?}) finished before the kill");
+            None
+        }
+        result => Some((result, started, whole)),
+    }
+}
