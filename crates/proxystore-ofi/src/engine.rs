@@ -219,6 +219,22 @@ impl Engine {
         reply_route: u64,
         frames: Vec<Bytes>,
     ) -> Result<()> {
+        self.send_within(peer, to_route, reply_route, frames, Duration::MAX)
+    }
+
+    /// [`Engine::send`], giving up with [`Error::Timeout`] after `wait`
+    /// when that is shorter than the engine's send wait: what a caller with
+    /// a deadline of its own (a request's timeout) uses.
+    pub fn send_within(
+        &self,
+        peer: &[u8],
+        to_route: u64,
+        reply_route: u64,
+        frames: Vec<Bytes>,
+        wait: Duration,
+    ) -> Result<()> {
+        let wait = wait.min(*self.send_wait.lock().unwrap_or_else(|e| e.into_inner()));
+        let deadline = std::time::Instant::now() + wait;
         if frames.len() > wire::MAX_FRAMES {
             return Err(Error::TooLarge {
                 what: "frame count",
@@ -247,7 +263,15 @@ impl Engine {
                 0,
                 &frames,
             );
-            return self.post(&mut st, dest, None, msg.into(), reply_route, &peer_text);
+            return self.post(
+                &mut st,
+                dest,
+                None,
+                msg.into(),
+                reply_route,
+                &peer_text,
+                deadline,
+            );
         }
         let tag = st.next_tag;
         st.next_tag = tag.wrapping_add(frames.len() as u64);
@@ -259,18 +283,35 @@ impl Engine {
             tag,
             &frames,
         );
-        self.post(&mut st, dest, None, msg.into(), reply_route, &peer_text)?;
+        self.post(
+            &mut st,
+            dest,
+            None,
+            msg.into(),
+            reply_route,
+            &peer_text,
+            deadline,
+        )?;
         for (i, frame) in frames.into_iter().enumerate() {
             if !frame.is_empty() {
                 let t = tag.wrapping_add(i as u64);
-                self.post(&mut st, dest, Some(t), frame, reply_route, &peer_text)?;
+                self.post(
+                    &mut st,
+                    dest,
+                    Some(t),
+                    frame,
+                    reply_route,
+                    &peer_text,
+                    deadline,
+                )?;
             }
         }
         Ok(())
     }
 
     /// Posts one send (tagged if `tag` is given), retrying while the
-    /// provider says to try again and reading completions meanwhile.
+    /// provider says to try again (until `deadline`) and reading
+    /// completions meanwhile.
     fn post(
         &self,
         st: &mut State,
@@ -279,8 +320,9 @@ impl Engine {
         data: Bytes,
         reply_route: u64,
         peer: &Arc<str>,
+        deadline: std::time::Instant,
     ) -> Result<()> {
-        let wait = *self.send_wait.lock().unwrap_or_else(|e| e.into_inner());
+        let wait = deadline.saturating_duration_since(std::time::Instant::now());
         let (ptr, len) = (data.as_ptr(), data.len());
         let op = Op::Send {
             _keep: data,
@@ -351,7 +393,13 @@ impl Drop for Engine {
         self.shared.stop.store(true, Ordering::Release);
         if let Some(t) = self.thread.take() {
             t.thread().unpark();
-            if t.join().is_err() {
+            // The last owner can go on the progress thread itself (the
+            // exposures its housekeeping was sweeping): a thread cannot
+            // join itself; it sees `stop` and ends, and the state goes
+            // with its Arc.
+            if t.thread().id() == std::thread::current().id() {
+                drop(t);
+            } else if t.join().is_err() {
                 tracing::warn!("the libfabric progress thread panicked");
             }
         }
