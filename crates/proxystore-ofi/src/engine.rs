@@ -254,6 +254,11 @@ impl Engine {
             <= INLINE_MAX.min(self.max_msg_size);
         let mut st = self.shared.lock();
         let (dest, peer_text) = st.peer(peer)?;
+        let to = SendTo {
+            dest,
+            peer: &peer_text,
+            deadline,
+        };
         if inline {
             let msg = wire::encode(
                 Kind::Inline,
@@ -263,15 +268,7 @@ impl Engine {
                 0,
                 &frames,
             );
-            return self.post(
-                &mut st,
-                dest,
-                None,
-                msg.into(),
-                reply_route,
-                &peer_text,
-                deadline,
-            );
+            return self.post(&mut st, &to, None, msg.into(), reply_route);
         }
         let tag = st.next_tag;
         st.next_tag = tag.wrapping_add(frames.len() as u64);
@@ -283,27 +280,11 @@ impl Engine {
             tag,
             &frames,
         );
-        self.post(
-            &mut st,
-            dest,
-            None,
-            msg.into(),
-            reply_route,
-            &peer_text,
-            deadline,
-        )?;
+        self.post(&mut st, &to, None, msg.into(), reply_route)?;
         for (i, frame) in frames.into_iter().enumerate() {
             if !frame.is_empty() {
                 let t = tag.wrapping_add(i as u64);
-                self.post(
-                    &mut st,
-                    dest,
-                    Some(t),
-                    frame,
-                    reply_route,
-                    &peer_text,
-                    deadline,
-                )?;
+                self.post(&mut st, &to, Some(t), frame, reply_route)?;
             }
         }
         Ok(())
@@ -315,13 +296,16 @@ impl Engine {
     fn post(
         &self,
         st: &mut State,
-        dest: sys::fi_addr_t,
+        to: &SendTo<'_>,
         tag: Option<u64>,
         data: Bytes,
         reply_route: u64,
-        peer: &Arc<str>,
-        deadline: std::time::Instant,
     ) -> Result<()> {
+        let SendTo {
+            dest,
+            peer,
+            deadline,
+        } = *to;
         let wait = deadline.saturating_duration_since(std::time::Instant::now());
         let (ptr, len) = (data.as_ptr(), data.len());
         let op = Op::Send {
@@ -386,6 +370,14 @@ impl Engine {
             self.shared.progress(st);
         }
     }
+}
+
+/// Where one message's sends go, and until when they may retry.
+#[derive(Clone, Copy)]
+struct SendTo<'a> {
+    dest: sys::fi_addr_t,
+    peer: &'a Arc<str>,
+    deadline: std::time::Instant,
 }
 
 impl Drop for Engine {
