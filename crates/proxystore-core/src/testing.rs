@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+pub mod faults;
 mod observed;
 mod pod;
 mod python;

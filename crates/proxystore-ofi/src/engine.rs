@@ -219,6 +219,22 @@ impl Engine {
         reply_route: u64,
         frames: Vec<Bytes>,
     ) -> Result<()> {
+        self.send_within(peer, to_route, reply_route, frames, Duration::MAX)
+    }
+
+    /// [`Engine::send`], giving up with [`Error::Timeout`] after `wait`
+    /// when that is shorter than the engine's send wait: what a caller with
+    /// a deadline of its own (a request's timeout) uses.
+    pub fn send_within(
+        &self,
+        peer: &[u8],
+        to_route: u64,
+        reply_route: u64,
+        frames: Vec<Bytes>,
+        wait: Duration,
+    ) -> Result<()> {
+        let wait = wait.min(*self.send_wait.lock().unwrap_or_else(|e| e.into_inner()));
+        let deadline = std::time::Instant::now() + wait;
         if frames.len() > wire::MAX_FRAMES {
             return Err(Error::TooLarge {
                 what: "frame count",
@@ -238,6 +254,11 @@ impl Engine {
             <= INLINE_MAX.min(self.max_msg_size);
         let mut st = self.shared.lock();
         let (dest, peer_text) = st.peer(peer)?;
+        let to = SendTo {
+            dest,
+            peer: &peer_text,
+            deadline,
+        };
         if inline {
             let msg = wire::encode(
                 Kind::Inline,
@@ -247,7 +268,7 @@ impl Engine {
                 0,
                 &frames,
             );
-            return self.post(&mut st, dest, None, msg.into(), reply_route, &peer_text);
+            return self.post(&mut st, &to, None, msg.into(), reply_route);
         }
         let tag = st.next_tag;
         st.next_tag = tag.wrapping_add(frames.len() as u64);
@@ -259,28 +280,33 @@ impl Engine {
             tag,
             &frames,
         );
-        self.post(&mut st, dest, None, msg.into(), reply_route, &peer_text)?;
+        self.post(&mut st, &to, None, msg.into(), reply_route)?;
         for (i, frame) in frames.into_iter().enumerate() {
             if !frame.is_empty() {
                 let t = tag.wrapping_add(i as u64);
-                self.post(&mut st, dest, Some(t), frame, reply_route, &peer_text)?;
+                self.post(&mut st, &to, Some(t), frame, reply_route)?;
             }
         }
         Ok(())
     }
 
     /// Posts one send (tagged if `tag` is given), retrying while the
-    /// provider says to try again and reading completions meanwhile.
+    /// provider says to try again (until `deadline`) and reading
+    /// completions meanwhile.
     fn post(
         &self,
         st: &mut State,
-        dest: sys::fi_addr_t,
+        to: &SendTo<'_>,
         tag: Option<u64>,
         data: Bytes,
         reply_route: u64,
-        peer: &Arc<str>,
     ) -> Result<()> {
-        let wait = *self.send_wait.lock().unwrap_or_else(|e| e.into_inner());
+        let SendTo {
+            dest,
+            peer,
+            deadline,
+        } = *to;
+        let wait = deadline.saturating_duration_since(std::time::Instant::now());
         let (ptr, len) = (data.as_ptr(), data.len());
         let op = Op::Send {
             _keep: data,
@@ -346,12 +372,26 @@ impl Engine {
     }
 }
 
+/// Where one message's sends go, and until when they may retry.
+#[derive(Clone, Copy)]
+struct SendTo<'a> {
+    dest: sys::fi_addr_t,
+    peer: &'a Arc<str>,
+    deadline: std::time::Instant,
+}
+
 impl Drop for Engine {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::Release);
         if let Some(t) = self.thread.take() {
             t.thread().unpark();
-            if t.join().is_err() {
+            // The last owner can go on the progress thread itself (the
+            // exposures its housekeeping was sweeping): a thread cannot
+            // join itself; it sees `stop` and ends, and the state goes
+            // with its Arc.
+            if t.thread().id() == std::thread::current().id() {
+                drop(t);
+            } else if t.join().is_err() {
                 tracing::warn!("the libfabric progress thread panicked");
             }
         }

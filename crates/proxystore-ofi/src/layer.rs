@@ -266,13 +266,15 @@ impl ServerSocket for OfiServer {
 impl Drop for OfiServer {
     fn drop(&mut self) {
         self.engine.close_route(SERVER_ROUTE);
+        self.engine.stop_releases();
     }
 }
 
 impl ClientSocket for OfiClient {
-    fn send(&mut self, frames: Frames, _timeout: Duration) -> Result<()> {
+    fn send(&mut self, frames: Frames, timeout: Duration) -> Result<()> {
+        // Within the request's timeout when the engine's send wait is longer.
         self.engine
-            .send(&self.owner, SERVER_ROUTE, self.route, frames)
+            .send_within(&self.owner, SERVER_ROUTE, self.route, frames, timeout)
     }
 
     fn recv(&mut self, timeout: Duration) -> Result<Option<Frames>> {

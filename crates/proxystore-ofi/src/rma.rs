@@ -52,6 +52,10 @@ pub fn reads_one_sided() -> bool {
     one_sided_setting().unwrap_or(true)
 }
 
+/// How long a release may wait for the provider to take it (see
+/// [`Engine::send_release`]).
+pub(crate) const RELEASE_SEND_WAIT: Duration = Duration::from_millis(100);
+
 impl Engine {
     /// Whether this endpoint's gets read one-sided: the provider granted
     /// FI_RMA and [`reads_one_sided`] says so. (An owner registers
@@ -181,8 +185,20 @@ impl Engine {
     /// Sends `release` to the endpoint at raw address `owner`, without
     /// waiting for it to arrive (a lost release only keeps memory
     /// registered until the owner's grace period ends).
+    ///
+    /// Gives up after 100 ms (`RELEASE_SEND_WAIT`): a send holds the engine lock
+    /// while the provider says "try again", and to an owner that died it
+    /// says so until the send wait ends, which stalled every other call of
+    /// this engine (a get from a healthy peer, too) for that long.
     pub fn send_release(&self, owner: &[u8], release: Bytes) {
-        if let Err(e) = self.send(owner, RELEASE_ROUTE, RELEASE_ROUTE, vec![release]) {
+        let sent = self.send_within(
+            owner,
+            RELEASE_ROUTE,
+            RELEASE_ROUTE,
+            vec![release],
+            RELEASE_SEND_WAIT,
+        );
+        if let Err(e) = sent {
             tracing::debug!(error = %e, "a release could not be sent");
         }
     }
@@ -191,5 +207,15 @@ impl Engine {
     /// sweeps it.
     pub fn accept_releases(&self, exposures: Arc<dyn Expose>) {
         self.shared.lock().releases = Some(exposures);
+    }
+
+    /// Stops passing releases on (the server that accepted them stopped)
+    /// and lets go of the exposures: they own the layer that owns this
+    /// engine, so keeping them is a cycle and the engine (its endpoint,
+    /// fds and progress thread) would never close.
+    pub fn stop_releases(&self) {
+        let exposures = self.shared.lock().releases.take();
+        // Dropped outside the engine lock, which closing registrations takes.
+        drop(exposures);
     }
 }

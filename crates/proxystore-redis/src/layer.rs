@@ -62,6 +62,20 @@ pub(crate) fn redis_error(
     }
 }
 
+/// Whether an exchange failed because the server had closed the connection
+/// (not a timeout: that is not retried, it would double the wait).
+fn closed_by_server(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind as K;
+    matches!(
+        e.kind(),
+        K::UnexpectedEof
+            | K::ConnectionReset
+            | K::ConnectionAborted
+            | K::BrokenPipe
+            | K::NotConnected
+    )
+}
+
 /// A Redis or KeyDB server, reached with the data-path RESP client.
 pub struct RedisLayer {
     endpoint: Endpoint,
@@ -109,23 +123,43 @@ impl RedisLayer {
 
     /// Runs `f` on a pooled connection; a connection that failed is dropped
     /// (its stream may be mid-reply).
+    ///
+    /// A pooled connection the server closed while it sat idle (the server
+    /// restarted) fails at once; the other idle ones date from the same
+    /// server, so they are dropped too and `f` runs once more on a fresh
+    /// connection. Every command here is idempotent (SET, GET, MGET,
+    /// EXISTS, DEL, PEXPIRE), so running it again is safe. Without this, a
+    /// restarted server cost one failed operation per pooled connection.
     fn with<T>(
         &self,
         op: &'static str,
-        f: impl FnOnce(&mut Connection) -> std::io::Result<T>,
+        f: impl Fn(&mut Connection) -> std::io::Result<T>,
     ) -> Result<T> {
         let pooled = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        let mut con = match pooled {
-            Some(c) => c,
-            None => Connection::connect(&self.endpoint, self.timeout, self.max_bulk)
-                .map_err(|e| redis_error("connect", &self.url, self.timeout, e))?,
-        };
+        if let Some(mut con) = pooled {
+            match f(&mut con) {
+                Ok(out) => {
+                    self.give_back(con);
+                    return Ok(out);
+                }
+                Err(e) if !closed_by_server(&e) => {
+                    return Err(redis_error(op, &self.url, self.timeout, e))
+                }
+                Err(_) => self.idle.lock().unwrap_or_else(|e| e.into_inner()).clear(),
+            }
+        }
+        let mut con = Connection::connect(&self.endpoint, self.timeout, self.max_bulk)
+            .map_err(|e| redis_error("connect", &self.url, self.timeout, e))?;
         let out = f(&mut con).map_err(|e| redis_error(op, &self.url, self.timeout, e))?;
+        self.give_back(con);
+        Ok(out)
+    }
+
+    fn give_back(&self, con: Connection) {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         if idle.len() < IDLE {
             idle.push(con);
         }
-        Ok(out)
     }
 
     fn server_error(&self, op: &str, reply: Reply) -> Error {

@@ -13,6 +13,7 @@ use crate::resp::{Connection, Endpoint, Reply};
 pub struct LocalRedisServer {
     child: Child,
     port: u16,
+    extra: Vec<String>,
 }
 
 impl LocalRedisServer {
@@ -29,30 +30,20 @@ impl LocalRedisServer {
             .and_then(|l| l.local_addr())
             .map_err(|e| Error::io("finding a free loopback port", e))?
             .port();
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| {
-                Error::io(
-                    "starting redis-server (is the redis-server package installed?)",
-                    e,
-                )
-            })?;
-        let mut server = LocalRedisServer { child, port };
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let child = spawn(port, &extra)?;
+        let mut server = LocalRedisServer { child, port, extra };
         server.wait_ready()?;
         Ok(server)
+    }
+
+    /// Kills the server (SIGKILL) and starts a fresh one, with the same
+    /// flags, on the same port; its data is gone. For tests of clients
+    /// that hold connections across a server restart.
+    pub fn restart(&mut self) -> Result<()> {
+        self.stop();
+        self.child = spawn(self.port, &self.extra)?;
+        self.wait_ready()
     }
 
     fn wait_ready(&mut self) -> Result<()> {
@@ -86,6 +77,11 @@ impl LocalRedisServer {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// The server process's id (to signal it).
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Stops the server now (also done on drop).
     pub fn stop(&mut self) {
         let _ = self.child.kill();
@@ -97,6 +93,31 @@ impl Drop for LocalRedisServer {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// `redis-server` on 127.0.0.1:`port` with persistence off and `extra` flags.
+fn spawn(port: u16, extra: &[String]) -> Result<Child> {
+    Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| {
+            Error::io(
+                "starting redis-server (is the redis-server package installed?)",
+                e,
+            )
+        })
 }
 
 /// Whether `redis-server` can be started here.

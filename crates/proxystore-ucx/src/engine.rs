@@ -352,6 +352,15 @@ impl Drop for Engine {
         // SAFETY: the worker is alive until the teardown below.
         unsafe { sys::ucp_worker_signal(self.shared.worker.0) };
         if let Some(t) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            if t.thread().id() == std::thread::current().id() {
+                // The last handle went on the progress thread itself (a
+                // request handler it was running held the connector that
+                // owned this engine). A thread cannot join itself, and the
+                // worker is still in use further up this stack: the thread
+                // tears it down when its loop ends (it sees `stop`).
+                self.shared.teardown_on_exit.store(true, Ordering::Release);
+                return;
+            }
             t.thread().unpark();
             let _ = t.join();
         }

@@ -163,6 +163,9 @@ pub(crate) struct Shared {
     /// even when no one waits).
     pub(crate) serving: AtomicBool,
     pub(crate) stop: AtomicBool,
+    /// Set when the engine was dropped on the progress thread itself: the
+    /// thread tears the worker down when its loop ends.
+    pub(crate) teardown_on_exit: AtomicBool,
     pub(crate) thread: OnceLock<Thread>,
     /// Answers requests; requests arriving without one are dropped.
     pub(crate) server: Mutex<Option<InlineHandler>>,
@@ -180,6 +183,7 @@ impl Shared {
             waiting: AtomicUsize::new(0),
             serving: AtomicBool::new(false),
             stop: AtomicBool::new(false),
+            teardown_on_exit: AtomicBool::new(false),
             thread: OnceLock::new(),
             server: Mutex::new(None),
             exposures: Mutex::new(None),
@@ -377,5 +381,11 @@ pub(crate) fn run(shared: &Shared) {
             // SAFETY: one valid pollfd; the efd lives as long as the worker.
             unsafe { libc::poll(&mut fd, 1, SLEEP_MAX.as_millis() as libc::c_int) };
         }
+    }
+    if shared.teardown_on_exit.load(Ordering::Acquire) {
+        // SAFETY: the engine is gone (it was dropped on this thread, see
+        // `Engine::drop`), so no other thread uses the worker, and this
+        // thread's own use of it ended with the loop.
+        unsafe { shared.lock().teardown() };
     }
 }

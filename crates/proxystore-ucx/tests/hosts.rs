@@ -13,6 +13,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use proxystore_core::testing::faults::ip;
 use proxystore_core::testing::{
     self, child_command, child_role, output_field, run_child, spawn_child_until,
 };
@@ -25,22 +26,6 @@ struct Hosts {
     reader_ns: String,
     owner_dev: String,
     reader_dev: String,
-}
-
-fn ip(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .map_err(|e| format!("ip: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
 }
 
 impl Hosts {
