@@ -24,6 +24,8 @@
 pub mod address;
 pub mod arena;
 mod connector;
+#[doc(hidden)]
+pub mod fuzzing;
 mod handler;
 #[cfg(any(test, feature = "mock"))]
 pub mod mock;

@@ -139,6 +139,8 @@ pub enum Reply {
 enum Stream {
     Tcp(TcpStream),
     Unix(UnixStream),
+    /// Replies held in memory (the fuzz target's input).
+    Replay(io::Cursor<Vec<u8>>),
 }
 
 impl Stream {
@@ -146,6 +148,7 @@ impl Stream {
         match self {
             Stream::Tcp(s) => s,
             Stream::Unix(s) => s,
+            Stream::Replay(s) => s,
         }
     }
 }
@@ -225,6 +228,18 @@ impl Connection {
             expect_ok(con.call(&[b"SELECT", endpoint.db.to_string().as_bytes()])?)?;
         }
         Ok(con)
+    }
+
+    /// A connection whose replies are `replies` (writes go nowhere useful):
+    /// what the fuzz target reads.
+    pub(crate) fn replay(replies: Vec<u8>, max_bulk: u64) -> Self {
+        Connection {
+            stream: Stream::Replay(io::Cursor::new(replies)),
+            buf: vec![0; READ_BUF].into_boxed_slice(),
+            start: 0,
+            end: 0,
+            max_bulk,
+        }
     }
 
     /// Sends one command and reads its reply.
