@@ -67,5 +67,12 @@ pub fn key_text_seeds() -> Vec<Vec<u8>> {
         }
         seeds.push(format!("{id}@{location}"));
     }
+    // Locations at the length limit and one byte over it.
+    for len in [
+        crate::key::MAX_LOCATION_LEN,
+        crate::key::MAX_LOCATION_LEN + 1,
+    ] {
+        seeds.push(format!("{id}@{}", "l".repeat(len)));
+    }
     seeds.into_iter().map(String::into_bytes).collect()
 }
