@@ -13,6 +13,8 @@ pub mod codec;
 pub mod connector;
 pub mod error;
 pub mod future;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod key;
 pub mod lifetime;
 pub mod local;

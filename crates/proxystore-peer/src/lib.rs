@@ -25,6 +25,8 @@ pub mod address;
 pub mod arena;
 mod clients;
 mod connector;
+#[doc(hidden)]
+pub mod fuzzing;
 mod handler;
 #[cfg(any(test, feature = "mock"))]
 pub mod mock;

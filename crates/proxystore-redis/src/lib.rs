@@ -20,6 +20,8 @@
 
 #[cfg(feature = "baseline")]
 pub mod baseline;
+#[doc(hidden)]
+pub mod fuzzing;
 mod layer;
 #[cfg(feature = "mock")]
 pub mod mock;

@@ -139,6 +139,8 @@ pub enum Reply {
 enum Stream {
     Tcp(TcpStream),
     Unix(UnixStream),
+    /// Replies held in memory (the fuzz target's input).
+    Replay(io::Cursor<Vec<u8>>),
 }
 
 impl Stream {
@@ -146,6 +148,7 @@ impl Stream {
         match self {
             Stream::Tcp(s) => s,
             Stream::Unix(s) => s,
+            Stream::Replay(s) => s,
         }
     }
 }
@@ -157,6 +160,9 @@ impl<T: Read + Write> ReadWrite for T {}
 /// copied next to the command header.
 const INLINE_MAX: usize = 16 << 10;
 const READ_BUF: usize = 64 << 10;
+/// Deepest nesting of arrays in a reply (the data path's replies nest
+/// two deep); deeper ones are refused rather than recursed into.
+const MAX_DEPTH: usize = 64;
 
 /// One connection to a Redis server.
 pub struct Connection {
@@ -227,6 +233,18 @@ impl Connection {
         Ok(con)
     }
 
+    /// A connection whose replies are `replies` (writes go nowhere useful):
+    /// what the fuzz target reads.
+    pub(crate) fn replay(replies: Vec<u8>, max_bulk: u64) -> Self {
+        Connection {
+            stream: Stream::Replay(io::Cursor::new(replies)),
+            buf: vec![0; READ_BUF].into_boxed_slice(),
+            start: 0,
+            end: 0,
+            max_bulk,
+        }
+    }
+
     /// Sends one command and reads its reply.
     pub fn call(&mut self, args: &[&[u8]]) -> io::Result<Reply> {
         self.send(args)?;
@@ -267,6 +285,11 @@ impl Connection {
 
     /// Reads the next reply.
     pub fn read_reply(&mut self) -> io::Result<Reply> {
+        self.read_nested(0)
+    }
+
+    /// Reads a reply inside `depth` arrays.
+    fn read_nested(&mut self, depth: usize) -> io::Result<Reply> {
         let line = self.read_line()?;
         let (kind, body) = line.split_at(1);
         let text = || String::from_utf8_lossy(body).into_owned();
@@ -306,10 +329,15 @@ impl Connection {
                 if n < 0 {
                     return Ok(Reply::Array(None));
                 }
+                if depth == MAX_DEPTH {
+                    return Err(protocol(format!(
+                        "reply nests arrays deeper than {MAX_DEPTH}"
+                    )));
+                }
                 // Bounded by what follows on the wire, not by allocation.
                 let mut items = Vec::with_capacity((n as usize).min(1024));
                 for _ in 0..n {
-                    items.push(self.read_reply()?);
+                    items.push(self.read_nested(depth + 1)?);
                 }
                 Ok(Reply::Array(Some(items)))
             }
@@ -402,6 +430,26 @@ fn expect_ok(reply: Reply) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deeply_nested_arrays_are_refused_not_a_stack_overflow() {
+        let mut replies = b"*1\r\n".repeat(1_000_000);
+        replies.extend_from_slice(b":1\r\n");
+        let mut con = Connection::replay(replies, 1 << 20);
+        let e = con.read_reply().unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{e}");
+        // Nesting as deep as the limit still reads.
+        let mut replies = b"*1\r\n".repeat(MAX_DEPTH);
+        replies.extend_from_slice(b":1\r\n");
+        let mut reply = Connection::replay(replies, 1 << 20).read_reply().unwrap();
+        for _ in 0..MAX_DEPTH {
+            let Reply::Array(Some(mut items)) = reply else {
+                panic!("not an array: {reply:?}");
+            };
+            reply = items.pop().unwrap();
+        }
+        assert_eq!(reply, Reply::Int(1));
+    }
 
     #[test]
     fn urls_parse() {

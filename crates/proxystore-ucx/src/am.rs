@@ -112,11 +112,11 @@ const CONTIG_BYTES: sys::ucp_datatype_t = ((1 as sys::ucp_datatype_t)
 /// Frame 0 (the peer head) rides in the AM header when at most this big,
 /// so a reply's payload is the AM data alone and goes out contiguous: UCX
 /// moves contiguous rendezvous data far faster than an iov.
-const INLINE_HEAD_MAX: usize = 1024;
+pub(crate) const INLINE_HEAD_MAX: usize = 1024;
 
 /// `[conn u64][frame count u32][flags u32][frame lengths u64 x n][frame 0
 /// if inline]`; flag bit 0: frame 0 is inline (not in the AM data).
-fn encode_header(conn: u64, frames: &Frames) -> (Vec<u8>, bool) {
+pub(crate) fn encode_header(conn: u64, frames: &Frames) -> (Vec<u8>, bool) {
     let inline = frames.first().is_some_and(|f| f.len() <= INLINE_HEAD_MAX);
     let mut h =
         Vec::with_capacity(16 + 8 * frames.len() + if inline { frames[0].len() } else { 0 });
@@ -134,16 +134,16 @@ fn encode_header(conn: u64, frames: &Frames) -> (Vec<u8>, bool) {
 
 /// A parsed header: connection id, frame lengths, and frame 0 when it came
 /// inline (copied: the header is only valid during the callback).
-struct Header {
-    conn: u64,
-    lens: Vec<usize>,
-    inline: Option<Bytes>,
+pub(crate) struct Header {
+    pub(crate) conn: u64,
+    pub(crate) lens: Vec<usize>,
+    pub(crate) inline: Option<Bytes>,
 }
 
 impl Header {
     /// Bytes the AM data must hold (`None`: lengths that overflow, which no
     /// message can match).
-    fn data_len(&self) -> Option<usize> {
+    pub(crate) fn data_len(&self) -> Option<usize> {
         let skip = usize::from(self.inline.is_some());
         self.lens
             .iter()
@@ -155,7 +155,7 @@ impl Header {
 /// Parses a header from a peer; `None` for anything malformed. The header
 /// is untrusted: lengths are checked before anything is indexed or sized
 /// by them.
-fn decode_header(h: &[u8]) -> Option<Header> {
+pub(crate) fn decode_header(h: &[u8]) -> Option<Header> {
     let conn = u64::from_le_bytes(h.get(0..8)?.try_into().ok()?);
     let n = u32::from_le_bytes(h.get(8..12)?.try_into().ok()?) as usize;
     let flags = u32::from_le_bytes(h.get(12..16)?.try_into().ok()?);
@@ -474,10 +474,9 @@ fn received(buf: pool::Buf, len: usize) -> Bytes {
     pool::into_bytes(buf, len)
 }
 
-/// Hands a complete message to the engine's inbox (requests) or to its
-/// connection's route (replies).
-fn deliver(callbacks: &Callbacks, kind: u32, head: Header, reply_ep: Ep, all: Bytes) {
-    let conn = head.conn;
+/// The frames of a message: the inline head, if any, then `all` (the AM
+/// data, [`Header::data_len`] bytes) cut at the header's lengths.
+pub(crate) fn split_frames(head: Header, all: &Bytes) -> Frames {
     let mut frames = Vec::with_capacity(head.lens.len());
     let mut lens = head.lens.iter();
     if let Some(first) = head.inline {
@@ -489,6 +488,14 @@ fn deliver(callbacks: &Callbacks, kind: u32, head: Header, reply_ep: Ep, all: By
         frames.push(all.slice(at..at + l));
         at += l;
     }
+    frames
+}
+
+/// Hands a complete message to the engine's inbox (requests) or to its
+/// connection's route (replies).
+fn deliver(callbacks: &Callbacks, kind: u32, head: Header, reply_ep: Ep, all: Bytes) {
+    let conn = head.conn;
+    let frames = split_frames(head, &all);
     if kind == AM_RELEASE {
         callbacks.releases.borrow_mut().extend(frames);
     } else if kind == AM_REQUEST {

@@ -32,6 +32,8 @@ mod arena;
 pub mod baseline;
 mod descriptor;
 mod engine;
+#[doc(hidden)]
+pub mod fuzzing;
 mod layer;
 mod progress;
 mod rma;
