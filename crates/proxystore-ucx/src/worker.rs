@@ -131,12 +131,17 @@ pub(crate) unsafe fn connect_ep(
     }
 }
 
-/// `PROXYSTORE_UCX_PEER_ERRORS=on` asks UCX for peer-failure detection on
-/// endpoints. Off by default: with it, UCX 1.13 gives up zero-copy
-/// rendezvous over tcp and copies every received fragment once more
-/// (measured: 64 MiB get 19-25 ms with it, 15-18 ms without).
+/// Peer-failure detection on endpoints (UCX's `ERR_HANDLING_MODE_PEER`):
+/// on unless `PROXYSTORE_UCX_PEER_ERRORS=off`. Without it UCX 1.13.1 can
+/// abort the whole process when a peer it was still connecting to dies
+/// (an assertion in `ucp_request_send_state_ff`, 2 of 6 runs of the
+/// silent-owner fault test), and a rendezvous receive from an owner killed
+/// mid-transfer never completes. The price: over tcp UCX 1.13 gives up
+/// zero-copy rendezvous and copies every received fragment once more
+/// (measured: 64 MiB two-process get 19-25 ms with it, 15-18 ms without);
+/// `off` buys that back where peers are known not to die.
 pub(crate) fn peer_errors() -> bool {
-    std::env::var("PROXYSTORE_UCX_PEER_ERRORS").as_deref() == Ok("on")
+    std::env::var("PROXYSTORE_UCX_PEER_ERRORS").as_deref() != Ok("off")
 }
 
 /// # Safety

@@ -36,21 +36,18 @@ const SLACK: Resources = Resources { fds: 0, threads: 0 };
 /// Every process here (children inherit it): UCX over TCP only, so the
 /// faults are network faults, and the shared secret UCX workers want.
 ///
-/// And peer-failure detection on (`PROXYSTORE_UCX_PEER_ERRORS=on`) unless
-/// the environment says otherwise: without it UCX 1.13.1 can abort the
-/// reader's process when an owner it was still connecting to dies (an
-/// assertion in `ucp_request_send_state_ff` while the failed endpoint's
-/// pending wireup messages are purged; the silent-owner test hit it in 2
-/// runs of 6, never with detection on). `PROXYSTORE_UCX_PEER_ERRORS=off`
-/// runs these tests in the default mode, to reproduce it.
+/// Peer-failure detection is the default (`PROXYSTORE_UCX_PEER_ERRORS`
+/// unset): without it UCX 1.13.1 can abort the reader's process when an
+/// owner it was still connecting to dies (an assertion in
+/// `ucp_request_send_state_ff` while the failed endpoint's pending wireup
+/// messages are purged; the silent-owner test hit it in 2 runs of 6, never
+/// with detection on). `PROXYSTORE_UCX_PEER_ERRORS=off` runs these tests
+/// without it, to reproduce that.
 fn env() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         std::env::set_var("UCX_TLS", "tcp");
         std::env::set_var("PROXYSTORE_UCX_SECRET", "ucx-faults-secret");
-        if std::env::var_os("PROXYSTORE_UCX_PEER_ERRORS").is_none() {
-            std::env::set_var("PROXYSTORE_UCX_PEER_ERRORS", "on");
-        }
     });
 }
 
