@@ -166,6 +166,16 @@ def test_store_executor(store: Store[Any], dask_client: DaskClient) -> None:
 # proxystore_rs.dask.Client
 
 
+def same(x: Any) -> Any:
+    """Returns its argument (a proxy, when it came as one)."""
+    return x
+
+
+def fail(x: Any) -> None:
+    """Raises, naming the key `x` proxies."""
+    raise ValueError(get_key(x) if isinstance(x, Proxy) else None)
+
+
 class Counted:
     """Counts how often it is pickled (in this process)."""
 
@@ -224,6 +234,16 @@ def check_rs_client(store: Store[Any], cluster: LocalCluster) -> None:
         small = client.submit(double, SMALL).result()
         assert type(small) is np.ndarray
         assert np.array_equal(small, SMALL * 2)
+        # A function returning its argument's proxy: that object is kept.
+        back = client.submit(same, BIG).result()
+        assert isinstance(back, Proxy) and store.exists(get_key(back))
+        assert np.array_equal(back, BIG)
+        store.evict(get_key(back))
+        # A failing task's arguments are evicted too (no retries).
+        with pytest.raises(ValueError) as err:
+            client.submit(fail, BIG).result()
+        failed_key = err.value.args[0]
+        assert failed_key is not None and not store.exists(failed_key)
         # map: one task per item, each handled as submit.
         got = client.gather(client.map(describe, [BIG, SMALL]))
         assert got[0][0] is not None and not store.exists(got[0][0])

@@ -177,6 +177,11 @@ class _TaskWrapper:
         self.evict_on_error = evict_on_error
         self.__name__ = funcname(func)
 
+    def _evict(self, keys: list[Any]) -> None:
+        store = _worker_store(self.store_config)
+        for key in keys:
+            store.evict(key)
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         store: Store[Any] | None = None
         keys: list[Any] = []
@@ -194,15 +199,18 @@ class _TaskWrapper:
 
         args = tuple(unpack(a) for a in args)
         kwargs = {k: unpack(v) for k, v in kwargs.items()}
-        ok = False
         try:
             result = self.func(*args, **kwargs)
-            ok = True
-        finally:
-            if keys and (ok or self.evict_on_error):
-                store = store or _worker_store(self.store_config)
-                for key in keys:
-                    store.evict(key)
+        except BaseException:
+            if keys and self.evict_on_error:
+                self._evict(keys)
+            raise
+        if isinstance(result, Proxy):
+            # A function returning its argument's proxy keeps that object.
+            returned = get_key(result)
+            keys = [k for k in keys if k != returned]
+        if keys:
+            self._evict(keys)
         if self.threshold is None or isinstance(result, Proxy):
             return result
         size = known_nbytes(result)
@@ -239,6 +247,30 @@ class Client(DaskClient):
         self._ps_store = ps_store
         self._ps_threshold = ps_threshold
         self._ps_config = ps_store.config() if ps_store is not None else None
+        self._ps_wrappers: dict[Any, _TaskWrapper] = {}
+
+    def _wrapper(
+        self, func: Callable[..., Any], proxy_result: bool, evict_on_error: bool,
+    ) -> _TaskWrapper:
+        """The wrapper of `func`, one per function and flags, so Dask's
+        cache of pickled functions serves repeated submissions."""
+        assert self._ps_config is not None
+        threshold = self._ps_threshold if proxy_result else None
+        try:
+            cache_key: Any = (func, threshold, evict_on_error)
+            hash(cache_key)
+        except TypeError:
+            cache_key = None
+        wrapper = self._ps_wrappers.get(cache_key) if cache_key else None
+        if wrapper is None:
+            wrapper = _TaskWrapper(
+                func, self._ps_config, threshold, evict_on_error,
+            )
+            if cache_key is not None:
+                if len(self._ps_wrappers) >= 256:
+                    self._ps_wrappers.clear()
+                self._ps_wrappers[cache_key] = wrapper
+        return wrapper
 
     def submit(  # type: ignore[override]
         self,
@@ -270,12 +302,7 @@ class Client(DaskClient):
         threshold = self._ps_threshold if proxy_args else None
         packed = tuple(_pack(a, store, threshold) for a in args)
         packed_kwargs = {k: _pack(v, store, threshold) for k, v in kwargs.items()}
-        wrapper = _TaskWrapper(
-            func,
-            self._ps_config,
-            self._ps_threshold if proxy_result else None,
-            evict_on_error=not retries,
-        )
+        wrapper = self._wrapper(func, proxy_result, not retries)
         if key is None:
             key = f'{funcname(func)}-{uuid.uuid4().hex}'
         return super().submit(
