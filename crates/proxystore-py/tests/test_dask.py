@@ -287,3 +287,11 @@ def test_known_nbytes() -> None:
     assert known_nbytes(np.array([object()] * 3)) is None
     assert known_nbytes([1, 2, 3]) is None
     assert known_nbytes({'a': 1}) is None
+
+
+def _unresolvable() -> Any:
+    raise AssertionError('resolved')
+
+
+def test_known_nbytes_does_not_resolve_proxies() -> None:
+    assert known_nbytes(Proxy(_unresolvable)) == 0
