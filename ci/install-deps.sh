@@ -43,6 +43,8 @@ PIP_PACKAGES=(
     maturin==1.16.0       # builds the proxystore_rs wheel (crates/proxystore-py)
     proxystore==1.1.0     # the Store the bindings are tested through
     proxystore-ex==0.1.5  # its Dask plugin (issue 14's Dask models)
+    dask==2026.8.0        # the Dask models (tests/test_dask.py), bench_dask.py
+    distributed==2026.8.0 # LocalCluster, Client; proxystore_rs.dask.Client
     numpy==2.4.6          # array payloads
     redis==8.1.0          # Python ProxyStore's RedisConnector
     pytest==9.2.0         # runs crates/proxystore-py/tests

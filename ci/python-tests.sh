@@ -3,11 +3,12 @@
 # abi3, maturin), pip installs it, and runs crates/proxystore-py/tests with
 # pytest (the Redis tests start their own redis-server on a free loopback
 # port). Needs what ci/install-deps.sh installs: maturin, proxystore,
-# numpy, pytest. Honours CARGO_TARGET_DIR; the wheel goes under it.
+# proxystore-ex, numpy, dask, distributed, pytest. Honours
+# CARGO_TARGET_DIR; the wheel goes under it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-for module in maturin pytest proxystore numpy; do
+for module in maturin pytest proxystore proxystore_ex numpy dask distributed; do
     if ! python3 -c "import $module" 2>/dev/null; then
         echo "python-tests: python3 cannot import $module; run ci/install-deps.sh" >&2
         exit 1

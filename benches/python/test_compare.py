@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Tests of compare.py and of bench_ray.py's helpers (no Ray needed).
+"""Tests of compare.py and of bench_ray.py's and bench_dask.py's helpers
+(no Ray, no Dask cluster needed).
 
     python3 benches/python/test_compare.py
 """
@@ -16,6 +17,7 @@ import unittest
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
+import bench_dask  # noqa: E402  (imports neither dask nor numpy at load)
 import bench_ray  # noqa: E402  (imports neither ray nor numpy at load)
 
 MIB = 2**20
@@ -143,6 +145,31 @@ class BenchRayHelpersTest(unittest.TestCase):
         self.assertEqual(bench_ray.touch(arr), 1)
         self.assertTrue(bench_ray.same(bench_ray.make_payload('numpy', 64),
                                        bench_ray.make_payload('numpy', 64)))
+
+
+class BenchDaskHelpersTest(unittest.TestCase):
+    def test_parse_sizes(self) -> None:
+        self.assertEqual(bench_dask.parse_sizes('10kB, 1MB,100000000,8'),
+                         [10_000, 1_000_000, 100_000_000, 8])
+        for bad in ('', '12', '10KiB', 'x', '0', '1.5MB'):
+            with self.assertRaises(Exception, msg=bad):
+                bench_dask.parse_sizes(bad)
+        self.assertEqual(bench_dask.fmt_dec(10_000_000), '10 MB')
+        self.assertEqual(bench_dask.fmt_dec(12), '12 B')
+
+    def test_cases_and_names(self) -> None:
+        got = bench_dask.cases(['dask-value', 'dask-rs-shm'], ['ex', 'rs'])
+        self.assertEqual(got, [('dask-value', 'plain'), ('dask-rs-shm', 'ex'),
+                               ('dask-rs-shm', 'rs')])
+        self.assertEqual([bench_dask.record_name(c, k) for c, k in got],
+                         ['dask-value', 'dask-rs-shm', 'dask-rs-shm/rsclient'])
+
+    def test_ratio_rows(self) -> None:
+        recs = [rec('dask-value', 'task', 10, 100), rec('dask-value', 'task', 20, 0),
+                rec('dask-rs-zmq', 'task', 10, 50), rec('dask-rs-zmq', 'task', 20, 9),
+                rec('dask-rs-zmq', 'task', 30, 9)]
+        # No base median (0) or no base record: no row.
+        self.assertEqual(bench_dask.ratio_rows(recs), [('dask-rs-zmq', 10, 0.5)])
 
 
 if __name__ == '__main__':
