@@ -9,7 +9,10 @@ into `proxystore.store.Store`:
     with Store('data', ZmqConnector()) as store:
         proxy = store.proxy([1, 2, 3])
 
-`get` returns a read-only `memoryview` over the Rust buffer (no copy).
+`get` returns a read-only `memoryview` over the Rust buffer (no copy);
+`serialize`/`deserialize` (for `Store(..., serializer=serialize,
+deserializer=deserialize)`) keep Python ProxyStore's framing and read
+numpy arrays and bytes as views over it.
 See docs/python.md in the repository.
 """
 
@@ -33,6 +36,9 @@ from proxystore_rs import _native  # noqa: E402
 from proxystore_rs._native import *  # noqa: E402,F403
 from proxystore_rs._native import __version__  # noqa: E402
 
-__all__ = ['RustKey', '__version__'] + [
+from proxystore_rs._serialize import deserialize  # noqa: E402
+from proxystore_rs._serialize import serialize  # noqa: E402
+
+__all__ = ['RustKey', '__version__', 'serialize', 'deserialize'] + [
     name for name in dir(_native) if not name.startswith('_')
 ]
