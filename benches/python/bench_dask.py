@@ -165,8 +165,12 @@ def redis_server() -> Iterator[int]:
 
 
 @contextlib.contextmanager
-def make_store(config: str, redis_port: int | None) -> Iterator[Any]:
-    """A registered Store for a proxied configuration; removed after."""
+def make_store(
+    config: str, redis_port: int | None, zero_copy: bool = False,
+) -> Iterator[Any]:
+    """A registered Store for a proxied configuration; removed after.
+    ``zero_copy``: Rust connectors' stores use ``proxystore_rs.serialize``
+    and ``deserialize`` instead of Python ProxyStore's serializer."""
     from proxystore.store import Store
 
     name = f'bench-dask-{uuid.uuid4().hex}'
@@ -193,7 +197,12 @@ def make_store(config: str, redis_port: int | None) -> Iterator[Any]:
         connector = proxystore_rs.UcxConnector()
     else:
         raise ValueError(config)
-    store = Store(name, connector, register=True)
+    kwargs: dict[str, Any] = {}
+    if zero_copy and config.startswith('dask-rs'):
+        import proxystore_rs
+        kwargs = {'serializer': proxystore_rs.serialize,
+                  'deserializer': proxystore_rs.deserialize}
+    store = Store(name, connector, register=True, **kwargs)
     try:
         yield store
     finally:
@@ -257,6 +266,9 @@ def main() -> int:
                         help='timed tasks per case (default 100)')
     parser.add_argument('--threshold', type=int, default=100_000,
                         help='ps_threshold in bytes (default 100000)')
+    parser.add_argument('--zero-copy', action='store_true',
+                        help='also run the dask-rs-* configs with proxystore_rs.serialize/'
+                        'deserialize (records suffixed +zc)')
     parser.add_argument('--json', metavar='FILE', help='write the records as JSON')
     parser.add_argument('--markdown', action='store_true',
                         help='print a markdown table (medians, ratio to dask-value)')
@@ -289,16 +301,21 @@ def main() -> int:
             dashboard_address=None, host='127.0.0.1',
         ))
         print(f'{"record":<26} {"size":>7} {"median":>11} {"p99":>11}')
-        for config, client_kind in cases(configs, clients):
+        runs = [(c, k, False) for c, k in cases(configs, clients)]
+        if args.zero_copy:
+            runs += [(c, k, True) for c, k in cases(configs, clients)
+                     if c.startswith('dask-rs')]
+        for config, client_kind, zero_copy in runs:
             with contextlib.ExitStack() as case:
                 store = None
                 if config != 'dask-value':
-                    store = case.enter_context(make_store(config, redis_port))
+                    store = case.enter_context(make_store(config, redis_port, zero_copy))
                 client = case.enter_context(
                     make_client(cluster, client_kind, store, args.threshold))
                 for size in sizes:
                     samples = run_case(client, size, args.tasks)
-                    r = record(record_name(config, client_kind), 'task', size, samples)
+                    name = record_name(config, client_kind) + ('+zc' if zero_copy else '')
+                    r = record(name, 'task', size, samples)
                     results.append(r)
                     print(f'{r["connector"]:<26} {fmt_dec(size):>7} '
                           f'{fmt_ns(r["median_ns"]):>11} {fmt_ns(r["p99_ns"]):>11}',
