@@ -7,10 +7,12 @@
 
 use std::sync::Arc;
 
+mod corpus;
 pub mod faults;
 mod observed;
 mod pod;
 mod python;
+pub use corpus::{replay_fuzz_corpus, MIN_CORPUS_FILES};
 pub use observed::ObservedLocal;
 pub use pod::{
     pod_array_bad_length_is_typed_error, pod_array_misaligned_is_copied_once, pod_array_round_trip,

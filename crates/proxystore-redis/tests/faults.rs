@@ -16,11 +16,12 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use proxystore_core::testing::faults::{
-    assert_typed_error_in_time, free_port, get_killing_owner, serial, skip, AfterCut, ChildGuard,
-    Resources, ServerHost, SilentPeer, TruncatingRelay,
+    assert_link_down_fails_typed, assert_typed_error_in_time, free_port, get_killing_owner, serial,
+    skip, unreachable_or_timeout, AfterCut, ChildGuard, Resources, ServerHost, SilentPeer,
+    TruncatingRelay,
 };
 use proxystore_core::testing::pattern;
-use proxystore_core::{Connector, Error};
+use proxystore_core::Connector;
 use proxystore_redis::server::{available, LocalRedisServer};
 use proxystore_redis::{RedisConfig, RedisConnector};
 
@@ -41,11 +42,6 @@ fn server() -> Option<LocalRedisServer> {
         return None;
     }
     Some(LocalRedisServer::start().unwrap())
-}
-
-/// What a server that died or went silent gives.
-fn unreachable_or_timeout(e: &Error) -> bool {
-    matches!(e, Error::PeerUnreachable { .. } | Error::Timeout { .. })
 }
 
 /// A put and get on `c` succeed.
@@ -208,14 +204,12 @@ fn the_servers_interface_goes_down() {
             Err(_) => std::thread::sleep(Duration::from_millis(50)),
         }
     };
-    assert_eq!(c.get(&key).unwrap(), Some(pattern(100_000, 5)));
-    host.link_down();
-    let started = Instant::now();
-    assert_typed_error_in_time(
+    assert_link_down_fails_typed(
         "redis interface down",
-        c.get(&key),
-        unreachable_or_timeout,
-        started,
+        &host,
+        &c,
+        &key,
+        &pattern(100_000, 5),
         TIMEOUT,
     );
     let Some(local) = server() else { return };

@@ -20,11 +20,11 @@ use std::sync::Once;
 use std::time::{Duration, Instant};
 
 use proxystore_core::testing::faults::{
-    assert_typed_error_in_time, get_killing_owner, serial, signal, skip, ChildGuard, Resources,
-    ServerHost,
+    assert_link_down_fails_typed, assert_typed_error_in_time, get_killing_owner, serial, signal,
+    skip, unreachable_or_timeout, ChildGuard, Resources, ServerHost,
 };
 use proxystore_core::testing::{child_command, child_role, pattern, spawn_child_until};
-use proxystore_core::{Connector, Error, Key};
+use proxystore_core::{Connector, Key};
 use proxystore_ucx::{PeerConfig, UcxConnector, UcxConnectorExt, ADDRESS, KIND};
 
 /// The configured timeout of every reader here.
@@ -64,10 +64,6 @@ fn warm_up() {
     let c = reader();
     let key = c.put(pattern(10, 1)).unwrap();
     assert!(c.get(&key).unwrap().is_some());
-}
-
-fn unreachable_or_timeout(e: &Error) -> bool {
-    matches!(e, Error::PeerUnreachable { .. } | Error::Timeout { .. })
 }
 
 /// After a fault, the same reader still reads from a healthy owner.
@@ -222,14 +218,12 @@ fn the_owners_interface_goes_down() {
     let _owner = ChildGuard(child);
     let key: Key = key.parse().unwrap();
     let reader = reader();
-    assert_eq!(reader.get(&key).unwrap(), Some(pattern(100_000, 9)));
-    host.link_down();
-    let started = Instant::now();
-    assert_typed_error_in_time(
+    assert_link_down_fails_typed(
         "ucx interface down",
-        reader.get(&key),
-        unreachable_or_timeout,
-        started,
+        &host,
+        &reader,
+        &key,
+        &pattern(100_000, 9),
         TIMEOUT,
     );
     healthy_get(&reader);

@@ -14,8 +14,9 @@
 use std::time::{Duration, Instant};
 
 use proxystore_core::testing::faults::{
-    assert_typed_error_in_time, free_port, get_killing_owner, serial, skip, AfterCut, ChildGuard,
-    Resources, ServerHost, SilentPeer, TruncatingRelay,
+    assert_link_down_fails_typed, assert_typed_error_in_time, free_port, get_killing_owner, serial,
+    skip, unreachable_or_timeout, AfterCut, ChildGuard, Resources, ServerHost, SilentPeer,
+    TruncatingRelay,
 };
 use proxystore_core::testing::{child_command, child_role, pattern, spawn_child_until};
 use proxystore_core::{Connector, Error, Key, ObjectId};
@@ -33,11 +34,6 @@ fn reader() -> ZmqConnector {
     config.timeout = TIMEOUT;
     config.secret = Some(SECRET.into());
     ZmqConnector::with_config(config).unwrap()
-}
-
-/// What every fault fails with: a peer that is gone or silent.
-fn unreachable_or_timeout(e: &Error) -> bool {
-    matches!(e, Error::PeerUnreachable { .. } | Error::Timeout { .. })
 }
 
 /// After a fault, the same reader still reads from a healthy owner.
@@ -331,14 +327,12 @@ fn the_servers_interface_goes_down() {
     let _owner = ChildGuard(child);
     let key: Key = key.parse().unwrap();
     let reader = reader();
-    assert_eq!(reader.get(&key).unwrap(), Some(pattern(100_000, 9)));
-    host.link_down();
-    let started = Instant::now();
-    assert_typed_error_in_time(
+    assert_link_down_fails_typed(
         "zmq interface down",
-        reader.get(&key),
-        unreachable_or_timeout,
-        started,
+        &host,
+        &reader,
+        &key,
+        &pattern(100_000, 9),
         TIMEOUT,
     );
     healthy_get(&reader);

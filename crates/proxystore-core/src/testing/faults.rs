@@ -116,6 +116,42 @@ pub fn assert_typed_error_in_time<T: std::fmt::Debug>(
     err
 }
 
+/// The errors a dead or unreachable peer may give: `PeerUnreachable` or
+/// `Timeout`.
+pub fn unreachable_or_timeout(e: &Error) -> bool {
+    matches!(e, Error::PeerUnreachable { .. } | Error::Timeout { .. })
+}
+
+/// The interface-down fault: `reader` reads `key` (`expected`) from its
+/// owner behind `host`, the link goes down, and the next get of `key` is
+/// a typed error ([`unreachable_or_timeout`]) within `timeout` + 1 s.
+pub fn assert_link_down_fails_typed(
+    fault: &str,
+    host: &ServerHost,
+    reader: &dyn crate::Connector,
+    key: &crate::Key,
+    expected: &bytes::Bytes,
+    timeout: Duration,
+) {
+    assert_eq!(
+        reader
+            .get(key)
+            .expect("get before the link goes down")
+            .as_ref(),
+        Some(expected),
+        "{fault}: the object before the link went down"
+    );
+    host.link_down();
+    let started = Instant::now();
+    assert_typed_error_in_time(
+        fault,
+        reader.get(key),
+        unreachable_or_timeout,
+        started,
+        timeout,
+    );
+}
+
 /// The variant's name, for reports.
 pub fn variant(e: &Error) -> &'static str {
     match e {
