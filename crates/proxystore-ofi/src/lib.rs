@@ -28,6 +28,7 @@ mod descriptor;
 mod engine;
 mod fabric;
 mod layer;
+mod liveness;
 mod mr;
 mod progress;
 mod rma;

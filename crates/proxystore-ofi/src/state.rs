@@ -15,6 +15,7 @@ use proxystore_peer::pool::{self, Buf};
 use proxystore_peer::rma::Expose;
 
 use crate::fabric::{error, scheme, zeroed_context, Fabric, ADDR_UNSPEC};
+use crate::liveness::ProcessWatch;
 use crate::wire::{self, Kind, RELEASE_ROUTE};
 use crate::Message;
 
@@ -67,6 +68,28 @@ struct Incoming {
     from: Vec<u8>,
 }
 
+/// A peer in the AV: its entry, its address as text, and for shm peers
+/// the process to check before each send (see `liveness`).
+struct Peer {
+    addr: sys::fi_addr_t,
+    text: Arc<str>,
+    process: Option<ProcessWatch>,
+}
+
+impl Peer {
+    /// An error if the peer's process has exited: a send to it could spin
+    /// for good in libfabric 1.17's shm provider.
+    fn check_alive(&self) -> Result<()> {
+        match &self.process {
+            Some(p) if p.exited() => Err(Error::PeerUnreachable {
+                address: address::abbreviate(&self.text),
+                reason: format!("its process ({}) has exited", p.pid()),
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// Route ids to the channels their messages go to.
 pub(crate) type Routes = Mutex<HashMap<u64, Sender<Result<Message>>>>;
 
@@ -74,7 +97,7 @@ pub(crate) type Routes = Mutex<HashMap<u64, Sender<Result<Message>>>>;
 pub(crate) struct State {
     pub(crate) fabric: Fabric,
     /// Peers inserted into the AV, by raw address.
-    peers: HashMap<Vec<u8>, (sys::fi_addr_t, Arc<str>)>,
+    peers: HashMap<Vec<u8>, Peer>,
     // Fields drop in order: the endpoint closes before the memory its
     // operations may still point at is freed.
     /// Contexts of operations in flight.
@@ -459,10 +482,12 @@ impl State {
 impl State {
     /// The AV entry of the endpoint at raw address `peer` and its text form
     /// (for errors), inserting it and encoding the text the first time
-    /// only: sends to a known peer do neither.
+    /// only: sends to a known peer do neither. An shm peer whose process
+    /// has exited is refused before anything is sent to it.
     pub(crate) fn peer(&mut self, peer: &[u8]) -> Result<(sys::fi_addr_t, Arc<str>)> {
-        if let Some((a, text)) = self.peers.get(peer) {
-            return Ok((*a, Arc::clone(text)));
+        if let Some(p) = self.peers.get(peer) {
+            p.check_alive()?;
+            return Ok((p.addr, Arc::clone(&p.text)));
         }
         let text = address::encode(&scheme(&self.fabric.provider), peer);
         if peer.len() != self.fabric.address.len() {
@@ -477,10 +502,19 @@ impl State {
                 ),
             });
         }
-        let a = self.fabric.insert(peer, &text)?;
+        let process = crate::fabric::shm_region_name(peer).and_then(ProcessWatch::of_region);
         let text: Arc<str> = text.into();
-        self.peers.insert(peer.to_vec(), (a, Arc::clone(&text)));
-        Ok((a, text))
+        let entry = Peer {
+            addr: ADDR_UNSPEC,
+            text,
+            process,
+        };
+        entry.check_alive()?;
+        let addr = self.fabric.insert(peer, &entry.text)?;
+        let entry = Peer { addr, ..entry };
+        let text = Arc::clone(&entry.text);
+        self.peers.insert(peer.to_vec(), entry);
+        Ok((addr, text))
     }
 
     /// Tells the sender of announcement `h` that it was refused (best

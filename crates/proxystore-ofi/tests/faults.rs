@@ -1,6 +1,6 @@
 //! Faults on the libfabric connector over the `tcp;ofi_rxm` provider (issue
-//! 15 item 3), one test each: an owner killed while a 64 MiB reply is in
-//! flight, an owner restarted while the reader holds a cached endpoint to
+//! 15 item 3; over `shm`, owners killed while serving), one test each: an
+//! owner killed while a 64 MiB reply is in flight, an owner restarted while the reader holds a cached endpoint to
 //! it, a peer that accepts and never answers (a SIGSTOPped owner: its
 //! kernel accepts, it never progresses), and the owner's network
 //! interface going down. Each ends in a typed error within the configured
@@ -27,6 +27,9 @@ use proxystore_core::testing::{child_command, child_role, pattern, spawn_child_u
 use proxystore_core::{Connector, Key};
 use proxystore_ofi::{OfiConnector, PeerConfig, KIND};
 
+mod common;
+use common::forget_regions;
+
 /// The configured timeout of every reader here.
 const TIMEOUT: Duration = Duration::from_secs(2);
 /// After a warm-up connector made libfabric's process-wide state, fds and
@@ -34,6 +37,9 @@ const TIMEOUT: Duration = Duration::from_secs(2);
 const SLACK: Resources = Resources { fds: 0, threads: 0 };
 
 const PROVIDER: &str = "ofi://tcp;ofi_rxm/";
+/// The same-node provider: its own test of a killed owner (libfabric
+/// 1.17's shm locks live in the owner's shared region).
+const SHM: &str = "ofi://shm/";
 
 /// Every process here (children inherit it): the shared secret libfabric
 /// endpoints want.
@@ -43,13 +49,21 @@ fn env() {
 }
 
 fn open() -> OfiConnector {
+    open_on(PROVIDER)
+}
+
+fn open_on(provider: &str) -> OfiConnector {
     env();
-    OfiConnector::with_config(PeerConfig::new(KIND, PROVIDER)).unwrap()
+    OfiConnector::with_config(PeerConfig::new(KIND, provider)).unwrap()
 }
 
 fn reader() -> OfiConnector {
+    reader_on(PROVIDER)
+}
+
+fn reader_on(provider: &str) -> OfiConnector {
     env();
-    let mut config = PeerConfig::new(KIND, PROVIDER);
+    let mut config = PeerConfig::new(KIND, provider);
     config.timeout = TIMEOUT;
     OfiConnector::with_config(config).unwrap()
 }
@@ -57,7 +71,11 @@ fn reader() -> OfiConnector {
 /// libfabric's process-wide state exists before the baseline is taken: one
 /// connector made, used and dropped.
 fn warm_up() {
-    let c = reader();
+    warm_up_on(PROVIDER);
+}
+
+fn warm_up_on(provider: &str) {
+    let c = reader_on(provider);
     let key = c.put(pattern(10, 1)).unwrap();
     assert!(c.get(&key).unwrap().is_some());
 }
@@ -79,16 +97,22 @@ fn child_entry() {
     assert_eq!(role, "owner");
     // Serve one object of SIZE bytes until killed.
     let size: usize = std::env::var("SIZE").unwrap().parse().unwrap();
-    let owner = open();
+    let provider = std::env::var("OWNER_PROVIDER").unwrap_or_else(|_| PROVIDER.into());
+    let owner = open_on(&provider);
     let key = owner.put(pattern(size, 9)).unwrap();
     println!("OWNER_KEY={key}");
     std::thread::sleep(Duration::from_secs(60));
 }
 
 fn spawn_owner(size: usize) -> (ChildGuard, Key) {
+    spawn_owner_on(PROVIDER, size)
+}
+
+fn spawn_owner_on(provider: &str, size: usize) -> (ChildGuard, Key) {
     env();
     let mut cmd = child_command("child_entry", "owner");
-    cmd.env("SIZE", size.to_string());
+    cmd.env("SIZE", size.to_string())
+        .env("OWNER_PROVIDER", provider);
     let (child, key) = spawn_child_until(cmd, "OWNER_KEY");
     (ChildGuard(child), key.parse().unwrap())
 }
@@ -120,6 +144,47 @@ fn owner_killed_mid_transfer_of_64_mib() {
     healthy_get(&reader);
     drop(reader);
     base.assert_back(SLACK, "owner killed mid-transfer");
+}
+
+/// Over shm a get is a copy the reader makes itself (CMA), which a kill
+/// rarely interrupts; what a kill can do is leave the lock in the owner's
+/// shared region held (libfabric 1.17), on which a later send would spin
+/// for good. So: five owners killed while serving a 64 MiB get; a get
+/// the kill cut is a typed error in time, and the next get from the dead
+/// owner is refused at once (the reader checks the owner's process before
+/// each send) instead of spinning.
+#[test]
+fn owner_killed_while_serving_over_shm() {
+    let _serial = serial();
+    warm_up_on(SHM);
+    let base = Resources::now();
+    let size = 64 << 20;
+    let reader = reader_on(SHM);
+    for _ in 0..5 {
+        let (mut owner, key) = spawn_owner_on(SHM, size);
+        let got = get_killing_owner(&reader, &key, size, owner.id());
+        owner.kill();
+        forget_regions(owner.id());
+        if let Some((result, started, _)) = got {
+            assert_typed_error_in_time(
+                "ofi shm owner killed mid-transfer (64 MiB)",
+                result,
+                unreachable_or_timeout,
+                started,
+                TIMEOUT,
+            );
+        }
+        let started = Instant::now();
+        let err = reader.get(&key).expect_err("the owner is gone");
+        assert!(err.to_string().contains("has exited"), "{err}");
+        assert!(started.elapsed() < Duration::from_millis(100), "at once");
+    }
+    let owner = open_on(SHM);
+    let key = owner.put(pattern(1000, 3)).unwrap();
+    assert_eq!(reader.get(&key).unwrap(), Some(pattern(1000, 3)));
+    drop(owner);
+    drop(reader);
+    base.assert_back(SLACK, "shm owner killed while serving");
 }
 
 /// An ofi owner restarted is a new endpoint with a new address (keys name

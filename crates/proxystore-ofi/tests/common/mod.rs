@@ -19,3 +19,19 @@ pub(crate) fn engine(provider: &str) -> Option<Engine> {
         Err(e) => panic!("opening a {provider} endpoint: {e}"),
     }
 }
+
+/// Removes the shm regions (`/dev/shm/<pid>:...`) of a killed process:
+/// libfabric unlinks them when an endpoint closes or its process exits,
+/// which a SIGKILL prevents.
+pub(crate) fn forget_regions(pid: u32) {
+    let prefix = format!("{pid}:");
+    for entry in std::fs::read_dir("/dev/shm")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
