@@ -135,17 +135,56 @@ fn start_owners(
         readers.push(child.stdout.take());
         kids.push(Kid(child));
     }
-    let deadline = Instant::now() + OWNER_START;
-    let mut keys = Vec::with_capacity(total);
-    for stdout in readers.into_iter().flatten() {
-        for line in BufReader::new(stdout).lines() {
-            let line = line.map_err(|e| CliError::new(1, format!("reading an owner: {e}")))?;
-            if line == "ready" {
-                break;
+    let keys = collect_keys(readers.into_iter().flatten().collect(), total, OWNER_START)?;
+    Ok((kids, keys))
+}
+
+/// Reads the owners' keys (one a line, then `ready`) from their outputs,
+/// `total` in all, for at most `limit`.
+fn collect_keys<R: std::io::Read + Send + 'static>(
+    readers: Vec<R>,
+    total: usize,
+    limit: Duration,
+) -> Result<Vec<Key>, CliError> {
+    // Each owner's lines come through a channel from a thread of its own,
+    // so a hung owner costs at most `limit`, not a wait without end
+    // (its thread ends when the owner is killed on the way out).
+    let (lines, incoming) = std::sync::mpsc::channel::<Option<std::io::Result<String>>>();
+    let mut open = 0;
+    for stdout in readers {
+        let lines = lines.clone();
+        open += 1;
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let ready = matches!(&line, Ok(l) if l == "ready");
+                if lines.send(Some(line)).is_err() || ready {
+                    return;
+                }
             }
-            keys.push(line.trim().parse::<Key>()?);
-            if Instant::now() > deadline {
-                return Err(CliError::new(1, "owner processes did not start in time"));
+            let _ = lines.send(None);
+        });
+    }
+    drop(lines);
+    let deadline = Instant::now() + limit;
+    let mut keys = Vec::with_capacity(total);
+    while open > 0 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match incoming.recv_timeout(left) {
+            Ok(Some(Ok(line))) if line == "ready" => open -= 1,
+            Ok(Some(Ok(line))) => keys.push(line.trim().parse::<Key>()?),
+            Ok(Some(Err(e))) => return Err(CliError::new(1, format!("reading an owner: {e}"))),
+            // An owner that ended without "ready": counted below.
+            Ok(None) => open -= 1,
+            Err(_) => {
+                return Err(CliError::new(
+                    1,
+                    format!(
+                        "owner processes printed {} keys of {total} in {:.1} s, then nothing \
+                         (hung?); they were stopped",
+                        keys.len(),
+                        limit.as_secs_f64()
+                    ),
+                ))
             }
         }
     }
@@ -158,7 +197,7 @@ fn start_owners(
             ),
         ));
     }
-    Ok((kids, keys))
+    Ok(keys)
 }
 
 fn quantile(sorted: &[u64], q: f64) -> u64 {
@@ -265,4 +304,56 @@ pub(crate) fn run(args: &PeersArgs) -> Result<(), CliError> {
         }
     }
     crate::report::write_files(args.json.as_deref(), None, &records, String::new)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    const KEY: &str = "00112233445566778899aabbccddeeff.1024";
+
+    #[test]
+    fn keys_of_every_owner_are_collected() {
+        let a = format!("{KEY}\n{KEY}\nready\n").into_bytes();
+        let b = format!("{KEY}\nready\n").into_bytes();
+        let keys = collect_keys(
+            vec![std::io::Cursor::new(a), std::io::Cursor::new(b)],
+            3,
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        assert_eq!(keys.len(), 3);
+    }
+
+    #[test]
+    fn an_owner_that_hangs_mid_output_is_an_error_at_the_limit() {
+        let (reader, mut writer) = std::io::pipe().unwrap();
+        writeln!(writer, "{KEY}").unwrap();
+        // The writer stays open and silent: a hung owner.
+        let started = Instant::now();
+        let err = collect_keys(vec![reader], 2, Duration::from_millis(300)).unwrap_err();
+        let waited = started.elapsed();
+        assert!(
+            err.message.contains("printed 1 keys of 2"),
+            "{}",
+            err.message
+        );
+        assert!(waited >= Duration::from_millis(300), "{waited:?}");
+        assert!(waited < Duration::from_secs(3), "{waited:?}");
+        drop(writer);
+    }
+
+    #[test]
+    fn an_owner_that_exits_early_is_an_error_at_once() {
+        let out = format!("{KEY}\n").into_bytes();
+        let err =
+            collect_keys(vec![std::io::Cursor::new(out)], 2, Duration::from_secs(30)).unwrap_err();
+        assert!(
+            err.message.contains("printed 1 keys of 2"),
+            "{}",
+            err.message
+        );
+    }
 }
