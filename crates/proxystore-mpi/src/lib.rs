@@ -43,9 +43,14 @@
 //!   typed error ([`proxystore_core::Error::Config`]), never a hang.
 //! - A rank that dies usually aborts the whole job: MPI without ULFM has
 //!   no fault model for it, and this crate does not pretend to handle it.
-//!   A direct get has no timeout of its own for the same reason (nothing
-//!   of the owner's process runs in it); requests keep the store's
-//!   timeout.
+//!   A direct get has no timeout of its own for the same reason: on
+//!   shared memory nothing of the owner's process runs in it (a SIGSTOPped
+//!   owner's objects are still read, `tests/faults.rs`). Where the
+//!   one-sided component needs the target's progress (osc/ucx over tcp:
+//!   the owner's data server thread drives it), a stopped owner stalls a
+//!   direct get until it resumes (measured: 60 s, until the job was
+//!   ended). Requests to the owner (`exists`, `evict`, a get of an
+//!   object it did not list) keep the store's timeout.
 //! - Open MPI's osc components bound the regions a dynamic window may
 //!   attach (32 for osc/ucx): objects are staged in at most 24 chunks of
 //!   256 MiB (virtual) per rank, and staged memory is reused, not

@@ -30,11 +30,7 @@ fn mpirun(ranks: u32, role: &str) -> Option<Command> {
 
 /// [`mpirun`] with Open MPI options `mca` (`None` under another MPI).
 fn mpirun_with(ranks: u32, role: &str, mca: &[&str]) -> Option<Command> {
-    let exe = std::env::current_exe().unwrap();
-    let mut cmd = common::mpirun(ranks, mca, &exe)?;
-    cmd.args(["--exact", "rank_main", "--nocapture", "--test-threads=1"])
-        .env(testing::CHILD_ROLE, role);
-    Some(cmd)
+    common::rank_job(ranks, role, mca)
 }
 
 /// Runs the job to completion within [`JOB_LIMIT`]; returns its stdout,

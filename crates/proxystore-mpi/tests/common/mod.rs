@@ -37,6 +37,17 @@ pub(crate) fn mpirun(ranks: u32, mca: &[&str], program: &Path) -> Option<Command
     Some(cmd)
 }
 
+/// `mpirun` running this test binary's entry test `rank_main` on `ranks`
+/// ranks in `role` (with Open MPI options `mca`), or `None` as [`mpirun`].
+#[allow(dead_code)] // the task farm test launches its example instead
+pub(crate) fn rank_job(ranks: u32, role: &str, mca: &[&str]) -> Option<Command> {
+    let exe = std::env::current_exe().expect("this test binary");
+    let mut cmd = mpirun(ranks, mca, &exe)?;
+    cmd.args(["--exact", "rank_main", "--nocapture", "--test-threads=1"])
+        .env(proxystore_core::testing::CHILD_ROLE, role);
+    Some(cmd)
+}
+
 /// What a finished job printed.
 pub(crate) struct Job {
     pub(crate) status: ExitStatus,
