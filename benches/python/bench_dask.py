@@ -13,8 +13,9 @@ mapped array paged in). Configurations (``--configs``):
 * ``dask-py-redis``, ``dask-py-file``: Python ProxyStore's
   ``RedisConnector`` (a ``redis-server`` the script starts on a free
   loopback port) and ``FileConnector`` (a temporary directory),
-* ``dask-rs-shm``, ``dask-rs-zmq`` (and ``dask-rs-ucx`` when the wheel has
-  ucx): ``proxystore_rs`` connectors,
+* ``dask-rs-shm``, ``dask-rs-shm-arena`` (``shm`` with a 1 GiB arena per
+  producing process, ``arena_bytes``), ``dask-rs-zmq`` (and ``dask-rs-ucx``
+  when the wheel has ucx): ``proxystore_rs`` connectors,
 
 each of the proxied ones through proxystore-ex's ``Client`` (record
 ``<config>``) and through ``proxystore_rs.dask.Client`` (record
@@ -50,8 +51,11 @@ from typing import Any
 from units import fmt_ns, record
 
 DEFAULT_SIZES = '10000,1000000,10000000,100000000'
-PROXIED = ('dask-py-redis', 'dask-py-file', 'dask-rs-shm', 'dask-rs-zmq',
-           'dask-rs-ucx')
+PROXIED = ('dask-py-redis', 'dask-py-file', 'dask-rs-shm', 'dask-rs-shm-arena',
+           'dask-rs-zmq', 'dask-rs-ucx')
+# Arena of each producing process in dask-rs-shm-arena: objects up to a
+# quarter of it (256 MiB) go into it, so 100 MB arguments and results do.
+ARENA_BYTES = 1 << 30
 CONFIGS = ('dask-value',) + PROXIED
 DEFAULT_CONFIGS = ','.join(c for c in CONFIGS if c != 'dask-rs-ucx')
 CLIENTS = ('ex', 'rs')
@@ -184,11 +188,12 @@ def make_store(
         d = tempfile.mkdtemp(prefix='bench-dask-')
         cleanup.append(d)
         connector = FileConnector(d)
-    elif config == 'dask-rs-shm':
+    elif config in ('dask-rs-shm', 'dask-rs-shm-arena'):
         import proxystore_rs
         d = f'/dev/shm/bench-dask-{uuid.uuid4().hex}'
         cleanup.append(d)
-        connector = proxystore_rs.ShmConnector(d)
+        arena = {'arena_bytes': ARENA_BYTES} if config == 'dask-rs-shm-arena' else {}
+        connector = proxystore_rs.ShmConnector(d, **arena)
     elif config == 'dask-rs-zmq':
         import proxystore_rs
         connector = proxystore_rs.ZmqConnector('tcp://127.0.0.1:*')

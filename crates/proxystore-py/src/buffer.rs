@@ -7,7 +7,9 @@
 //! hands a connector) is held, not copied: the `Bytes` owns a reference to
 //! it. So is a `RustBuffer` or a contiguous `memoryview` over either.
 //! Any other buffer (bytearray, numpy array, writable memoryview) is copied
-//! once, with the GIL held: its exporter may change it after `put` returns,
+//! once, into a pooled buffer (reused, and faulted in 2 MiB at a time
+//! when new: `proxystore_peer::pool`), with the GIL held: its exporter may
+//! change it after `put` returns,
 //! and keeping its `Py_buffer` would need the GIL to release it, which a
 //! connector thread (a data server dropping an evicted object) must never
 //! wait for. Dropping a held `bytes` needs no GIL: PyO3 defers the decref.
@@ -183,22 +185,90 @@ fn view_of_immutable(mv: &Bound<'_, PyMemoryView>) -> PyResult<Option<Bytes>> {
     })))
 }
 
-/// One copy of any object with the buffer protocol, in C order:
-/// `memoryview(obj).tobytes()`, then held like any `bytes`.
+/// One copy of any object with the buffer protocol, in C order: into a
+/// pooled buffer when it is C-contiguous, else `memoryview(obj).tobytes()`.
 fn copy_buffer(obj: &Bound<'_, PyAny>) -> PyResult<Bytes> {
-    let view = PyMemoryView::from(obj).map_err(|_| {
+    let Ok(view) = PyUntypedBuffer::get(obj) else {
         let type_name = obj
             .get_type()
             .name()
             .map(|n| n.to_string())
             .unwrap_or_else(|_| "?".into());
-        PyTypeError::new_err(format!(
+        return Err(PyTypeError::new_err(format!(
             "expected a bytes-like object (bytes, bytearray, memoryview, numpy array), got {type_name}"
-        ))
-    })?;
-    let copy = view.call_method0("tobytes")?;
-    view.call_method0("release")?;
-    bytes_from_py(&copy)
+        )));
+    };
+    if !view.is_c_contiguous() {
+        view.release(obj.py());
+        let copy = PyMemoryView::from(obj)?.call_method0("tobytes")?;
+        return bytes_from_py(&copy);
+    }
+    // SAFETY: a C-contiguous buffer of `len_bytes()` bytes, exported (and
+    // so kept alive and unmoved) until `release` below; the GIL is held
+    // throughout, as every writer of it needs.
+    let data = unsafe {
+        std::slice::from_raw_parts(view.buf_ptr().cast::<u8>().cast_const(), view.len_bytes())
+    };
+    let copied = pooled_concat(&[data]);
+    view.release(obj.py());
+    copied
+}
+
+/// `parts` one after the other in one pooled buffer.
+fn pooled_concat(parts: &[&[u8]]) -> PyResult<Bytes> {
+    let len = parts.iter().map(|p| p.len()).sum();
+    let mut buf = proxystore_peer::pool::take(len)
+        .ok_or_else(|| PyBufferError::new_err(format!("cannot allocate {len} bytes")))?;
+    let mut at = 0;
+    for part in parts {
+        // SAFETY: the buffer holds at least `len` bytes, the sum of the
+        // parts' lengths, and does not overlap them (it is fresh or idle).
+        unsafe {
+            std::ptr::copy_nonoverlapping(part.as_ptr(), buf.as_mut_ptr().add(at), part.len())
+        };
+        at += part.len();
+    }
+    Ok(proxystore_peer::pool::into_bytes(buf, len))
+}
+
+/// `concat(*buffers)`: the buffers' bytes one after the other in one
+/// read-only, Rust-owned buffer, as a `memoryview` (no intermediate
+/// `bytes`). A connector's `put` holds it without copying again;
+/// `proxystore_rs.serialize` frames arrays with it.
+#[pyfunction]
+#[pyo3(signature = (*buffers))]
+pub(crate) fn concat<'py>(
+    py: Python<'py>,
+    buffers: Vec<Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let mut views = Vec::with_capacity(buffers.len());
+    for b in &buffers {
+        let view = PyUntypedBuffer::get(b)?;
+        if !view.is_c_contiguous() {
+            for v in views {
+                PyUntypedBuffer::release(v, py);
+            }
+            view.release(py);
+            return Err(PyBufferError::new_err(
+                "concat: buffers must be C-contiguous",
+            ));
+        }
+        views.push(view);
+    }
+    // SAFETY: each view is C-contiguous and exported until released below;
+    // the GIL is held throughout.
+    let parts: Vec<&[u8]> = views
+        .iter()
+        .map(|v| unsafe {
+            std::slice::from_raw_parts(v.buf_ptr().cast::<u8>().cast_const(), v.len_bytes())
+        })
+        .collect();
+    let joined = pooled_concat(&parts);
+    drop(parts);
+    for v in views {
+        v.release(py);
+    }
+    memoryview_of(py, joined?)
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     named::add_to(m)?;
     errors::add_to(m)?;
     m.add_function(wrap_pyfunction!(compiled_connectors, m)?)?;
+    m.add_function(wrap_pyfunction!(buffer::concat, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

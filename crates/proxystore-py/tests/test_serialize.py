@@ -81,3 +81,31 @@ def test_garbage_is_an_error_not_a_crash() -> None:
     for junk in [b'NP\n\x93NUMPY\x09\x00', b'NP\nnot npy', b'XX\nstuff']:
         with pytest.raises(Exception):
             deserialize(junk)
+
+
+def test_arrays_are_framed_in_one_rust_buffer_that_a_put_holds() -> None:
+    array = np.arange(1 << 18, dtype=np.float64)  # 2 MiB: a huge-page buffer
+    ours = serialize(array)
+    assert isinstance(ours, memoryview) and ours.readonly
+    assert type(ours.obj).__name__ == 'RustBuffer'
+    np.testing.assert_array_equal(deserialize(ours), array)
+    # A connector that keeps objects in this process holds it: the bytes it
+    # returns are the serializer's own.
+    c = proxystore_rs.ZmqConnector()
+    key = c.put(ours)
+    got = c.get(key)
+    assert np.frombuffer(got, dtype=np.uint8).ctypes.data == np.frombuffer(
+        ours, dtype=np.uint8
+    ).ctypes.data
+    c.close()
+
+
+def test_concat_joins_buffers_and_refuses_strided_ones() -> None:
+    joined = proxystore_rs.concat(b'ab', bytearray(b'cd'), np.array([1, 2], dtype=np.uint8))
+    assert joined.readonly
+    assert bytes(joined) == b'abcd\x01\x02'
+    assert bytes(proxystore_rs.concat()) == b''
+    with pytest.raises(BufferError):
+        proxystore_rs.concat(b'x', np.arange(10, dtype=np.uint8)[::2])
+    with pytest.raises(TypeError):
+        proxystore_rs.concat(3)
