@@ -64,7 +64,8 @@ type Producers = Mutex<HashMap<PathBuf, Arc<Producer>>>;
 type Maps = Mutex<HashMap<PathBuf, Arc<ArenaMap>>>;
 
 /// This process's arenas, by directory: one per process and directory,
-/// shared by every connector on it, alive until the process exits.
+/// shared by every connector on it, alive until the process exits or its
+/// directory is removed (then dropped at the next arena's creation).
 fn producers() -> &'static Producers {
     static PRODUCERS: OnceLock<Producers> = OnceLock::new();
     PRODUCERS.get_or_init(Default::default)
@@ -84,6 +85,11 @@ impl Producer {
             .canonicalize()
             .map_err(|e| Error::io(format!("resolving {}", dir.display()), e))?;
         let mut all = lock(producers());
+        // Arenas whose directory was removed take no more puts and no new
+        // readers: let them go (their memory returns once the connectors
+        // and views still holding them drop), so a long-lived process
+        // that makes many stores does not keep every arena it ever made.
+        all.retain(|dir, p| dir == &canonical || !p.map.unlinked());
         if let Some(p) = all.get(&canonical) {
             // Its file may be gone with a removed directory: start anew.
             if !p.map.unlinked() {
@@ -460,5 +466,30 @@ impl Arenas {
             }
         }
         Err(contended())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn arenas_of_removed_directories_are_let_go() {
+        let gone = tempfile::tempdir_in("/dev/shm").unwrap();
+        let kept = tempfile::tempdir_in("/dev/shm").unwrap();
+        let gone_path = gone.path().canonicalize().unwrap();
+        let arenas = Arenas::new(gone.path(), 1 << 20);
+        assert!(arenas.put(&[b"an object"]).unwrap().is_some());
+        drop(arenas);
+        assert!(lock(producers()).contains_key(&gone_path));
+        drop(gone); // removes the directory and its arena file
+        let next = Arenas::new(kept.path(), 1 << 20);
+        assert!(next.put(&[b"another"]).unwrap().is_some());
+        assert!(
+            !lock(producers()).contains_key(&gone_path),
+            "the removed directory's arena is still held"
+        );
     }
 }
