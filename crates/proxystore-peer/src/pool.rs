@@ -130,7 +130,9 @@ mod huge {
                 std::ptr::null_mut(),
                 over,
                 libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                // No MAP_NORESERVE: the kernel's overcommit check refuses a
+                // length that cannot fit (lengths may come from peers).
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
                 -1,
                 0,
             )

@@ -206,12 +206,26 @@ fn copy_buffer(obj: &Bound<'_, PyAny>) -> PyResult<Bytes> {
     // SAFETY: a C-contiguous buffer of `len_bytes()` bytes, exported (and
     // so kept alive and unmoved) until `release` below; the GIL is held
     // throughout, as every writer of it needs.
-    let data = unsafe {
-        std::slice::from_raw_parts(view.buf_ptr().cast::<u8>().cast_const(), view.len_bytes())
-    };
+    let data = unsafe { exported_bytes(&view) };
     let copied = pooled_concat(&[data]);
     view.release(obj.py());
     copied
+}
+
+/// The bytes of a C-contiguous exported buffer (none for an empty one,
+/// whose pointer may be null).
+///
+/// # Safety
+///
+/// `view` is C-contiguous and stays exported, unchanged, while the slice
+/// lives (the GIL held, so no Python code writes it).
+unsafe fn exported_bytes(view: &PyUntypedBuffer) -> &[u8] {
+    let len = view.len_bytes();
+    if len == 0 || view.buf_ptr().is_null() {
+        return &[];
+    }
+    // SAFETY: the caller's contract; non-null and `len` bytes long.
+    unsafe { std::slice::from_raw_parts(view.buf_ptr().cast::<u8>().cast_const(), len) }
 }
 
 /// `parts` one after the other in one pooled buffer.
@@ -257,12 +271,7 @@ pub(crate) fn concat<'py>(
     }
     // SAFETY: each view is C-contiguous and exported until released below;
     // the GIL is held throughout.
-    let parts: Vec<&[u8]> = views
-        .iter()
-        .map(|v| unsafe {
-            std::slice::from_raw_parts(v.buf_ptr().cast::<u8>().cast_const(), v.len_bytes())
-        })
-        .collect();
+    let parts: Vec<&[u8]> = views.iter().map(|v| unsafe { exported_bytes(v) }).collect();
     let joined = pooled_concat(&parts);
     drop(parts);
     for v in views {

@@ -105,6 +105,7 @@ def test_concat_joins_buffers_and_refuses_strided_ones() -> None:
     assert joined.readonly
     assert bytes(joined) == b'abcd\x01\x02'
     assert bytes(proxystore_rs.concat()) == b''
+    assert bytes(proxystore_rs.concat(b'', np.empty(0), bytearray())) == b''
     with pytest.raises(BufferError):
         proxystore_rs.concat(b'x', np.arange(10, dtype=np.uint8)[::2])
     with pytest.raises(TypeError):
