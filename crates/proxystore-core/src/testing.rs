@@ -12,6 +12,7 @@ pub mod faults;
 mod observed;
 mod pod;
 mod python;
+pub mod spawned;
 pub use corpus::{replay_fuzz_corpus, MIN_CORPUS_FILES};
 pub use observed::ObservedLocal;
 pub use pod::{

@@ -6,7 +6,7 @@
 //! interface going down. Each ends in a typed error within the configured
 //! timeout + 1 s, leaks no fd or thread (counted in /proc/self after the
 //! connectors are dropped), and the same reader then reads from a healthy
-//! owner. The helpers live in `proxystore_core::testing::faults`; run with
+//! owner. The scenarios live in `proxystore_core::testing::spawned`; run with
 //! `--nocapture` to see the measured times (`FAULT ...` lines).
 //!
 //! Not here: a truncated frame. libfabric's reliable messaging (`ofi_rxm`)
@@ -16,30 +16,51 @@
 
 #![allow(clippy::unwrap_used)] // Tests fail loudly by design.
 
+use std::process::Command;
 use std::sync::Once;
 use std::time::{Duration, Instant};
 
 use proxystore_core::testing::faults::{
-    assert_link_down_fails_typed, assert_typed_error_in_time, get_killing_owner, serial, signal,
-    skip, unreachable_or_timeout, ChildGuard, Resources, ServerHost,
+    assert_typed_error_in_time, get_killing_owner, skip, unreachable_or_timeout, Resources,
+    ServerHost,
 };
-use proxystore_core::testing::{child_command, child_role, pattern, spawn_child_until};
-use proxystore_core::{Connector, Key};
+use proxystore_core::testing::spawned::SpawnedOwners;
+use proxystore_core::testing::{child_command, child_role, pattern};
+use proxystore_core::Connector;
 use proxystore_ofi::{OfiConnector, PeerConfig, KIND};
 
 mod common;
 use common::forget_regions;
 
+const PROVIDER: &str = "ofi://tcp;ofi_rxm/";
+/// The same-node provider: its own test of a killed owner (libfabric
+/// 1.17's shm locks live in the owner's shared region).
+const SHM: &str = "ofi://shm/";
 /// The configured timeout of every reader here.
 const TIMEOUT: Duration = Duration::from_secs(2);
 /// After a warm-up connector made libfabric's process-wide state, fds and
 /// threads are back exactly.
 const SLACK: Resources = Resources { fds: 0, threads: 0 };
 
-const PROVIDER: &str = "ofi://tcp;ofi_rxm/";
-/// The same-node provider: its own test of a killed owner (libfabric
-/// 1.17's shm locks live in the owner's shared region).
-const SHM: &str = "ofi://shm/";
+/// Owners over `tcp;ofi_rxm`: this test binary's `child_entry`.
+const OWNERS: SpawnedOwners<OfiConnector> = SpawnedOwners {
+    name: "ofi",
+    reader: || reader_on(PROVIDER),
+    owner: |size| owner_on(PROVIDER, size),
+    healthy_owner: || open_on(PROVIDER),
+    timeout: TIMEOUT,
+    slack: SLACK,
+};
+
+/// The same over `shm`.
+const SHM_OWNERS: SpawnedOwners<OfiConnector> = SpawnedOwners {
+    name: "ofi shm",
+    reader: || reader_on(SHM),
+    owner: |size| owner_on(SHM, size),
+    healthy_owner: || open_on(SHM),
+    timeout: TIMEOUT,
+    slack: SLACK,
+};
 
 /// Every process here (children inherit it): the shared secret libfabric
 /// endpoints want.
@@ -48,17 +69,9 @@ fn env() {
     ONCE.call_once(|| std::env::set_var("PROXYSTORE_OFI_SECRET", "ofi-faults-secret"));
 }
 
-fn open() -> OfiConnector {
-    open_on(PROVIDER)
-}
-
 fn open_on(provider: &str) -> OfiConnector {
     env();
     OfiConnector::with_config(PeerConfig::new(KIND, provider)).unwrap()
-}
-
-fn reader() -> OfiConnector {
-    reader_on(PROVIDER)
 }
 
 fn reader_on(provider: &str) -> OfiConnector {
@@ -68,23 +81,12 @@ fn reader_on(provider: &str) -> OfiConnector {
     OfiConnector::with_config(config).unwrap()
 }
 
-/// libfabric's process-wide state exists before the baseline is taken: one
-/// connector made, used and dropped.
-fn warm_up() {
-    warm_up_on(PROVIDER);
-}
-
-fn warm_up_on(provider: &str) {
-    let c = reader_on(provider);
-    let key = c.put(pattern(10, 1)).unwrap();
-    assert!(c.get(&key).unwrap().is_some());
-}
-
-/// After a fault, the same reader still reads from a healthy owner.
-fn healthy_get(reader: &OfiConnector) {
-    let owner = open();
-    let key = owner.put(pattern(1000, 3)).unwrap();
-    assert_eq!(reader.get(&key).unwrap(), Some(pattern(1000, 3)));
+fn owner_on(provider: &str, size: usize) -> Command {
+    env();
+    let mut cmd = child_command("child_entry", "owner");
+    cmd.env("SIZE", size.to_string())
+        .env("OWNER_PROVIDER", provider);
+    cmd
 }
 
 /// Entry point of child processes; a no-op when run as a normal test.
@@ -104,46 +106,9 @@ fn child_entry() {
     std::thread::sleep(Duration::from_secs(60));
 }
 
-fn spawn_owner(size: usize) -> (ChildGuard, Key) {
-    spawn_owner_on(PROVIDER, size)
-}
-
-fn spawn_owner_on(provider: &str, size: usize) -> (ChildGuard, Key) {
-    env();
-    let mut cmd = child_command("child_entry", "owner");
-    cmd.env("SIZE", size.to_string())
-        .env("OWNER_PROVIDER", provider);
-    let (child, key) = spawn_child_until(cmd, "OWNER_KEY");
-    (ChildGuard(child), key.parse().unwrap())
-}
-
 #[test]
 fn owner_killed_mid_transfer_of_64_mib() {
-    let _serial = serial();
-    warm_up();
-    let base = Resources::now();
-    let size = 64 << 20;
-    let reader = reader();
-    // Tried with a fresh owner until the kill lands mid-reply (at most 5).
-    let (result, started, whole) = (1..=5)
-        .find_map(|_| {
-            let (mut owner, key) = spawn_owner(size);
-            let got = get_killing_owner(&reader, &key, size, owner.id());
-            owner.kill();
-            got
-        })
-        .expect("a kill mid-transfer in 5 attempts");
-    println!("(a whole 64 MiB get took {} ms)", whole.as_millis());
-    assert_typed_error_in_time(
-        "ofi owner killed mid-transfer (64 MiB)",
-        result,
-        unreachable_or_timeout,
-        started,
-        TIMEOUT,
-    );
-    healthy_get(&reader);
-    drop(reader);
-    base.assert_back(SLACK, "owner killed mid-transfer");
+    OWNERS.owner_killed_mid_transfer();
 }
 
 /// Over shm a get is a copy the reader makes itself (CMA), which a kill
@@ -155,150 +120,57 @@ fn owner_killed_mid_transfer_of_64_mib() {
 /// each send) instead of spinning.
 #[test]
 fn owner_killed_while_serving_over_shm() {
-    let _serial = serial();
-    warm_up_on(SHM);
-    let base = Resources::now();
-    let size = 64 << 20;
-    let reader = reader_on(SHM);
-    for _ in 0..5 {
-        let (mut owner, key) = spawn_owner_on(SHM, size);
-        let got = get_killing_owner(&reader, &key, size, owner.id());
-        owner.kill();
-        forget_regions(owner.id());
-        if let Some((result, started, _)) = got {
-            assert_typed_error_in_time(
-                "ofi shm owner killed mid-transfer (64 MiB)",
-                result,
-                unreachable_or_timeout,
-                started,
-                TIMEOUT,
-            );
+    SHM_OWNERS.scenario("shm owner killed while serving", |reader| {
+        let size = 64 << 20;
+        for _ in 0..5 {
+            let (mut owner, key) = SHM_OWNERS.spawn_owner(size);
+            let got = get_killing_owner(reader, &key, size, owner.id());
+            owner.kill();
+            forget_regions(owner.id());
+            if let Some((result, started, _)) = got {
+                assert_typed_error_in_time(
+                    "ofi shm owner killed mid-transfer (64 MiB)",
+                    result,
+                    unreachable_or_timeout,
+                    started,
+                    TIMEOUT,
+                );
+            }
+            let started = Instant::now();
+            let err = reader.get(&key).expect_err("the owner is gone");
+            assert!(err.to_string().contains("has exited"), "{err}");
+            assert!(started.elapsed() < Duration::from_millis(100), "at once");
         }
-        let started = Instant::now();
-        let err = reader.get(&key).expect_err("the owner is gone");
-        assert!(err.to_string().contains("has exited"), "{err}");
-        assert!(started.elapsed() < Duration::from_millis(100), "at once");
-    }
-    let owner = open_on(SHM);
-    let key = owner.put(pattern(1000, 3)).unwrap();
-    assert_eq!(reader.get(&key).unwrap(), Some(pattern(1000, 3)));
-    drop(owner);
-    drop(reader);
-    base.assert_back(SLACK, "shm owner killed while serving");
+    });
 }
 
 /// An ofi owner restarted is a new endpoint with a new address (keys name
-/// the endpoint), so "restarted on the same address" has no ofi form. What matters is the same: the reader's cached endpoint to the
-/// dead owner does not poison it. The next get, from the restarted owner,
-/// succeeds; one of the dead owner's keys is a typed error at the timeout.
+/// the endpoint), so "restarted on the same address" has no ofi form. What
+/// matters is the same: the reader's cached endpoint to the dead owner
+/// does not poison it.
 #[test]
 fn owner_restarted_while_the_reader_holds_an_endpoint() {
-    let _serial = serial();
-    warm_up();
-    let base = Resources::now();
-    let reader = reader();
-    let (mut first, old) = spawn_owner(100_000);
-    // Several threads at once: several pooled connections to the owner.
-    std::thread::scope(|s| {
-        for _ in 0..4 {
-            s.spawn(|| {
-                for _ in 0..10 {
-                    assert_eq!(reader.get(&old).unwrap(), Some(pattern(100_000, 9)));
-                }
-            });
-        }
-    });
-    first.kill();
-    let (_second, new) = spawn_owner(100_000);
-    let started = Instant::now();
-    assert_eq!(reader.get(&new).unwrap(), Some(pattern(100_000, 9)));
-    println!(
-        "FAULT ofi owner restarted: first get from the new owner Ok after {} ms",
-        started.elapsed().as_millis()
-    );
-    let started = Instant::now();
-    assert_typed_error_in_time(
-        "ofi get from the owner before its restart",
-        reader.get(&old),
-        unreachable_or_timeout,
-        started,
-        TIMEOUT,
-    );
-    assert_eq!(reader.get(&new).unwrap(), Some(pattern(100_000, 9)));
-    healthy_get(&reader);
-    drop(reader);
-    base.assert_back(SLACK, "owner restart");
+    OWNERS.owner_restarted();
 }
 
 #[test]
 fn a_peer_that_accepts_and_never_answers() {
-    let _serial = serial();
-    warm_up();
-    let base = Resources::now();
-    let reader = reader();
-    // Stopped before anyone connected: its kernel accepts TCP connections
-    // on the endpoint's listening socket, the process never answers.
-    let (mut owner, key) = spawn_owner(100_000);
-    signal(owner.id(), "STOP");
-    let started = Instant::now();
-    let result = reader.get(&key);
-    signal(owner.id(), "CONT");
-    assert_typed_error_in_time(
-        "ofi silent (stopped) owner",
-        result,
-        unreachable_or_timeout,
-        started,
-        TIMEOUT,
-    );
-    owner.kill();
-    healthy_get(&reader);
-    drop(reader);
-    base.assert_back(SLACK, "silent peer");
+    OWNERS.silent_owner();
 }
 
+/// The owner's endpoint is on the veth (`FI_TCP_IFACE`).
 #[test]
 fn the_owners_interface_goes_down() {
-    let host = match ServerHost::create("of", 217) {
-        Ok(h) => h,
-        Err(why) => {
-            return skip(&format!(
-                "interface-down test needs network namespaces ({why})"
-            ))
-        }
-    };
-    let _serial = serial();
-    warm_up();
-    let base = Resources::now();
-    let mut cmd = child_command("child_entry", "owner");
-    // The owner's endpoint is on the veth (not its namespace's loopback,
-    // which this process would take for its own).
-    cmd.env("SIZE", "100000")
-        .env("FI_TCP_IFACE", host.server_device());
-    let (child, key) = spawn_child_until(host.inside(&cmd), "OWNER_KEY");
-    let _owner = ChildGuard(child);
-    let key: Key = key.parse().unwrap();
-    let reader = reader();
-    assert_link_down_fails_typed(
-        "ofi interface down",
-        &host,
-        &reader,
-        &key,
-        &pattern(100_000, 9),
-        TIMEOUT,
-    );
-    healthy_get(&reader);
-    drop(reader);
-    base.assert_back(SLACK, "interface down");
+    match ServerHost::create("of", 217) {
+        Ok(host) => OWNERS.interface_down(&host, "FI_TCP_IFACE"),
+        Err(why) => skip(&format!(
+            "interface-down test needs network namespaces ({why})"
+        )),
+    }
 }
 
 /// The control: no fault, the same connectors made and dropped.
 #[test]
 fn no_fault_leaks_nothing() {
-    let _serial = serial();
-    warm_up();
-    let base = Resources::now();
-    let reader = reader();
-    healthy_get(&reader);
-    drop(reader);
-    base.assert_back(SLACK, "no fault");
+    OWNERS.no_fault();
 }
