@@ -24,8 +24,8 @@ use proxystore_core::testing::faults::{
     assert_typed_error_in_time, get_killing_owner, skip, unreachable_or_timeout, Resources,
     ServerHost,
 };
-use proxystore_core::testing::spawned::SpawnedOwners;
-use proxystore_core::testing::{child_command, child_role, pattern};
+use proxystore_core::testing::spawned::{serve_one_object, SpawnedOwners};
+use proxystore_core::testing::{child_command, child_role};
 use proxystore_core::Connector;
 use proxystore_ofi::{OfiConnector, PeerConfig, KIND};
 
@@ -97,13 +97,8 @@ fn child_entry() {
     };
     env();
     assert_eq!(role, "owner");
-    // Serve one object of SIZE bytes until killed.
-    let size: usize = std::env::var("SIZE").unwrap().parse().unwrap();
     let provider = std::env::var("OWNER_PROVIDER").unwrap_or_else(|_| PROVIDER.into());
-    let owner = open_on(&provider);
-    let key = owner.put(pattern(size, 9)).unwrap();
-    println!("OWNER_KEY={key}");
-    std::thread::sleep(Duration::from_secs(60));
+    serve_one_object(&open_on(&provider));
 }
 
 #[test]

@@ -21,9 +21,8 @@ use std::sync::Once;
 use std::time::Duration;
 
 use proxystore_core::testing::faults::{skip, Resources, ServerHost};
-use proxystore_core::testing::spawned::SpawnedOwners;
-use proxystore_core::testing::{child_command, child_role, pattern};
-use proxystore_core::Connector;
+use proxystore_core::testing::spawned::{serve_one_object, SpawnedOwners};
+use proxystore_core::testing::{child_command, child_role};
 use proxystore_ucx::{PeerConfig, UcxConnector, UcxConnectorExt, ADDRESS, KIND};
 
 /// Every process here (children inherit it): UCX over TCP only, so the
@@ -83,12 +82,7 @@ fn child_entry() {
     };
     env();
     assert_eq!(role, "owner");
-    // Serve one object of SIZE bytes until killed.
-    let size: usize = std::env::var("SIZE").unwrap().parse().unwrap();
-    let owner = open();
-    let key = owner.put(pattern(size, 9)).unwrap();
-    println!("OWNER_KEY={key}");
-    std::thread::sleep(Duration::from_secs(60));
+    serve_one_object(&open());
 }
 
 #[test]

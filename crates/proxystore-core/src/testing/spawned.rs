@@ -20,14 +20,27 @@ use crate::{Connector, Key};
 /// Size of the object an owner serves in the scenarios but the 64 MiB one.
 const SMALL: usize = 100_000;
 
+/// The body of an owner process: puts one object of `SIZE` (environment)
+/// bytes, `pattern(size, 9)`, through `c`, prints `OWNER_KEY=<key>` and
+/// serves until killed (60 s at most).
+pub fn serve_one_object(c: &dyn Connector) {
+    let size: usize = std::env::var("SIZE")
+        .expect("SIZE in the owner's environment")
+        .parse()
+        .expect("SIZE is a byte count");
+    let key = c.put(pattern(size, 9)).expect("owner put");
+    println!("OWNER_KEY={key}");
+    std::thread::sleep(Duration::from_secs(60));
+}
+
 /// How a connector's fault tests make owners and readers.
 pub struct SpawnedOwners<C: Connector> {
     /// The connector's name in the printed `FAULT` lines.
     pub name: &'static str,
     /// A reader with the configured timeout ([`SpawnedOwners::timeout`]).
     pub reader: fn() -> C,
-    /// The command of an owner process serving one object of the given
-    /// size (`pattern(size, 9)`) and printing `OWNER_KEY=<key>`.
+    /// The command of an owner process of the given size (`SIZE` in its
+    /// environment) that runs [`serve_one_object`].
     pub owner: fn(usize) -> Command,
     /// A connector in this process to put the healthy object through.
     pub healthy_owner: fn() -> C,
