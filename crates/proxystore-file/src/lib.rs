@@ -23,6 +23,7 @@
 
 mod arena;
 mod lustre;
+mod map_cache;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -46,6 +47,10 @@ pub const DEFAULT_MMAP_THRESHOLD: usize = 1 << 20;
 /// four 64 MiB objects with a 64-byte header each (a quarter of the arena is
 /// the largest object it takes; larger ones go to files).
 pub const DEFAULT_ARENA_BYTES: usize = 384 << 20;
+
+/// Bytes of mappings an `shm` connector keeps of objects it has read, so a
+/// second read of an object reuses its mapping ([`FileConfig::map_cache_bytes`]).
+pub const DEFAULT_SHM_MAP_CACHE_BYTES: usize = 256 << 20;
 
 /// Default directory of the `shm` connector.
 pub fn default_shm_dir() -> PathBuf {
@@ -106,10 +111,14 @@ pub static DESCRIPTORS: &[&ConnectorDescriptor] = &[&FILE, &SHM, &SHM_ARENA];
 /// A connector of `kind` on a new directory under `parent`, removed after.
 fn bench_in_scratch(kind: &str, parent: &Path) -> Result<BenchSetup> {
     let scratch = ScratchDir::new_in(parent)?;
-    let connector = FileConnector::with_config(FileConfig {
-        kind: kind.into(),
-        ..FileConfig::new(scratch.path())
-    })?;
+    let config = match kind {
+        "shm" => FileConfig {
+            dir: scratch.path().into(),
+            ..FileConfig::shm()
+        },
+        _ => FileConfig::new(scratch.path()),
+    };
+    let connector = FileConnector::with_config(config)?;
     Ok(BenchSetup::new(connector).keep_alive(scratch))
 }
 
@@ -150,6 +159,11 @@ pub struct FileConfig {
     pub arena_bytes: usize,
     /// Where objects go in the directory.
     pub layout: FileLayout,
+    /// Bytes of mappings of read objects kept for the next read of the same
+    /// object (least recently used out; 0: none). Default
+    /// [`DEFAULT_SHM_MAP_CACHE_BYTES`] on `shm`, 0 on `file`. See
+    /// docs/connectors.md.
+    pub map_cache_bytes: usize,
 }
 
 impl FileConfig {
@@ -162,6 +176,7 @@ impl FileConfig {
             stripe: None,
             arena_bytes: 0,
             layout: FileLayout::Fanout,
+            map_cache_bytes: 0,
         }
     }
 
@@ -169,6 +184,7 @@ impl FileConfig {
     pub fn shm() -> Self {
         FileConfig {
             kind: "shm".into(),
+            map_cache_bytes: DEFAULT_SHM_MAP_CACHE_BYTES,
             ..FileConfig::new(default_shm_dir())
         }
     }
@@ -199,6 +215,9 @@ impl FileConfig {
         }
         if let Some(bytes) = config.parse("arena_bytes")? {
             out.arena_bytes = bytes;
+        }
+        if let Some(bytes) = config.parse("map_cache_bytes")? {
+            out.map_cache_bytes = bytes;
         }
         out.layout = match config.get("layout") {
             None | Some("fanout") => FileLayout::Fanout,
@@ -235,6 +254,15 @@ impl FileConfig {
         if self.arena_bytes > 0 {
             c = c.with("arena_bytes", self.arena_bytes);
         }
+        // Written only where it is not the kind's default, so configs of
+        // connectors with default settings keep their keys.
+        let default_map_cache = match self.kind.as_str() {
+            "file" => 0,
+            _ => DEFAULT_SHM_MAP_CACHE_BYTES,
+        };
+        if self.map_cache_bytes != default_map_cache {
+            c = c.with("map_cache_bytes", self.map_cache_bytes);
+        }
         if self.layout == FileLayout::Python {
             c = c.with("layout", "python");
         }
@@ -248,6 +276,7 @@ pub struct FileConnector {
     config: FileConfig,
     closed: ClosedFlag,
     arenas: arena::Arenas,
+    maps: map_cache::MapCache,
 }
 
 impl FileConnector {
@@ -305,6 +334,7 @@ impl FileConnector {
         }
         Ok(FileConnector {
             arenas: arena::Arenas::new(&config.dir, config.arena_bytes),
+            maps: map_cache::MapCache::new(config.map_cache_bytes),
             config,
             closed: ClosedFlag::new(),
         })
@@ -412,16 +442,22 @@ impl FileConnector {
         Ok(())
     }
 
-    fn read(&self, path: &Path) -> Result<Option<Bytes>> {
+    /// Reads object `id` from `path`: mapped (or the mapping kept from an
+    /// earlier read of the same file) from `mmap_threshold` bytes, read
+    /// into memory below.
+    fn read(&self, id: ObjectId, path: &Path) -> Result<Option<Bytes>> {
         let mut file = match File::open(path) {
             Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                self.maps.remove(id);
+                return Ok(None);
+            }
             Err(e) => return Err(Error::io(format!("opening {}", path.display()), e)),
         };
-        let len = file
+        let meta = file
             .metadata()
-            .map_err(|e| Error::io(format!("reading size of {}", path.display()), e))?
-            .len();
+            .map_err(|e| Error::io(format!("reading size of {}", path.display()), e))?;
+        let len = meta.len();
         let len = usize::try_from(len).map_err(|_| Error::TooLarge {
             what: "object file",
             size: len,
@@ -431,6 +467,10 @@ impl FileConnector {
             return Ok(Some(Bytes::new()));
         }
         if len >= self.config.mmap_threshold {
+            let ident = map_cache::FileIdent::of(&meta);
+            if let Some(mapped) = self.maps.get(id, ident) {
+                return Ok(Some(mapped));
+            }
             // SAFETY: object files are written once under a temporary name
             // and renamed into place; nothing in proxystore modifies or
             // truncates a published file (evict unlinks it, which leaves
@@ -438,7 +478,9 @@ impl FileConnector {
             // truncating the file could invalidate the mapping.
             let map = unsafe { memmap2::MmapOptions::new().len(len).populate().map(&file) }
                 .map_err(|e| Error::io(format!("mapping {}", path.display()), e))?;
-            return Ok(Some(Bytes::from_owner(map)));
+            let mapped = Bytes::from_owner(map);
+            self.maps.insert(id, ident, &mapped);
+            return Ok(Some(mapped));
         }
         let mut buf = Vec::with_capacity(len);
         file.read_to_end(&mut buf)
@@ -501,7 +543,7 @@ impl Connector for FileConnector {
         if !self.is_published(key.id())? {
             return Ok(None);
         }
-        self.read(&self.object_path(key.id()))
+        self.read(key.id(), &self.object_path(key.id()))
     }
 
     fn exists(&self, key: &Key) -> Result<bool> {
@@ -525,6 +567,7 @@ impl Connector for FileConnector {
         if let Some(loc) = arena::Location::of(key)? {
             return self.arenas.evict(key, &loc);
         }
+        self.maps.remove(key.id());
         // The marker first: no reader finds an object whose data is going.
         if self.config.layout == FileLayout::Python {
             remove_if_present(&self.ready_path(key.id()))?;
@@ -538,6 +581,7 @@ impl Connector for FileConnector {
 
     fn close(&self) -> Result<()> {
         self.closed.close();
+        self.maps.clear();
         Ok(())
     }
 

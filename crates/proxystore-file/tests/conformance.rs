@@ -45,11 +45,14 @@ mod arena {
 }
 
 mod small_mmap_threshold {
-    // Every non-empty object goes through the mmap path.
+    // Every non-empty object goes through the mmap path, and its mapping
+    // is kept for the next read (a 4 MiB cache: the large cases push the
+    // small ones out).
     proxystore_core::conformance_tests!({
         let dir = tempfile::tempdir().expect("temp dir");
         let config = proxystore_file::FileConfig {
             mmap_threshold: 1,
+            map_cache_bytes: 4 << 20,
             ..proxystore_file::FileConfig::new(dir.path())
         };
         proxystore_core::testing::WithGuard::new(
