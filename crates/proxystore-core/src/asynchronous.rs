@@ -84,8 +84,9 @@ enum Inline<T> {
     Value(T),
     /// The bytes are here; decoding them is long, so it goes to the pool.
     Decode(Store, Bytes),
-    /// Nothing: the fetch goes to the pool.
-    Pool,
+    /// The fetch goes to the pool, with the store when it is open here
+    /// (the job then neither clones the factory nor looks the store up).
+    Pool(Option<Store>),
 }
 
 impl ProxyFactory {
@@ -94,11 +95,11 @@ impl ProxyFactory {
     /// connector), there is no eviction to send, and decoding is short.
     fn resolve_inline<T: DeserializeOwned + 'static>(&self) -> Result<Inline<T>> {
         if self.evict {
-            return Ok(Inline::Pool);
+            return Ok(Inline::Pool(None));
         }
         // As `resolve` does: the registered store of that name.
         let Some(store) = crate::store::get_store(&self.store.name) else {
-            return Ok(Inline::Pool);
+            return Ok(Inline::Pool(None));
         };
         match store.get_bytes_without_io(&self.key) {
             Some(Ok(Some(data))) if data.len() <= INLINE_DECODE_MAX => {
@@ -106,7 +107,7 @@ impl ProxyFactory {
             }
             Some(Ok(Some(data))) => Ok(Inline::Decode(store, data)),
             Some(Err(e)) => Err(e),
-            _ => Ok(Inline::Pool),
+            _ => Ok(Inline::Pool(Some(store))),
         }
     }
 
@@ -120,7 +121,18 @@ impl ProxyFactory {
             return match self.resolve_inline()? {
                 Inline::Value(value) => Ok(value),
                 Inline::Decode(store, data) => run_blocking(move || store.decode(data)).await,
-                Inline::Pool => {
+                Inline::Pool(Some(store)) => {
+                    let key = self.key.clone();
+                    run_blocking(move || {
+                        let data = store.get_bytes(&key)?.ok_or_else(|| Error::NotFound {
+                            store: store.name().to_owned(),
+                            key: key.to_string(),
+                        })?;
+                        store.decode(data)
+                    })
+                    .await
+                }
+                Inline::Pool(None) => {
                     let factory = self.clone();
                     run_blocking(move || factory.resolve()).await
                 }

@@ -483,7 +483,9 @@ impl FileConnector {
             return Ok(Some(mapped));
         }
         let mut buf = Vec::with_capacity(len);
-        file.read_to_end(&mut buf)
+        // Bounded by the length: no extra read() to find the end of file.
+        io::Read::take(&mut file, len as u64)
+            .read_to_end(&mut buf)
             .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
         Ok(Some(Bytes::from(buf)))
     }
