@@ -171,6 +171,7 @@ def redis_server() -> Iterator[int]:
 @contextlib.contextmanager
 def make_store(
     config: str, redis_port: int | None, zero_copy: bool = False,
+    cache_size: int | None = None,
 ) -> Iterator[Any]:
     """A registered Store for a proxied configuration; removed after.
     ``zero_copy``: Rust connectors' stores use ``proxystore_rs.serialize``
@@ -207,6 +208,8 @@ def make_store(
         import proxystore_rs
         kwargs = {'serializer': proxystore_rs.serialize,
                   'deserializer': proxystore_rs.deserialize}
+    if cache_size is not None:
+        kwargs['cache_size'] = cache_size
     store = Store(name, connector, register=True, **kwargs)
     try:
         yield store
@@ -274,6 +277,9 @@ def main() -> int:
     parser.add_argument('--zero-copy', action='store_true',
                         help='also run the dask-rs-* configs with proxystore_rs.serialize/'
                         'deserialize (records suffixed +zc)')
+    parser.add_argument('--cache-size', type=int, default=None,
+                        help="every store's cache_size (objects each process keeps "
+                        "deserialized; default: Python ProxyStore's, 16)")
     parser.add_argument('--json', metavar='FILE', help='write the records as JSON')
     parser.add_argument('--markdown', action='store_true',
                         help='print a markdown table (medians, ratio to dask-value)')
@@ -314,7 +320,8 @@ def main() -> int:
             with contextlib.ExitStack() as case:
                 store = None
                 if config != 'dask-value':
-                    store = case.enter_context(make_store(config, redis_port, zero_copy))
+                    store = case.enter_context(
+                        make_store(config, redis_port, zero_copy, args.cache_size))
                 client = case.enter_context(
                     make_client(cluster, client_kind, store, args.threshold))
                 for size in sizes:

@@ -9,6 +9,7 @@ one for arguments, a worker for results), so the other side fetches it.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 import time
@@ -201,9 +202,38 @@ def count(c: Any) -> tuple[Any, int]:
     return key, len(c.values)
 
 
+@contextlib.contextmanager
+def counting_resolves() -> Iterator[list[int]]:
+    """Counts the proxies resolved in this process meanwhile."""
+    import proxystore.store.factory as factory_module
+
+    calls = [0]
+    original = factory_module.StoreFactory.resolve
+
+    def resolve(self: Any, *args: Any, **kwargs: Any) -> Any:
+        calls[0] += 1
+        return original(self, *args, **kwargs)
+
+    factory_module.StoreFactory.resolve = resolve  # type: ignore[method-assign]
+    try:
+        yield calls
+    finally:
+        factory_module.StoreFactory.resolve = original  # type: ignore[method-assign]
+
+
 def check_rs_client(store: Store[Any], cluster: LocalCluster) -> None:
     """proxystore_rs.dask.Client's promises over `store`."""
     with RsClient(cluster, ps_store=store, ps_threshold=THRESHOLD) as client:
+        # Submitting never fetches the argument back in this process (the
+        # scheduler of a LocalCluster is here too): pickling a Proxy would,
+        # when the task goes through cloudpickle (a lambda, or a function
+        # of a script's __main__, as bench_dask.py's).
+        with counting_resolves() as resolved:
+            future = client.submit(lambda x: describe(x), BIG)
+            key, total = future.result()
+        assert resolved[0] == 0
+        assert key is not None and total == float(BIG.sum())
+        del future
         # A large argument is proxied and evicted by the worker before the
         # result comes back: no waiting.
         key, total = client.submit(describe, BIG).result()

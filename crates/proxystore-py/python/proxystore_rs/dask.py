@@ -43,6 +43,7 @@ from dask.utils import funcname
 from distributed import Client as DaskClient
 from distributed import Future as DaskFuture
 from proxystore.proxy import Proxy
+from proxystore.proxy import get_factory
 from proxystore.store import get_or_create_store
 from proxystore.store import get_store
 from proxystore.store.base import Store
@@ -97,17 +98,25 @@ def _holds_futures(obj: Any) -> bool:
 
 
 class _ProxyArg:
-    """An argument this client put in the store: the worker passes the
-    proxy to the function, then evicts `key`."""
+    """An argument this client put in the store: the worker passes a proxy
+    of `factory` to the function, then evicts `key`.
 
-    __slots__ = ('key', 'proxy')
+    It carries the proxy's factory, not a `Proxy`: pickling a `Proxy` in
+    this process resolves it (cloudpickle's `reducer_override` asks
+    `isinstance(obj, FunctionType)`, which reads the proxy's `__class__`),
+    so the client fetched every argument it had just put, and kept it for
+    as long as Dask keeps the task message (the scheduler's recent-message
+    log): on the `shm` arena that pinned every input's block until the
+    arena was full and puts fell back to files."""
 
-    def __init__(self, proxy: Proxy[Any], key: Any) -> None:
-        self.proxy = proxy
+    __slots__ = ('factory', 'key')
+
+    def __init__(self, factory: Any, key: Any) -> None:
+        self.factory = factory
         self.key = key
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_ProxyArg, (self.proxy, self.key))
+        return (_ProxyArg, (self.factory, self.key))
 
 
 class _Serialized:
@@ -142,14 +151,14 @@ def _pack(
         if size < threshold:
             return obj
         proxy = store.proxy(obj, evict=False, populate_target=False)
-        return _ProxyArg(proxy, get_key(proxy))
+        return _ProxyArg(get_factory(proxy), get_key(proxy))
     data = store.serializer(obj)
     if len(data) < threshold:
         return _Serialized(data)
     proxy = store.proxy(
         data, evict=False, serializer=_identity, populate_target=False,
     )
-    return _ProxyArg(proxy, get_key(proxy))
+    return _ProxyArg(get_factory(proxy), get_key(proxy))
 
 
 def _worker_store(config: StoreConfig) -> Store[Any]:
@@ -190,7 +199,7 @@ class _TaskWrapper:
             nonlocal store
             if isinstance(x, _ProxyArg):
                 keys.append(x.key)
-                return x.proxy
+                return Proxy(x.factory)
             if isinstance(x, _Serialized):
                 if store is None:
                     store = _worker_store(self.store_config)
