@@ -11,6 +11,7 @@ mod peers;
 mod perftest;
 #[cfg(feature = "ofi")]
 mod pingpong;
+mod plot;
 mod report;
 mod signals;
 mod targets;
@@ -56,6 +57,9 @@ enum Command {
     Evict(KeyArgs),
     /// Run a connector's standalone data server in the foreground; Ctrl-C stops it.
     Serve(ConnectorArgs),
+    /// Draw records of JSON files (`bench --json`, bench_dask.py's) as an
+    /// SVG plot against payload size.
+    Plot(plot::PlotArgs),
     /// Show the connectors compiled in.
     Info,
     /// Print a new ZeroMQ CURVE key pair for a job, as shell exports
@@ -152,6 +156,7 @@ fn run(command: Command) -> Result<ExitCode, CliError> {
         Command::Load(args) => load::run(&args).map(|()| ExitCode::SUCCESS),
         Command::LoadClient => load::client_main().map(|()| ExitCode::SUCCESS),
         Command::Peers(args) => peers::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Plot(args) => plot::run(&args).map(|()| ExitCode::SUCCESS),
         Command::PeersOwner => peers::owner_main().map(|()| ExitCode::SUCCESS),
         Command::Put(args) => {
             let connector = args.open_shared()?;

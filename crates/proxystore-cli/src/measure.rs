@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use proxystore::registry::RawBaseline;
 use proxystore::{Bytes, PodArray, Store};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::CliError;
 
@@ -15,7 +15,7 @@ use crate::error::CliError;
 pub(crate) const WARMUP: usize = 2;
 
 /// One measured case, in the `--json` record format.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Record {
     pub(crate) connector: String,
     pub(crate) op: String,

@@ -35,6 +35,9 @@ pub(crate) fn human_size(bytes: u64) -> String {
         b if b >= 1 << 30 && b % (1 << 30) == 0 => format!("{}GiB", b >> 30),
         b if b >= 1 << 20 && b % (1 << 20) == 0 => format!("{}MiB", b >> 20),
         b if b >= 1 << 10 && b % (1 << 10) == 0 => format!("{}KiB", b >> 10),
+        // Decimal sizes (the farm's and bench_dask.py's 10 kB .. 100 MB).
+        b if b >= 1_000_000 && b % 1_000_000 == 0 => format!("{}MB", b / 1_000_000),
+        b if b >= 1_000 && b % 1_000 == 0 => format!("{}kB", b / 1_000),
         b => format!("{b}B"),
     }
 }
@@ -112,21 +115,63 @@ pub(crate) fn polyline(s: &mut String, points: &[(f64, f64)], color: &str, dash:
     }
 }
 
+/// What a plot's y axis shows (log scale).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Metric {
+    /// The median bandwidth, GiB/s.
+    Bandwidth,
+    /// The median time per operation.
+    Time,
+}
+
+impl Metric {
+    fn value(self, r: &Record) -> f64 {
+        match self {
+            Metric::Bandwidth => r.gib_per_s,
+            Metric::Time => r.median_ns as f64,
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Metric::Bandwidth => "GiB/s (median)",
+            Metric::Time => "time per operation (median)",
+        }
+    }
+
+    fn tick(self, v: f64) -> String {
+        match self {
+            Metric::Bandwidth => format_gib(v),
+            Metric::Time => human_time(v.round() as u64),
+        }
+    }
+}
+
 /// Bandwidth (GiB/s, log scale) against size (log scale), one line per
 /// connector and op, as a standalone SVG document.
 pub(crate) fn svg(records: &[Record]) -> String {
-    let (w, h, left, right, top, bottom) = (900.0, 560.0, 80.0, 220.0, 40.0, 60.0);
+    svg_of(
+        records,
+        Metric::Bandwidth,
+        "proxystore bench: bandwidth by payload size",
+    )
+}
+
+/// `metric` (log scale) against size (log scale), one line per connector
+/// and op, as a standalone SVG document titled `title`.
+pub(crate) fn svg_of(records: &[Record], metric: Metric, title: &str) -> String {
+    let (w, h, left, right, top, bottom) = (900.0, 560.0, 80.0, 260.0, 40.0, 60.0);
     let finite: Vec<&Record> = records
         .iter()
-        .filter(|r| r.gib_per_s.is_finite() && r.gib_per_s > 0.0)
+        .filter(|r| metric.value(r).is_finite() && metric.value(r) > 0.0)
         .collect();
     let lg = |v: f64| v.log10();
     let (mut xmin, mut xmax, mut ymin, mut ymax) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
     for r in &finite {
         xmin = xmin.min(lg(r.size_bytes as f64));
         xmax = xmax.max(lg(r.size_bytes as f64));
-        ymin = ymin.min(lg(r.gib_per_s).floor());
-        ymax = ymax.max(lg(r.gib_per_s).ceil());
+        ymin = ymin.min(lg(metric.value(r)).floor());
+        ymax = ymax.max(lg(metric.value(r)).ceil());
     }
     if finite.is_empty() {
         (xmin, xmax, ymin, ymax) = (0.0, 1.0, 0.0, 1.0);
@@ -150,8 +195,9 @@ pub(crate) fn svg(records: &[Record]) -> String {
     let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
     let _ = writeln!(
         s,
-        r#"<text x="{}" y="24" font-size="16" text-anchor="middle">proxystore bench: bandwidth by payload size</text>"#,
-        left + pw / 2.0
+        r#"<text x="{}" y="24" font-size="16" text-anchor="middle">{}</text>"#,
+        left + pw / 2.0,
+        escape(title)
     );
     // Y grid: one line per decade.
     let mut decade = ymin as i32;
@@ -167,7 +213,7 @@ pub(crate) fn svg(records: &[Record]) -> String {
             r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#,
             left - 6.0,
             yy + 4.0,
-            format_gib(10f64.powi(decade))
+            metric.tick(10f64.powi(decade))
         );
         decade += 1;
     }
@@ -201,8 +247,9 @@ pub(crate) fn svg(records: &[Record]) -> String {
     );
     let _ = writeln!(
         s,
-        r#"<text transform="translate(20,{:.1}) rotate(-90)" text-anchor="middle">GiB/s (median)</text>"#,
-        top + ph / 2.0
+        r#"<text transform="translate(20,{:.1}) rotate(-90)" text-anchor="middle">{}</text>"#,
+        top + ph / 2.0,
+        metric.label()
     );
     // One polyline per (connector, op).
     let mut series: BTreeMap<(String, String), Vec<(f64, f64)>> = BTreeMap::new();
@@ -210,7 +257,7 @@ pub(crate) fn svg(records: &[Record]) -> String {
         series
             .entry((r.connector.clone(), r.op.clone()))
             .or_default()
-            .push((r.size_bytes as f64, r.gib_per_s));
+            .push((r.size_bytes as f64, metric.value(r)));
     }
     for (i, ((connector, op), mut points)) in series.into_iter().enumerate() {
         points.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -233,13 +280,22 @@ pub(crate) fn svg(records: &[Record]) -> String {
         );
         let _ = writeln!(
             s,
-            r#"<text x="{}" y="{}">{connector} {op}</text>"#,
+            r#"<text x="{}" y="{}">{} {}</text>"#,
             lx + 30.0,
-            ly + 4.0
+            ly + 4.0,
+            escape(&connector),
+            escape(&op)
         );
     }
     s.push_str("</svg>\n");
     s
+}
+
+/// `text` safe inside an SVG element.
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 fn format_gib(v: f64) -> String {
@@ -304,5 +360,40 @@ mod tests {
         assert!(s.starts_with("<svg") && s.trim_end().ends_with("</svg>"));
         assert_eq!(s.matches("<polyline").count(), 2);
         assert!(s.contains("local get") && s.contains("memcpy copy"));
+    }
+
+    #[test]
+    fn a_time_plot_puts_slower_records_higher_and_escapes_names() {
+        let s = svg_of(
+            &[
+                rec("fast<1>", "task", 10_000, 1_000_000),
+                rec("fast<1>", "task", 100_000_000, 10_000_000),
+                rec("slow", "task", 10_000, 100_000_000),
+                rec("slow", "task", 100_000_000, 1_000_000_000),
+            ],
+            Metric::Time,
+            "Dask & proxies",
+        );
+        assert!(s.contains("Dask &amp; proxies") && s.contains("fast&lt;1&gt; task"));
+        assert!(s.contains("10kB") && s.contains("100MB"), "decimal sizes");
+        assert!(s.contains("time per operation"));
+        // The first point of each series: slower is lower on the page's y.
+        let first_y = |series: usize| -> f64 {
+            let line = s
+                .lines()
+                .filter(|l| l.starts_with("<polyline"))
+                .nth(series)
+                .unwrap();
+            let pts = line.split('"').nth(1).unwrap();
+            pts.split(' ')
+                .next()
+                .unwrap()
+                .split(',')
+                .nth(1)
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
+        assert!(first_y(1) < first_y(0), "slow is drawn above fast");
     }
 }

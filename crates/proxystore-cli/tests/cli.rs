@@ -250,3 +250,79 @@ fn bench_writes_json_records_and_plot() {
     let plot = std::fs::read_to_string(&svg).unwrap();
     assert!(plot.starts_with("<svg") && plot.contains("file get"));
 }
+
+#[test]
+fn plot_draws_records_of_json_files_and_refuses_what_is_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.json");
+    let b = dir.path().join("b.json");
+    let record = |connector: &str, op: &str, size: u64, ms: u64| {
+        serde_json::json!({
+            "connector": connector, "op": op, "size_bytes": size, "iterations": 20,
+            "median_ns": ms * 1_000_000, "p99_ns": ms * 2_000_000, "gib_per_s": 0.5,
+        })
+    };
+    let write = |path: &std::path::Path, v: serde_json::Value| {
+        std::fs::write(path, serde_json::to_vec(&v).unwrap()).unwrap();
+    };
+    write(
+        &a,
+        serde_json::json!([
+            record("dask-value", "task", 10_000, 13),
+            record("dask-value", "task", 100_000_000, 405),
+            record("dask-value", "setup", 10_000, 1),
+        ]),
+    );
+    write(
+        &b,
+        serde_json::json!([
+            record("dask-rs-shm-arena/rsclient+zc", "task", 10_000, 15),
+            record("dask-rs-shm-arena/rsclient+zc", "task", 100_000_000, 110),
+        ]),
+    );
+    let svg = dir.path().join("dask.svg");
+    let args = [
+        "plot",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+        "--op",
+        "task",
+        "--title",
+        "Dask bag of tasks",
+        "--out",
+        svg.to_str().unwrap(),
+    ];
+    let o = proxystore(&args, b"");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("4 records plotted"));
+    let plot = std::fs::read_to_string(&svg).unwrap();
+    assert_eq!(plot.matches("<polyline").count(), 2, "{plot}");
+    assert!(plot.contains("dask-value task") && plot.contains("Dask bag of tasks"));
+    assert!(plot.contains("100MB") && !plot.contains("setup"), "{plot}");
+
+    // Not a list of records, or nothing left after the filters: one line.
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, b"{\"records\": 1}").unwrap();
+    let o = proxystore(
+        &[
+            "plot",
+            bad.to_str().unwrap(),
+            "--out",
+            svg.to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert_fails_cleanly(&o, 1, "not a list of benchmark records");
+    let o = proxystore(
+        &[
+            "plot",
+            a.to_str().unwrap(),
+            "--op",
+            "get",
+            "--out",
+            svg.to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert_fails_cleanly(&o, 1, "no records left to plot");
+}
