@@ -17,8 +17,16 @@ done
 
 wheels="${CARGO_TARGET_DIR:-target}/wheels-ci"
 rm -rf "$wheels"
+# UcxConnector where UCX is installed (ci/install-deps.sh installs it, so
+# CI always builds it); elsewhere the wheel goes without, and says so.
+features=()
+if pkg-config --exists ucx 2>/dev/null; then
+    features=(--features ucx)
+else
+    echo "python-tests: SKIP UcxConnector: pkg-config finds no ucx (ci/install-deps.sh installs libucx-dev)" >&2
+fi
 start=$SECONDS
-python3 -m maturin build --release --quiet -m crates/proxystore-py/Cargo.toml -o "$wheels"
+python3 -m maturin build --release --quiet -m crates/proxystore-py/Cargo.toml -o "$wheels" "${features[@]}"
 echo "python-tests: wheel built in $((SECONDS - start)) s"
 python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
     --force-reinstall --no-deps "$wheels"/proxystore_rs-*.whl

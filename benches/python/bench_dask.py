@@ -22,8 +22,10 @@ each of the proxied ones through proxystore-ex's ``Client`` (record
 ``<config>/rsclient``), both with ``ps_threshold=--threshold`` (default
 100 kB: the 10 kB payload goes by value). Each task's payload differs (its
 first element is the task's index, set untimed) so Dask's pure-task cache
-never answers; 2 warm-up tasks per case are untimed; the cluster's startup
-is untimed and shared by every case.
+never answers; 2 warm-up tasks per case are untimed. Each case gets a
+fresh cluster (untimed startup), so nothing one case leaves in the worker
+or the scheduler (memory, mappings, pinned blocks) weighs on the next;
+``--shared-cluster`` runs every case on one cluster instead.
 
 Records have the fields of ``proxystore bench --json`` (``connector``,
 ``op`` = ``task``, ``size_bytes``, ``iterations``, ``median_ns``,
@@ -280,6 +282,9 @@ def main() -> int:
     parser.add_argument('--cache-size', type=int, default=None,
                         help="every store's cache_size (objects each process keeps "
                         "deserialized; default: Python ProxyStore's, 16)")
+    parser.add_argument('--shared-cluster', action='store_true',
+                        help='run every case on one cluster (default: a fresh '
+                        'cluster per case)')
     parser.add_argument('--json', metavar='FILE', help='write the records as JSON')
     parser.add_argument('--markdown', action='store_true',
                         help='print a markdown table (medians, ratio to dask-value)')
@@ -307,10 +312,14 @@ def main() -> int:
         redis_port = None
         if 'dask-py-redis' in configs:
             redis_port = stack.enter_context(redis_server())
-        cluster = stack.enter_context(LocalCluster(
-            n_workers=1, threads_per_worker=1, processes=True,
-            dashboard_address=None, host='127.0.0.1',
-        ))
+
+        def new_cluster() -> Any:
+            return LocalCluster(
+                n_workers=1, threads_per_worker=1, processes=True,
+                dashboard_address=None, host='127.0.0.1',
+            )
+
+        shared = stack.enter_context(new_cluster()) if args.shared_cluster else None
         print(f'{"record":<26} {"size":>7} {"median":>11} {"p99":>11}')
         runs = [(c, k, False) for c, k in cases(configs, clients)]
         if args.zero_copy:
@@ -318,6 +327,7 @@ def main() -> int:
                      if c.startswith('dask-rs')]
         for config, client_kind, zero_copy in runs:
             with contextlib.ExitStack() as case:
+                cluster = shared or case.enter_context(new_cluster())
                 store = None
                 if config != 'dask-value':
                     store = case.enter_context(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -17,6 +18,13 @@ import pytest
 import proxystore_rs
 
 KINDS = ['file', 'shm', 'zmq', 'redis', 'generic']
+if 'ucx' in proxystore_rs.compiled_connectors():
+    # ci/python-tests.sh builds the wheel with `-F ucx` where UCX is
+    # installed (CI always; it says so when it is not). A UCX data server
+    # off loopback needs the job's shared secret, which no config carries:
+    # set here, inherited by the processes the tests spawn.
+    KINDS.append('ucx')
+    os.environ.setdefault('PROXYSTORE_UCX_SECRET', f'psrs-pytest-{uuid.uuid4().hex}')
 
 
 def _free_port() -> int:
@@ -71,6 +79,8 @@ def make_connector(
             c = proxystore_rs.ShmConnector(dirs[-1])
         elif kind == 'zmq':
             c = proxystore_rs.ZmqConnector('tcp://127.0.0.1:*')
+        elif kind == 'ucx':
+            c = proxystore_rs.UcxConnector()
         elif kind == 'redis':
             url = request.getfixturevalue('redis_url')
             c = proxystore_rs.RedisConnector(url, prefix=uuid.uuid4().hex)
