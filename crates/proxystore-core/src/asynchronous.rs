@@ -123,14 +123,7 @@ impl ProxyFactory {
                 Inline::Decode(store, data) => run_blocking(move || store.decode(data)).await,
                 Inline::Pool(Some(store)) => {
                     let key = self.key.clone();
-                    run_blocking(move || {
-                        let data = store.get_bytes(&key)?.ok_or_else(|| Error::NotFound {
-                            store: store.name().to_owned(),
-                            key: key.to_string(),
-                        })?;
-                        store.decode(data)
-                    })
-                    .await
+                    run_blocking(move || store.decode(store.get_existing_bytes(&key)?)).await
                 }
                 Inline::Pool(None) => {
                     let factory = self.clone();

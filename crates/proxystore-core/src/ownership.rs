@@ -125,13 +125,7 @@ impl<T: DeserializeOwned + 'static> OwnedProxy<T> {
     /// The bytes are copied as stored, without decoding.
     pub fn try_clone(&self) -> Result<Self> {
         let key = self.key();
-        let data = self
-            .store
-            .get_bytes(key)?
-            .ok_or_else(|| crate::Error::NotFound {
-                store: self.store.name().to_owned(),
-                key: key.to_string(),
-            })?;
+        let data = self.store.get_existing_bytes(key)?;
         let new_key = self.store.put_bytes(data)?;
         let mut factory = self.proxy().factory().clone();
         factory.key = new_key;

@@ -10,7 +10,7 @@ use once_cell::sync::OnceCell;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::key::Key;
 use crate::store::{get_or_create_store, Store, StoreConfig};
 
@@ -63,17 +63,9 @@ impl ProxyFactory {
     pub fn resolve<T: DeserializeOwned + 'static>(&self) -> Result<T> {
         let store = self.store()?;
         let data = match self.wait_ms {
-            None => store.get_bytes(&self.key)?,
-            Some(ms) => Some(crate::wait::poll_until_set(
-                &store,
-                &self.key,
-                Duration::from_millis(ms),
-            )?),
+            None => store.get_existing_bytes(&self.key)?,
+            Some(ms) => crate::wait::poll_until_set(&store, &self.key, Duration::from_millis(ms))?,
         };
-        let data = data.ok_or_else(|| Error::NotFound {
-            store: self.store.name.clone(),
-            key: self.key.to_string(),
-        })?;
         let value = store.decode(data)?;
         if self.evict {
             store.evict(&self.key)?;

@@ -282,6 +282,15 @@ impl Store {
         Some(self.get_bytes(key))
     }
 
+    /// [`get_bytes`](Self::get_bytes) of an object that must exist: a
+    /// missing one is [`Error::NotFound`] naming this store and the key.
+    pub(crate) fn get_existing_bytes(&self, key: &Key) -> Result<Bytes> {
+        self.get_bytes(key)?.ok_or_else(|| Error::NotFound {
+            store: self.name().to_owned(),
+            key: key.to_string(),
+        })
+    }
+
     /// Gets the raw bytes under `key`, through the cache.
     pub fn get_bytes(&self, key: &Key) -> Result<Option<Bytes>> {
         self.instrumented(Op::Get, Some(key), |_| {
