@@ -28,7 +28,7 @@ use proxystore_core::pattern::pattern;
 use proxystore_core::{Error, ProxyFactory, Result, Store};
 
 use crate::channel::{FrameListener, FrameStream};
-pub use message::{Message, Payload, WorkerSteps};
+pub use message::{Header, Message, Payload, WorkerSteps};
 
 /// Seed of the filler bytes of every task input.
 pub const INPUT_SEED: u64 = 1;
@@ -80,9 +80,14 @@ pub enum Via<'a> {
 
 /// An error for a message that is not the one the protocol expects here.
 fn unexpected(got: &Message, wanted: &str, peer: &str) -> Error {
+    unexpected_kind(got.kind(), wanted, peer)
+}
+
+/// The same, from the kind's name.
+fn unexpected_kind(kind: &str, wanted: &str, peer: &str) -> Error {
     Error::PeerUnreachable {
         address: peer.to_owned(),
-        reason: format!("sent a {} message where {wanted} was expected", got.kind()),
+        reason: format!("sent a {kind} message where {wanted} was expected"),
     }
 }
 
@@ -331,8 +336,8 @@ impl Client {
 /// The scheduler: connects to the client at `client_addr`, listens for
 /// the worker on a free loopback port (telling the client where), then
 /// relays each task to the worker and its answer back, one frame each,
-/// untouched (decoded only to check its kind), until the client says stop
-/// or goes away.
+/// untouched (only its header is read, to check its kind), until the
+/// client says stop or goes away.
 pub fn run_scheduler(client_addr: &str, timeouts: Timeouts) -> Result<()> {
     let listener = FrameListener::loopback()?;
     let mut client = FrameStream::connect(client_addr, timeouts.connect)?;
@@ -353,8 +358,8 @@ fn relay(client: &mut FrameStream, worker: &mut FrameStream, timeouts: Timeouts)
         let Some(frame) = client.recv()? else {
             return Ok(()); // The client went away: the farm ends.
         };
-        match Message::decode(frame.clone())? {
-            Message::Task { task_ms, .. } => {
+        match Message::peek(&frame)? {
+            Header::Task { task_ms } => {
                 worker.send(&[&frame])?;
                 let task_wait = timeouts.reply + Duration::from_millis(u64::from(task_ms));
                 if wait != Some(task_wait) {
@@ -364,12 +369,18 @@ fn relay(client: &mut FrameStream, worker: &mut FrameStream, timeouts: Timeouts)
                 let answer = worker
                     .recv()?
                     .ok_or_else(|| closed(worker.peer(), "a task's answer"))?;
-                match Message::decode(answer.clone())? {
-                    Message::Done { .. } | Message::Failed { .. } => client.send(&[&answer])?,
-                    other => return Err(unexpected(&other, "a task's answer", worker.peer())),
+                match Message::peek(&answer)? {
+                    Header::Answer => client.send(&[&answer])?,
+                    other => {
+                        return Err(unexpected_kind(
+                            other.kind(),
+                            "a task's answer",
+                            worker.peer(),
+                        ))
+                    }
                 }
             }
-            Message::Shutdown => {
+            Header::Shutdown => {
                 worker.send(&[&frame])?;
                 // The worker closes its end once it has read the stop.
                 worker.set_read_timeout(Some(timeouts.connect))?;
@@ -378,7 +389,13 @@ fn relay(client: &mut FrameStream, worker: &mut FrameStream, timeouts: Timeouts)
                     Some(other) => Err(unexpected(&other, "the end", worker.peer())),
                 };
             }
-            other => return Err(unexpected(&other, "a task or shutdown", client.peer())),
+            other => {
+                return Err(unexpected_kind(
+                    other.kind(),
+                    "a task or shutdown",
+                    client.peer(),
+                ))
+            }
         }
     }
 }

@@ -97,6 +97,34 @@ pub enum Message {
     Ready,
 }
 
+/// A frame as the scheduler sees it: its header only ([`Message::peek`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Header {
+    /// A task, running `task_ms` milliseconds.
+    Task {
+        /// How long the task runs, in milliseconds.
+        task_ms: u32,
+    },
+    /// A task's answer: done or failed.
+    Answer,
+    /// The order to stop.
+    Shutdown,
+    /// Any other kind, by name.
+    Other(&'static str),
+}
+
+impl Header {
+    /// A short name of the frame's kind, for errors.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Header::Task { .. } => "task",
+            Header::Answer => "answer",
+            Header::Shutdown => "shutdown",
+            Header::Other(name) => name,
+        }
+    }
+}
+
 /// A decoding failure naming what is wrong with the frame.
 fn malformed(reason: impl Into<String>) -> Error {
     Error::Codec {
@@ -185,18 +213,7 @@ impl Message {
     /// `frame` (no copy). A frame that is short, of an unknown kind, or
     /// whose body does not match its header is an [`Error::Codec`].
     pub fn decode(frame: Bytes) -> Result<Message> {
-        if frame.len() < HEADER_LEN {
-            return Err(malformed(format!(
-                "a frame of {} bytes is shorter than the {HEADER_LEN}-byte header",
-                frame.len()
-            )));
-        }
-        if &frame[..4] != MAGIC {
-            return Err(malformed(format!(
-                "the frame starts with {:02x?}, not the farm's magic {MAGIC:?}",
-                &frame[..4]
-            )));
-        }
+        check_header(&frame)?;
         let u64_at = |at: usize| {
             let mut b = [0u8; 8];
             b.copy_from_slice(&frame[at..at + 8]);
@@ -241,11 +258,50 @@ impl Message {
         })
     }
 
+    /// Reads only the header of a frame: what the scheduler needs to relay
+    /// it (the body, a payload or a proxy, is passed on unread, as Dask's
+    /// scheduler passes a task's serialized arguments). A frame too short
+    /// for the header, without the magic, or of an unknown kind is an
+    /// [`Error::Codec`]; the receiver's [`decode`](Self::decode) checks the
+    /// body.
+    pub fn peek(frame: &[u8]) -> Result<Header> {
+        check_header(frame)?;
+        let mut ms = [0u8; 4];
+        ms.copy_from_slice(&frame[24..28]);
+        Ok(match frame[4] {
+            TASK => Header::Task {
+                task_ms: u32::from_le_bytes(ms),
+            },
+            DONE | FAILED => Header::Answer,
+            SHUTDOWN => Header::Shutdown,
+            LISTENING => Header::Other("listening"),
+            READY => Header::Other("ready"),
+            other => return Err(malformed(format!("unknown message kind {other}"))),
+        })
+    }
+
     /// Receives and decodes the next message; `Ok(None)` when the peer
     /// closed the channel between frames.
     pub fn recv(chan: &mut FrameStream) -> Result<Option<Message>> {
         chan.recv()?.map(Message::decode).transpose()
     }
+}
+
+/// Checks that `frame` holds a header with the farm's magic.
+fn check_header(frame: &[u8]) -> Result<()> {
+    if frame.len() < HEADER_LEN {
+        return Err(malformed(format!(
+            "a frame of {} bytes is shorter than the {HEADER_LEN}-byte header",
+            frame.len()
+        )));
+    }
+    if &frame[..4] != MAGIC {
+        return Err(malformed(format!(
+            "the frame starts with {:02x?}, not the farm's magic {MAGIC:?}",
+            &frame[..4]
+        )));
+    }
+    Ok(())
 }
 
 fn encode_payload(payload: &Payload) -> Result<(u8, Bytes)> {
@@ -339,6 +395,45 @@ mod tests {
     }
 
     #[test]
+    fn peek_reads_the_kind_and_duration_without_the_body() {
+        let task = frame(&Message::Task {
+            id: 2,
+            task_ms: 15,
+            size: 5,
+            payload: Payload::Proxy(factory()),
+        });
+        assert_eq!(Message::peek(&task).unwrap(), Header::Task { task_ms: 15 });
+        // A body that would not decode is not the scheduler's business.
+        assert_eq!(
+            Message::peek(&task[..HEADER_LEN + 1]).unwrap(),
+            Header::Task { task_ms: 15 }
+        );
+        let answers = [
+            Message::Done {
+                id: 2,
+                size: 0,
+                payload: Payload::Value(Bytes::new()),
+                steps: WorkerSteps::default(),
+            },
+            Message::Failed {
+                id: 2,
+                reason: "x".into(),
+            },
+        ];
+        for m in &answers {
+            assert_eq!(Message::peek(&frame(m)).unwrap(), Header::Answer);
+        }
+        assert_eq!(
+            Message::peek(&frame(&Message::Shutdown)).unwrap(),
+            Header::Shutdown
+        );
+        assert_eq!(
+            Message::peek(&frame(&Message::Ready)).unwrap().kind(),
+            "ready"
+        );
+    }
+
+    #[test]
     fn a_value_payload_is_the_frame_itself_not_a_copy() {
         let m = Message::Done {
             id: 1,
@@ -391,6 +486,14 @@ mod tests {
             (Bytes::from(bad_text), "not UTF-8"),
         ];
         for (bytes, needle) in cases {
+            // The header's own faults are the scheduler's errors too.
+            if bytes.len() < HEADER_LEN
+                || needle == "magic"
+                || needle.starts_with("unknown message")
+            {
+                let e = Message::peek(&bytes).unwrap_err();
+                assert!(e.to_string().contains(needle), "peek: {e} lacks {needle}");
+            }
             let e = Message::decode(bytes).unwrap_err();
             assert!(matches!(e, Error::Codec { .. }), "{e}");
             assert!(e.to_string().contains(needle), "{e} lacks {needle}");
