@@ -39,6 +39,7 @@ import argparse
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -59,7 +60,20 @@ PROXIED = ('dask-py-redis', 'dask-py-file', 'dask-rs-shm', 'dask-rs-shm-arena',
 # quarter of it (256 MiB) go into it, so 100 MB arguments and results do.
 ARENA_BYTES = 1 << 30
 CONFIGS = ('dask-value',) + PROXIED
-DEFAULT_CONFIGS = ','.join(c for c in CONFIGS if c != 'dask-rs-ucx')
+
+
+def _wheel_has_ucx() -> bool:
+    try:
+        import proxystore_rs
+    except ImportError:
+        return False
+    return hasattr(proxystore_rs, 'UcxConnector')
+
+
+# Every configuration this machine can run: ucx when the wheel has it.
+DEFAULT_CONFIGS = ','.join(
+    c for c in CONFIGS if c != 'dask-rs-ucx' or _wheel_has_ucx()
+)
 CLIENTS = ('ex', 'rs')
 WARMUP = 2
 PAGE = 4096
@@ -301,6 +315,10 @@ def main() -> int:
         parser.error(f'unknown clients: {bad}')
     if args.tasks < 1:
         parser.error('--tasks must be at least 1')
+    if 'dask-rs-ucx' in configs:
+        # A UCX data server off loopback needs a shared secret; set here,
+        # before any cluster starts, so every worker inherits it.
+        os.environ.setdefault('PROXYSTORE_UCX_SECRET', secrets.token_hex(16))
 
     warnings.simplefilter('ignore')  # large graphs, ExperimentalWarning
     import logging
