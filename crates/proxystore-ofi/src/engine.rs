@@ -252,8 +252,17 @@ impl Engine {
         let total: usize = frames.iter().map(Bytes::len).sum();
         let inline = wire::header_len(self.address.len(), frames.len()) + total
             <= INLINE_MAX.min(self.max_msg_size);
-        let mut st = self.shared.lock();
-        let (dest, peer_text) = st.peer(peer)?;
+        // The peer and the message's tags under the lock; each post takes
+        // it again (see `post_op`).
+        let (dest, peer_text, tag) = {
+            let mut st = self.shared.lock();
+            let (dest, peer_text) = st.peer(peer)?;
+            let tag = st.next_tag;
+            if !inline {
+                st.next_tag = tag.wrapping_add(frames.len() as u64);
+            }
+            (dest, peer_text, tag)
+        };
         let to = SendTo {
             dest,
             peer: &peer_text,
@@ -268,10 +277,8 @@ impl Engine {
                 0,
                 &frames,
             );
-            return self.post(&mut st, &to, None, msg.into(), reply_route);
+            return self.post(&to, None, msg.into(), reply_route);
         }
-        let tag = st.next_tag;
-        st.next_tag = tag.wrapping_add(frames.len() as u64);
         let msg = wire::encode(
             Kind::Announce,
             &self.address,
@@ -280,11 +287,11 @@ impl Engine {
             tag,
             &frames,
         );
-        self.post(&mut st, &to, None, msg.into(), reply_route)?;
+        self.post(&to, None, msg.into(), reply_route)?;
         for (i, frame) in frames.into_iter().enumerate() {
             if !frame.is_empty() {
                 let t = tag.wrapping_add(i as u64);
-                self.post(&mut st, &to, Some(t), frame, reply_route)?;
+                self.post(&to, Some(t), frame, reply_route)?;
             }
         }
         Ok(())
@@ -293,14 +300,7 @@ impl Engine {
     /// Posts one send (tagged if `tag` is given), retrying while the
     /// provider says to try again (until `deadline`) and reading
     /// completions meanwhile.
-    fn post(
-        &self,
-        st: &mut State,
-        to: &SendTo<'_>,
-        tag: Option<u64>,
-        data: Bytes,
-        reply_route: u64,
-    ) -> Result<()> {
+    fn post(&self, to: &SendTo<'_>, tag: Option<u64>, data: Bytes, reply_route: u64) -> Result<()> {
         let SendTo {
             dest,
             peer,
@@ -315,7 +315,7 @@ impl Engine {
             peer: Arc::clone(peer),
         };
         let what = "send (the provider kept saying try again)";
-        self.post_op(st, op, "fi_send", what, peer, wait, |st, ctx| {
+        self.post_op(op, "fi_send", what, peer, wait, |st, ctx| {
             // SAFETY: live endpoint; the bytes are owned by the context,
             // which lives until the send completes or the endpoint closes.
             unsafe {
@@ -345,10 +345,14 @@ impl Engine {
     /// Tracks `op` and issues it with `issue` (libfabric `call`), retrying
     /// for at most `wait` while the provider says to try again and reading
     /// completions meanwhile; then [`Error::Timeout`] naming `what`.
-    #[allow(clippy::too_many_arguments)] // each is one fact about the post
+    ///
+    /// Takes the engine lock itself and lets go of it between retries: to
+    /// a vanished or stopped peer the provider can say "try again" until
+    /// `wait` ends, and holding the lock that long stalled every other
+    /// call of this engine (a get from a healthy peer, the progress
+    /// thread) behind it. The caller must not hold the lock.
     pub(crate) fn post_op(
         &self,
-        st: &mut State,
         op: Op,
         call: &str,
         what: &'static str,
@@ -357,9 +361,11 @@ impl Engine {
         mut issue: impl FnMut(&State, *mut OpCtx) -> isize,
     ) -> Result<()> {
         let deadline = Instant::now() + wait;
+        let mut st = self.shared.lock();
+        // Boxed: the pointer stays valid while the lock is let go.
         let ctx = st.track(op);
         loop {
-            let rc = issue(st, ctx);
+            let rc = issue(&st, ctx);
             if rc != -(sys::FI_EAGAIN as isize) {
                 return st.posted(rc, ctx, call, Some(peer));
             }
@@ -367,7 +373,10 @@ impl Engine {
                 let _ = st.posted(rc, ctx, call, Some(peer));
                 return Err(timeout(what, wait));
             }
-            self.shared.progress(st);
+            self.shared.progress(&mut st);
+            drop(st);
+            std::thread::yield_now();
+            st = self.shared.lock();
         }
     }
 }

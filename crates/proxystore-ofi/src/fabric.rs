@@ -388,8 +388,8 @@ impl Fabric {
         }
         let mut addr: sys::fi_addr_t = ADDR_UNSPEC;
         // SAFETY: live AV; `raw` was checksummed by its text form or came in
-        // a message header, and is as long as this provider's addresses
-        // (checked by the caller); one address is written to `addr`.
+        // a message header, and has this provider's address format (checked
+        // by the caller, `same_format`); one address is written to `addr`.
         let rc = unsafe {
             sys::fi_av_insert(
                 self.av,
@@ -420,6 +420,25 @@ pub(crate) fn shm_region_name(raw: &[u8]) -> Option<&str> {
         Ok(n) if !n.contains('/') => n,
         _ => "",
     })
+}
+
+/// Longest shm address accepted from a peer: libfabric's shm provider
+/// names an endpoint's region in at most 256 bytes (`SMR_NAME_MAX`).
+const SHM_ADDRESS_MAX: usize = 9 + 256;
+
+/// Whether `peer` has the form of `own`'s provider's addresses, so it may
+/// be handed to `fi_av_insert`: the same length, except for shm, whose
+/// addresses are NUL-terminated names of varying length
+/// (`fi_shm://<pid>:<n>:<m>`: a longer pid, or a process's tenth endpoint,
+/// makes a longer one), so a peer's must be `fi_shm://`, a name, and one
+/// NUL at the end, at most [`SHM_ADDRESS_MAX`] bytes.
+pub(crate) fn same_format(own: &[u8], peer: &[u8]) -> bool {
+    if shm_region_name(own).is_none() {
+        return peer.len() == own.len();
+    }
+    peer.len() <= SHM_ADDRESS_MAX
+        && peer.starts_with(b"fi_shm://")
+        && peer.iter().position(|&b| b == 0) == Some(peer.len() - 1)
 }
 
 /// For an shm address, whether its region `/dev/shm/<name>` exists; `true`
@@ -503,6 +522,33 @@ impl Fabric {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shm_addresses_of_any_name_length_are_one_format() {
+        let own = b"fi_shm://4242:0:9\0";
+        for ok in [
+            &b"fi_shm://4242:0:10\0"[..],
+            b"fi_shm://123456:0:0\0",
+            b"fi_shm://1:0:0\0",
+        ] {
+            assert!(same_format(own, ok), "{}", String::from_utf8_lossy(ok));
+        }
+        let too_long = [b"fi_shm://".as_slice(), &[b'7'; 257], b"\0"].concat();
+        for bad in [
+            &b"fi_shm://4242:0:10"[..],  // no NUL: fi_av_insert would read on
+            b"fi_shm://42\0:0:10\0",     // a NUL inside
+            b"fi_sockets://4242:0:10\0", // another scheme
+            b"",
+            &too_long,
+        ] {
+            assert!(!same_format(own, bad), "{}", String::from_utf8_lossy(bad));
+        }
+        // Other providers' addresses have one length.
+        let tcp = [2u8; 16];
+        assert!(same_format(&tcp, &[3u8; 16]));
+        assert!(!same_format(&tcp, &[3u8; 17]));
+        assert!(!same_format(&tcp, b"fi_shm://4242:0:9\0"));
+    }
 
     #[test]
     fn codes_map_to_unreachable_peers_timeouts_and_transport_errors() {

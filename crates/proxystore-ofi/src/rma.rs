@@ -146,8 +146,8 @@ impl Engine {
         let deadline = std::time::Instant::now() + timeout;
         let (route, rx) = self.open_route();
         let posted = {
-            let mut st = self.shared.lock();
-            st.peer(owner).and_then(|(src, peer)| {
+            let found = self.shared.lock().peer(owner);
+            found.and_then(|(src, peer)| {
                 let op = Op::Read {
                     buf,
                     len,
@@ -155,7 +155,7 @@ impl Engine {
                     peer: Arc::clone(&peer),
                 };
                 let what = "one-sided read (the provider kept saying try again)";
-                self.post_op(&mut st, op, "fi_read", what, &peer, timeout, |st, ctx| {
+                self.post_op(op, "fi_read", what, &peer, timeout, |st, ctx| {
                     // SAFETY: live endpoint; `dest` is the pooled buffer the
                     // context owns until the read completes or the endpoint
                     // closes; `len` fits it.
@@ -186,10 +186,9 @@ impl Engine {
     /// waiting for it to arrive (a lost release only keeps memory
     /// registered until the owner's grace period ends).
     ///
-    /// Gives up after 100 ms (`RELEASE_SEND_WAIT`): a send holds the engine lock
-    /// while the provider says "try again", and to an owner that died it
-    /// says so until the send wait ends, which stalled every other call of
-    /// this engine (a get from a healthy peer, too) for that long.
+    /// Gives up after 100 ms (`RELEASE_SEND_WAIT`): to an owner that died
+    /// the provider says "try again" until the send wait ends, and a
+    /// release is not worth retrying that long.
     pub fn send_release(&self, owner: &[u8], release: Bytes) {
         let sent = self.send_within(
             owner,

@@ -490,12 +490,12 @@ impl State {
             return Ok((p.addr, Arc::clone(&p.text)));
         }
         let text = address::encode(&scheme(&self.fabric.provider), peer);
-        if peer.len() != self.fabric.address.len() {
+        if !crate::fabric::same_format(&self.fabric.address, peer) {
             // An address of another provider or format: never handed to it.
             return Err(Error::PeerUnreachable {
                 address: address::abbreviate(&text),
                 reason: format!(
-                    "a {} address is {} bytes, this is {}",
+                    "not a {} address like this endpoint's ({} bytes; this one is {})",
                     self.fabric.provider,
                     self.fabric.address.len(),
                     peer.len()

@@ -176,3 +176,37 @@ fn the_raw_baseline_reads_one_sided_and_sends_both_ways() {
         assert_eq!(raw.get_message().unwrap(), payload, "{provider}: by reply");
     }
 }
+
+#[test]
+fn a_send_retrying_to_a_vanished_peer_does_not_hold_up_a_healthy_one() {
+    let retry_for = Duration::from_millis(1500);
+    for provider in common::PROVIDERS {
+        let (Some(a), Some(b)) = (common::engine(provider), common::engine(provider)) else {
+            continue;
+        };
+        let gone = match common::engine(provider) {
+            Some(g) => g.raw_address().to_vec(),
+            None => continue,
+        };
+        a.set_send_wait(retry_for);
+        let (stuck, healthy) = std::thread::scope(|s| {
+            let stuck = s.spawn(|| {
+                let (route, _replies) = a.open_route();
+                let start = Instant::now();
+                let sent = a.send(&gone, SERVER_ROUTE, route, vec![pattern(10, 1)]);
+                (start.elapsed(), sent)
+            });
+            // Let the send to the vanished peer start retrying.
+            std::thread::sleep(Duration::from_millis(200));
+            let start = Instant::now();
+            round_trip(&a, &b, 1, 7);
+            let healthy = start.elapsed();
+            (stuck.join().unwrap(), healthy)
+        });
+        eprintln!("{provider}: send to a vanished peer {stuck:?}; healthy round trip meanwhile {healthy:?}");
+        assert!(
+            healthy < Duration::from_millis(500),
+            "{provider}: a round trip with a healthy peer took {healthy:?} while a send to a vanished one retried ({stuck:?})"
+        );
+    }
+}
