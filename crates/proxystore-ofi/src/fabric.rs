@@ -430,15 +430,20 @@ const SHM_ADDRESS_MAX: usize = 9 + 256;
 /// be handed to `fi_av_insert`: the same length, except for shm, whose
 /// addresses are NUL-terminated names of varying length
 /// (`fi_shm://<pid>:<n>:<m>`: a longer pid, or a process's tenth endpoint,
-/// makes a longer one), so a peer's must be `fi_shm://`, a name, and one
-/// NUL at the end, at most [`SHM_ADDRESS_MAX`] bytes.
+/// makes a longer one), so a peer's must be `fi_shm://`, a name, then
+/// only NULs (at least one: the provider reads a C string), at most
+/// [`SHM_ADDRESS_MAX`] bytes.
 pub(crate) fn same_format(own: &[u8], peer: &[u8]) -> bool {
     if shm_region_name(own).is_none() {
         return peer.len() == own.len();
     }
-    peer.len() <= SHM_ADDRESS_MAX
-        && peer.starts_with(b"fi_shm://")
-        && peer.iter().position(|&b| b == 0) == Some(peer.len() - 1)
+    if peer.len() > SHM_ADDRESS_MAX || !peer.starts_with(b"fi_shm://") {
+        return false;
+    }
+    match peer.iter().position(|&b| b == 0) {
+        Some(end) => peer[end..].iter().all(|&b| b == 0),
+        None => false,
+    }
 }
 
 /// For an shm address, whether its region `/dev/shm/<name>` exists; `true`
@@ -530,6 +535,7 @@ mod tests {
             &b"fi_shm://4242:0:10\0"[..],
             b"fi_shm://123456:0:0\0",
             b"fi_shm://1:0:0\0",
+            b"fi_shm://1:0:0\0\0\0", // padded by a provider
         ] {
             assert!(same_format(own, ok), "{}", String::from_utf8_lossy(ok));
         }
