@@ -67,7 +67,7 @@ def _wheel_has_ucx() -> bool:
         import proxystore_rs
     except ImportError:
         return False
-    return hasattr(proxystore_rs, 'UcxConnector')
+    return 'ucx' in proxystore_rs.compiled_connectors()
 
 
 # Every configuration this machine can run: ucx when the wheel has it.

@@ -7,35 +7,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use common::{round_trip, WAIT};
 use proxystore_core::testing::pattern;
 use proxystore_core::Error;
-use proxystore_ofi::{Engine, INLINE_MAX, SERVER_ROUTE};
-
-const WAIT: Duration = Duration::from_secs(10);
-
-fn round_trip(client: &Engine, server: &Engine, len: usize, seed: u64) {
-    let listener = server.listen().ok();
-    let (route, replies) = client.open_route();
-    let request = vec![Bytes::from_static(b"get"), pattern(len, seed)];
-    client
-        .send(server.raw_address(), SERVER_ROUTE, route, request)
-        .unwrap();
-    let requests = listener.as_ref().unwrap();
-    let got = server.wait(requests, WAIT).unwrap();
-    assert_eq!(got.from, client.raw_address());
-    assert_eq!(got.reply_route, route);
-    assert_eq!(got.frames.len(), 2);
-    assert_eq!(&got.frames[0][..], b"get");
-    assert!(got.frames[1] == pattern(len, seed), "request of {len} B");
-    let reply = vec![pattern(len, seed + 1), Bytes::new()];
-    server.send(&got.from, got.reply_route, 0, reply).unwrap();
-    let back = client.wait(&replies, WAIT).unwrap();
-    assert_eq!(back.frames.len(), 2);
-    assert!(back.frames[0] == pattern(len, seed + 1), "reply of {len} B");
-    assert!(back.frames[1].is_empty());
-    client.close_route(route);
-}
+use proxystore_ofi::{INLINE_MAX, SERVER_ROUTE};
 
 fn exchange(len: usize) {
     for provider in common::PROVIDERS {

@@ -8,32 +8,7 @@
 
 mod common;
 
-use std::time::Duration;
-
-use proxystore_core::testing::pattern;
-use proxystore_ofi::{Engine, SERVER_ROUTE};
-
-const WAIT: Duration = Duration::from_secs(10);
-
-fn request_and_reply(client: &Engine, server: &Engine) {
-    let listener = server.listen().unwrap();
-    let (route, replies) = client.open_route();
-    client
-        .send(
-            server.raw_address(),
-            SERVER_ROUTE,
-            route,
-            vec![pattern(100, 1)],
-        )
-        .unwrap();
-    let got = server.wait(&listener, WAIT).unwrap();
-    assert!(got.frames[0] == pattern(100, 1));
-    server
-        .send(&got.from, got.reply_route, 0, vec![pattern(100, 2)])
-        .unwrap();
-    assert!(client.wait(&replies, WAIT).unwrap().frames[0] == pattern(100, 2));
-    client.close_route(route);
-}
+use common::round_trip;
 
 #[test]
 fn shm_endpoints_with_addresses_of_different_lengths_talk() {
@@ -56,6 +31,6 @@ fn shm_endpoints_with_addresses_of_different_lengths_talk() {
         String::from_utf8_lossy(first.raw_address()),
         String::from_utf8_lossy(longer.raw_address())
     );
-    request_and_reply(&first, longer);
-    request_and_reply(longer, &first);
+    round_trip(&first, longer, 100, 1);
+    round_trip(longer, &first, 100, 3);
 }

@@ -220,11 +220,7 @@ impl Message {
             u64::from_le_bytes(b)
         };
         let (kind, via, id, size) = (frame[4], frame[5], u64_at(8), u64_at(16));
-        let mut ms = [0u8; 4];
-        ms.copy_from_slice(&frame[24..28]);
-        let task_ms = u32::from_le_bytes(ms);
-        ms.copy_from_slice(&frame[28..32]);
-        let extra = u32::from_le_bytes(ms);
+        let (task_ms, extra) = (u32_at(&frame, 24), u32_at(&frame, 28));
         let body = frame.slice(HEADER_LEN..);
         let text = |body: &Bytes, what: &str| {
             std::str::from_utf8(body)
@@ -266,11 +262,9 @@ impl Message {
     /// body.
     pub fn peek(frame: &[u8]) -> Result<Header> {
         check_header(frame)?;
-        let mut ms = [0u8; 4];
-        ms.copy_from_slice(&frame[24..28]);
         Ok(match frame[4] {
             TASK => Header::Task {
-                task_ms: u32::from_le_bytes(ms),
+                task_ms: u32_at(frame, 24),
             },
             DONE | FAILED => Header::Answer,
             SHUTDOWN => Header::Shutdown,
@@ -285,6 +279,13 @@ impl Message {
     pub fn recv(chan: &mut FrameStream) -> Result<Option<Message>> {
         chan.recv()?.map(Message::decode).transpose()
     }
+}
+
+/// The little-endian `u32` at `at` of a checked header.
+fn u32_at(frame: &[u8], at: usize) -> u32 {
+    let mut b = [0u8; 4];
+    b.copy_from_slice(&frame[at..at + 4]);
+    u32::from_le_bytes(b)
 }
 
 /// Checks that `frame` holds a header with the farm's magic.
